@@ -1,0 +1,33 @@
+# Each target bootstraps .venv on a machine with nothing installed by hand and
+# reinstalls the project whenever its packaging files change.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONF ?= etc/monkey
+
+.PHONY: run test bench check clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=64" wheel
+
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml docs/examples/*/setup.cfg
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	for d in docs/examples/*/; do $(BIN)/python -m pip install --quiet -e "$$d" || exit 1; done
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/monkey -c $(CONF)
+
+check: $(STAMP)
+	$(BIN)/monkey check -c $(CONF)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info
