@@ -12,9 +12,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip "setuptools>=64" wheel
 
-$(STAMP): $(BIN)/python setup.cfg pyproject.toml docs/examples/*/setup.cfg
+EXAMPLES := $(wildcard docs/examples/*/setup.cfg)
+
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml $(EXAMPLES)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
-	for d in docs/examples/*/; do $(BIN)/python -m pip install --quiet -e "$$d" || exit 1; done
+	for f in $(EXAMPLES); do $(BIN)/python -m pip install --quiet -e "$$(dirname $$f)" || exit 1; done
 	touch $(STAMP)
 
 run: $(STAMP)

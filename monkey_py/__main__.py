@@ -1,0 +1,5 @@
+"""``python -m monkey_py`` is the ``monkey`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,176 @@
+"""Sans-IO request parsing: bytes in, :class:`Request` objects out.
+
+llhttp (through httptools) does the HTTP/1.1 grammar, including the framing checks
+(Content-Length with Transfer-Encoding, repeated or invalid Content-Length, obsolete line
+folding, whitespace before a colon). This module adds what llhttp leaves to the server:
+size limits, the Host rules, version and method policy, and the mapping of every parse
+failure to a status code. No socket and no clock here.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+
+import httptools
+
+from .request import Request
+
+MAX_HEADERS = 100
+
+# A request line that starts with a method token and a space is a well-formed request
+# with a method we do not know (501); anything else is garbage (400).
+_METHOD_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ ")
+# RFC 9110 host = uri-host [ ":" port ]; reg-name characters or an IP literal.
+_VALID_HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class ParseError(Exception):
+    """The request cannot be served; ``status`` is the answer, the connection closes."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        # The request whose body was being read when parsing failed, if any.
+        self.request: Request | None = None
+
+
+class RequestParser:
+    """Feeds bytes to llhttp and queues complete request heads in :attr:`ready`.
+
+    Body bytes are handed to the request they belong to (``Request.feed_body``). After
+    a :class:`ParseError` the parser is dead: the connection answers and closes.
+    """
+
+    __slots__ = (
+        "_parser", "_max_size", "ready", "_req", "_url", "_headers", "_head_size",
+        "_body_size", "in_message", "error",
+    )
+
+    def __init__(self, max_request_size: int) -> None:
+        self._parser = httptools.HttpRequestParser(self)
+        self._max_size = max_request_size
+        self.ready: deque[Request] = deque()
+        self._req: Request | None = None
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_size = 0
+        self._body_size = 0
+        self.in_message = False
+        self.error: ParseError | None = None
+
+    def feed(self, data: bytes) -> bytes | None:
+        """Parse ``data``. Returns the bytes after an upgrade request, else None.
+
+        Raises :class:`ParseError` for a request that cannot be served.
+        """
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            return data[exc.args[0]:]
+        except httptools.HttpParserInvalidMethodError:
+            raise self._fail(self._bad_method(data))
+        except httptools.HttpParserError as exc:
+            raise self._fail(self.error or self._classify(str(exc))) from None
+        return None
+
+    # -- llhttp callbacks -----------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.in_message = True
+        self._url = b""
+        self._headers = []
+        self._head_size = 0
+        self._body_size = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        self._head_size += len(url)
+        if self._head_size > self._max_size:
+            self.error = ParseError(414, "The request target is longer than the server allows.")
+            raise self.error
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_size += len(name) + len(value) + 4
+        if self._head_size > self._max_size or len(self._headers) >= MAX_HEADERS:
+            self.error = ParseError(431, "The request headers are larger than the server allows.")
+            raise self.error
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            self.error = ParseError(505, f"HTTP/{version} is not supported; use HTTP/1.1.")
+            raise self.error
+        headers = self._headers
+        host = None
+        content_length = None
+        chunked = False
+        for name, value in headers:
+            if name == b"host":
+                if host is not None:
+                    self.error = ParseError(400, "The request has more than one Host header.")
+                    raise self.error
+                host = value
+            elif name == b"content-length":
+                content_length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = True
+        if host is None:
+            if version == "1.1":
+                self.error = ParseError(400, "An HTTP/1.1 request must carry a Host header.")
+                raise self.error
+            host = b""
+        elif not _VALID_HOST.fullmatch(host):
+            self.error = ParseError(400, "The Host header is not a valid host name.")
+            raise self.error
+        method = parser.get_method().decode("ascii")
+        if content_length is not None and content_length > self._max_size:
+            self.error = ParseError(413, "The request body is larger than the server allows.")
+            raise self.error
+        if content_length is None and not chunked and method in _BODY_METHODS:
+            self.error = ParseError(411, f"A {method} request needs a Content-Length.")
+            raise self.error
+        req = Request(
+            method, self._url, version, headers, host.lower(),
+            parser.should_keep_alive(),
+            content_length if content_length is not None else (-1 if chunked else 0),
+        )
+        self._req = req
+        self.ready.append(req)
+
+    def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._max_size:
+            self.error = ParseError(413, "The request body is larger than the server allows.")
+            raise self.error
+        self._req.feed_body(body)
+
+    def on_message_complete(self) -> None:
+        req = self._req
+        self._req = None
+        self.in_message = False
+        if req is not None:
+            req.feed_body_end()
+
+    # -- failures ---------------------------------------------------------------------
+    def _fail(self, error: ParseError) -> ParseError:
+        self.error = error
+        if self._req is not None:
+            error.request = self._req
+            self._req.fail_body(error)
+        return error
+
+    @staticmethod
+    def _bad_method(data: bytes) -> ParseError:
+        if _METHOD_TOKEN.match(data.lstrip(b"\r\n")):
+            return ParseError(501, "The request method is not implemented by this server.")
+        return ParseError(400, "The request line is malformed.")
+
+    @staticmethod
+    def _classify(message: str) -> ParseError:
+        if "HTTP version" in message:
+            return ParseError(505, "The HTTP version is invalid; use HTTP/1.1.")
+        return ParseError(400, f"Malformed request: {message}.")

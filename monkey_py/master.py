@@ -1,0 +1,256 @@
+"""The master process: owns the listeners, forks workers, replaces the dead, reloads.
+
+Each worker slot has its own ``SO_REUSEPORT`` listener, created here and inherited by
+the worker at fork. The master keeps every listener open, so a replaced or reloaded
+worker takes over a socket whose accept queue was never closed: no connection is
+refused across a crash or a reload. Signals only enqueue; the loop dispatches them.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+
+from .config import Config, ConfigError
+from .loop import EventLoop
+from .pluginmanager import build_plugin_manager, claimed_site_sections
+from .worker import Worker
+
+log = logging.getLogger(__name__)
+
+BACKLOG = 1024
+# A worker that dies sooner than this after its start is restarted after a pause.
+MIN_WORKER_LIFE = 1.0
+RESPAWN_DELAY = 1.0
+KILL_MARGIN = 5.0
+
+
+def prepare(config: Config):
+    """Build and check everything a configuration needs; raises ConfigError."""
+    pm = build_plugin_manager(config.plugins)
+    config.check_site_sections(claimed_site_sections(pm))
+    pm.hook.monkey_check_config(config=config)
+    return pm
+
+
+@dataclass
+class Generation:
+    """The workers of one configuration."""
+
+    config: Config
+    pm: object
+    count: int
+    slots: dict[int, list[socket.socket]]
+    workers: dict[int, tuple[int, float]] = field(default_factory=dict)  # pid -> (slot, start)
+
+
+class Master:
+    def __init__(self, config: Config, pm, reload_config) -> None:
+        self.loop = EventLoop()
+        self.current = Generation(config, pm, config.server.worker_count(), {})
+        self.old: list[Generation] = []
+        self.reload_config = reload_config
+        self.listeners: dict[tuple, socket.socket] = {}
+        self.stopping = False
+
+    # -- start --------------------------------------------------------------------
+    def run(self) -> int:
+        gen = self.current
+        gen.pm.hook.monkey_configure(config=gen.config)
+        gen.slots = self._listeners_for(gen)
+        for listen in gen.config.server.listen:
+            log.info("listening on %s with %d worker(s)", listen, gen.count)
+        self._write_pid()
+        loop = self.loop
+        loop.add_signal_handler(signal.SIGCHLD, self._reap)
+        loop.add_signal_handler(signal.SIGTERM, self._stop)
+        loop.add_signal_handler(signal.SIGINT, self._stop)
+        loop.add_signal_handler(signal.SIGQUIT, self._stop)
+        loop.add_signal_handler(signal.SIGHUP, self._reload)
+        for slot in range(gen.count):
+            self._spawn(gen, slot)
+        try:
+            loop.run()
+        finally:
+            self._remove_pid()
+            for sock in self.listeners.values():
+                sock.close()
+        return 0
+
+    def _listeners_for(self, gen: Generation) -> dict[int, list[socket.socket]]:
+        """One listener per (address, slot), reusing the sockets that already exist."""
+        slots: dict[int, list[socket.socket]] = {}
+        for slot in range(gen.count):
+            for listen in gen.config.server.listen:
+                key = (listen.family, listen.host, listen.port, slot)
+                sock = self.listeners.get(key)
+                if sock is None:
+                    sock = self.listeners[key] = open_listener(listen)
+                slots.setdefault(slot, []).append(sock)
+        return slots
+
+    def _spawn(self, gen: Generation, slot: int) -> None:
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                self.loop.close()
+                for sig in (signal.SIGCHLD, signal.SIGHUP):
+                    signal.signal(sig, signal.SIG_DFL)
+                mine = {id(s) for s in gen.slots[slot]}
+                for sock in self.listeners.values():
+                    if id(sock) not in mine:
+                        sock.close()
+                status = Worker(gen.config, gen.pm, slot, gen.slots[slot]).run()
+            except BaseException:
+                log.exception("worker %d crashed", slot)
+            finally:
+                os._exit(status)
+        gen.workers[pid] = (slot, time.monotonic())
+
+    # -- signals ------------------------------------------------------------------
+    def _reap(self, _signum: int = 0) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            self._worker_exited(pid, status)
+        if self.stopping and not self._all_workers():
+            self.loop.stop()
+
+    def _worker_exited(self, pid: int, status: int) -> None:
+        gen = self.current
+        if pid in gen.workers:
+            slot, started = gen.workers.pop(pid)
+            if self.stopping:
+                return
+            log.error("worker %d (pid %d) exited with %s; starting a new one",
+                      slot, pid, describe_status(status))
+            delay = RESPAWN_DELAY if time.monotonic() - started < MIN_WORKER_LIFE else 0
+            self.loop.call_later(delay, lambda: self._respawn(gen, slot))
+            return
+        for old in list(self.old):
+            if old.workers.pop(pid, None) is not None and not old.workers:
+                self._retire(old)
+
+    def _respawn(self, gen: Generation, slot: int) -> None:
+        if not self.stopping and gen is self.current:
+            self._spawn(gen, slot)
+
+    def _retire(self, old: Generation) -> None:
+        """All workers of an old configuration are gone: release what it held."""
+        self.old.remove(old)
+        try:
+            old.pm.hook.monkey_unconfigure(config=old.config)
+        except Exception:
+            log.exception("a plugin failed to release the old configuration")
+        in_use = {id(s) for gen in (self.current, *self.old) for socks in gen.slots.values()
+                  for s in socks}
+        for key, sock in list(self.listeners.items()):
+            if id(sock) not in in_use:
+                sock.close()
+                del self.listeners[key]
+
+    def _all_workers(self) -> list[int]:
+        return [pid for gen in (self.current, *self.old) for pid in gen.workers]
+
+    def _stop(self, signum: int) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        log.info("stopping (%s)", signal.Signals(signum).name)
+        sig = signal.SIGQUIT if signum == signal.SIGQUIT else signal.SIGTERM
+        for pid in self._all_workers():
+            kill(pid, sig)
+        grace = self.current.config.server.timeout + KILL_MARGIN
+        self.loop.call_later(grace, self._kill_all)
+        self._reap()
+
+    def _kill_all(self) -> None:
+        for pid in self._all_workers():
+            log.error("worker pid %d did not stop in time; killing it", pid)
+            kill(pid, signal.SIGKILL)
+
+    def _reload(self, _signum: int) -> None:
+        if self.stopping:
+            return
+        log.info("reloading the configuration")
+        try:
+            config = self.reload_config()
+            pm = prepare(config)
+            pm.hook.monkey_configure(config=config)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return
+        gen = Generation(config, pm, config.server.worker_count(), {})
+        try:
+            gen.slots = self._listeners_for(gen)
+        except OSError as exc:
+            log.error("reload refused: %s", exc)
+            pm.hook.monkey_unconfigure(config=config)
+            return
+        old, self.current = self.current, gen
+        for slot in range(gen.count):
+            self._spawn(gen, slot)
+        if old.workers:
+            self.old.append(old)
+            for pid in old.workers:
+                kill(pid, signal.SIGTERM)
+        else:
+            self.old.append(old)
+            self._retire(old)
+
+    # -- pid file -------------------------------------------------------------------
+    def _write_pid(self) -> None:
+        path = self.current.config.server.pid_file
+        if path:
+            with open(path, "w") as f:
+                f.write(f"{os.getpid()}\n")
+
+    def _remove_pid(self) -> None:
+        path = self.current.config.server.pid_file
+        if path:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+
+def open_listener(listen) -> socket.socket:
+    sock = socket.socket(listen.family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if listen.family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((listen.host, listen.port))
+        sock.listen(BACKLOG)
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {listen}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+    except OSError as exc:
+        if exc.errno != errno.ESRCH:
+            raise
+
+
+def describe_status(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"status {os.waitstatus_to_exitcode(status)}"

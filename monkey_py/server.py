@@ -1,0 +1,180 @@
+"""What a worker does with requests: virtual hosts, the stage hooks, the static handler."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from . import __version__
+from .http.connection import Connection
+from .http.request import Request
+from .http.status import DateHeader, error_page
+from .loop import EventLoop
+from .pluginmanager import StageHooks
+from .static.handler import StaticHandler
+
+log = logging.getLogger(__name__)
+
+MAX_ERROR_PAGE = 256 * 1024
+HTML = b"text/html; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class ConnectionParams:
+    """Limits and timeouts of client connections, from ``[SERVER]``."""
+
+    timeout: float
+    keepalive: bool
+    keepalive_timeout: float
+    max_keepalive_requests: int
+    max_request_size: int
+    server_header: bytes
+
+    @classmethod
+    def from_config(cls, server) -> "ConnectionParams":
+        name = b"Monkey" if server.hide_version else b"Monkey/" + __version__.encode()
+        return cls(
+            timeout=server.timeout,
+            keepalive=server.keepalive,
+            keepalive_timeout=server.keepalive_timeout,
+            max_keepalive_requests=server.max_keepalive_request,
+            max_request_size=server.max_request_size,
+            server_header=b"Server: " + name + b"\r\n",
+        )
+
+
+class VirtualHosts:
+    """Host header to site; the first site answers every host no other site names."""
+
+    def __init__(self, sites) -> None:
+        self.default = sites[0]
+        self._by_name: dict[bytes, object] = {}
+        for site in sites:
+            for name in site.server_names:
+                self._by_name[name.encode("idna" if not name.isascii() else "ascii")] = site
+
+    def resolve(self, host: bytes):
+        site = self._by_name.get(host)
+        if site is None and b":" in host:
+            site = self._by_name.get(host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host)
+        return site or self.default
+
+
+class Server:
+    """The request side of one worker: owns the connections and routes requests."""
+
+    def __init__(self, config, pm, loop: EventLoop) -> None:
+        self.config = config
+        self.loop = loop
+        self.params = ConnectionParams.from_config(config.server)
+        self.vhosts = VirtualHosts(config.sites)
+        self.default_site = self.vhosts.default
+        self.hooks = StageHooks(pm)
+        self.static = StaticHandler(config.server)
+        self.date_header = DateHeader()
+        self.draining = False
+        self.connections: set[Connection] = set()
+        # Called when draining and the last connection closes.
+        self.on_empty = None
+        self._error_pages = self._load_error_pages(config.sites)
+
+    # -- connections --------------------------------------------------------------
+    def accept(self, sock, peer) -> None:
+        conn = Connection(sock, peer, self)
+        if self.hooks.accepted is not None:
+            try:
+                refused = self.hooks.accepted(connection=conn) is False
+            except Exception as exc:
+                self.hooks.report(exc, "at connection accepted")
+                refused = True
+            if refused:
+                sock.close()
+                return
+        self.connections.add(conn)
+        conn.start()
+
+    def connection_closed(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        if self.hooks.closed is not None:
+            try:
+                self.hooks.closed(connection=conn)
+            except Exception as exc:
+                self.hooks.report(exc, "at connection closed")
+        if self.draining and not self.connections and self.on_empty is not None:
+            self.on_empty()
+
+    def drain(self) -> None:
+        """Stop keeping connections alive; close the idle ones now."""
+        self.draining = True
+        for conn in list(self.connections):
+            if conn.current is None and not conn.parser.in_message:
+                conn.close()
+
+    # -- requests -----------------------------------------------------------------
+    def dispatch(self, req: Request) -> None:
+        site = req.site = self.vhosts.resolve(req.host)
+        hooks = self.hooks
+        try:
+            if hooks.received is not None and hooks.received(request=req):
+                return
+            if site.redirect:
+                target = site.redirect.rstrip("/").encode() + req.target
+                req.respond(301, [(b"Location", target), (b"Content-Type", HTML)],
+                            error_page(301))
+                return
+            if site.handlers:
+                path = req.path.decode("latin-1")
+                for rule in site.handlers:
+                    if rule.pattern.search(path) and hooks.call_plugin_handler(
+                        rule.plugin, req, rule.params
+                    ):
+                        return
+            if hooks.handler is not None and hooks.handler(request=req, params=[]):
+                return
+        except Exception as exc:
+            hooks.report(exc, f"handling {req.method} {req.target.decode('latin-1')}")
+            self.internal_error(req)
+            return
+        self.static.handle(req)
+
+    def internal_error(self, req: Request) -> None:
+        """Answer 500 if nothing was sent yet, otherwise cut the response."""
+        if req.completed or req.conn is None:
+            return
+        if req.response_started:
+            req.abort()
+        else:
+            req.keep_alive = False
+            req.error(500)
+
+    def response_sent(self, req: Request) -> None:
+        if self.hooks.sent is not None:
+            try:
+                self.hooks.sent(request=req)
+            except Exception as exc:
+                self.hooks.report(exc, "at response sent")
+
+    # -- error pages ----------------------------------------------------------------
+    def error_body(self, site, status: int, detail: str) -> tuple[bytes, bytes]:
+        page = self._error_pages.get((id(site), status))
+        if page is not None:
+            return page
+        return error_page(status, detail), HTML
+
+    def _load_error_pages(self, sites) -> dict:
+        pages = {}
+        for site in sites:
+            for status, path in site.error_pages.items():
+                try:
+                    with open(path, "rb") as f:
+                        body = f.read(MAX_ERROR_PAGE + 1)
+                except OSError as exc:
+                    log.error("error page %s for %d in site %s unreadable: %s",
+                              path, status, site.name, exc)
+                    continue
+                if len(body) > MAX_ERROR_PAGE:
+                    log.error("error page %s is over %d bytes; using the built-in page",
+                              path, MAX_ERROR_PAGE)
+                    continue
+                pages[(id(site), status)] = (body, self.static.mime.guess(str(path)).encode())
+        return pages
