@@ -7,6 +7,7 @@ DocumentRoot; bodies go out with ``os.sendfile``, never read into memory.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
     from ..http.request import Request
 
 ALLOWED = ("GET", "HEAD")
-BOUNDARY = "monkey_py-byteranges-3d6b6a416f9b"
 
 
 class StaticHandler:
@@ -53,6 +53,10 @@ class StaticHandler:
                 path, st = self._index(req, rel)
                 if path is None:
                     return
+            elif rel.endswith("/"):
+                # "/index.html/" names a directory that is not one.
+                req.error(404)
+                return
             if not stat.S_ISREG(st.st_mode):
                 req.error(403)
                 return
@@ -140,8 +144,10 @@ class StaticHandler:
             req.sendfile(file, first, last - first + 1)
             req.end()
             return
-        parts, closing, total = multipart_byteranges(ranges, size, content_type, BOUNDARY)
-        headers[0] = (b"Content-Type", b"multipart/byteranges; boundary=" + BOUNDARY.encode())
+        # A fresh boundary per response: a fixed one could occur inside the file.
+        boundary = secrets.token_hex(12)
+        parts, closing, total = multipart_byteranges(ranges, size, content_type, boundary)
+        headers[0] = (b"Content-Type", b"multipart/byteranges; boundary=" + boundary.encode())
         headers.append((b"Content-Length", b"%d" % total))
         req.start_response(206, headers)
         last_index = len(parts) - 1
