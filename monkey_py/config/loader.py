@@ -70,6 +70,11 @@ def load_config(confdir: str | Path) -> Config:
     return Config(directory, server, plugins, sites, warnings)
 
 
+def server_key_names() -> list[str]:
+    """Every key ``[SERVER]`` accepts, the implemented ones first (the docs test uses it)."""
+    return [key.name for key in _server_keys(Path("."))] + list(NO_EFFECT_KEYS)
+
+
 def _server_keys(directory: Path) -> list[Key]:
     return [
         Key(
