@@ -1,0 +1,260 @@
+"""Start and stop the servers a benchmark compares: monkey_py and nginx.
+
+Every server gets its configuration written into a private work directory, listens on
+an ephemeral loopback port and runs pinned to one CPU with ``taskset`` (children inherit
+the affinity), so nothing outside the work directory is read or written.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import procfs
+
+INDENT = "    "
+NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
+
+
+class ServerFailed(RuntimeError):
+    """A server did not start, or died; carries the tail of its output."""
+
+    def __init__(self, name: str, reason: str, output_tail: str) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
+        self.output_tail = output_tail
+
+
+def free_port() -> int:
+    """Return a loopback TCP port that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def nginx_binary() -> str | None:
+    """Path of the nginx executable, also when /usr/sbin is not on PATH."""
+    found = shutil.which("nginx")
+    if found:
+        return found
+    return next((path for path in NGINX_CANDIDATES if os.access(path, os.X_OK)), None)
+
+
+def monkey_command(confdir: Path) -> list[str]:
+    """The command that starts monkey_py: the venv's console script, else ``-m monkey_py``."""
+    script = Path(sys.executable).parent / "monkey"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script), "-c", str(confdir)]
+    return [sys.executable, "-m", "monkey_py", "-c", str(confdir)]
+
+
+@dataclass
+class ServerProcess:
+    """One server (master plus its worker children) started under ``taskset``."""
+
+    name: str
+    argv: list[str]
+    port: int
+    cpu: int
+    log_path: Path
+    extra_logs: tuple[Path, ...] = ()
+    proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 15.0, workers: int = 1) -> None:
+        """Start the server and wait until its port accepts and its workers exist."""
+        log = open(self.log_path, "wb")
+        try:
+            self.proc = subprocess.Popen(
+                ["taskset", "-c", str(self.cpu), *self.argv],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise ServerFailed(self.name, f"cannot run {self.argv[0]}: {exc}", "") from exc
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while not self._accepts():
+            self._check_alive()
+            if time.monotonic() > deadline:
+                self.stop()
+                raise ServerFailed(self.name, f"port {self.port} not open after {timeout:.0f}s",
+                                   self.output_tail())
+            time.sleep(0.05)
+        while len(procfs.descendants(self.proc.pid)) < workers and time.monotonic() < deadline:
+            self._check_alive()
+            time.sleep(0.05)
+
+    def _accepts(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                return True
+        except OSError:
+            return False
+
+    def _check_alive(self) -> None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise ServerFailed(self.name, f"exited with status {self.proc.returncode}",
+                               self.output_tail())
+
+    def pids(self) -> list[int]:
+        """The master and all its descendants."""
+        self._check_alive()
+        return [self.proc.pid, *procfs.descendants(self.proc.pid)]
+
+    def worker_pids(self) -> list[int]:
+        """The worker processes; the master itself when it serves without children."""
+        self._check_alive()
+        return procfs.descendants(self.proc.pid) or [self.proc.pid]
+
+    def output_tail(self, lines: int = 20) -> str:
+        """The last lines the server wrote to stdout/stderr (and its own log files)."""
+        collected: list[str] = []
+        for path in (self.log_path, *self.extra_logs):
+            try:
+                collected += path.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+        return "\n".join(collected[-lines:])
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the master, wait, then SIGKILL its process group if it lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        deadline = time.monotonic() + timeout
+        while procfs.group_alive(self.proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _section(name: str, lines: list[str]) -> str:
+    return f"[{name}]\n" + "".join(f"{INDENT}{line}\n" for line in lines)
+
+
+def write_monkey_config(confdir: Path, port: int, docroot: Path, *,
+                        keepalive_timeout: int = 60,
+                        proxy_servers: list[str] | None = None,
+                        balancer: str = "RoundRobin") -> Path:
+    """Write a monkey_py configuration directory; with ``proxy_servers`` it proxies ``^/``."""
+    confdir.mkdir(parents=True, exist_ok=True)
+    (confdir / "monkey.conf").write_text(_section("SERVER", [
+        f"Listen 127.0.0.1:{port}",
+        "Workers 1",
+        "KeepAlive On",
+        f"KeepAliveTimeout {keepalive_timeout}",
+        "MaxKeepAliveRequest 1000000",
+    ]))
+    sites = confdir / "sites"
+    sites.mkdir(exist_ok=True)
+    (sites / "default").write_text(_section("HOST", [
+        "ServerName 127.0.0.1",
+        f"DocumentRoot {docroot.resolve()}",
+    ]))
+    plugins = ["Load proxy_reverse"] if proxy_servers else []
+    (confdir / "plugins.load").write_text(_section("PLUGINS", plugins))
+    if proxy_servers:
+        plugin_dir = confdir / "plugins" / "proxy_reverse"
+        plugin_dir.mkdir(parents=True, exist_ok=True)
+        (plugin_dir / "proxy_reverse.conf").write_text(
+            _section("PROXY_DEFAULTS", [f"ServerList {' '.join(proxy_servers)}",
+                                        f"LoadBalancer {balancer}"])
+            + _section("PROXY_ENTRY", ["Match ^/"]))
+    return confdir
+
+
+def _nginx_user_line() -> str:
+    """Run workers as the invoking user: as root they could not read a 0700 temp dir."""
+    if os.geteuid() != 0:
+        return ""
+    return f"user {pwd.getpwuid(0).pw_name};\n"
+
+
+def _nginx_temp_paths(prefix: Path, binary: str) -> str:
+    """Temp-path directives inside ``prefix`` for every module this nginx was built with."""
+    build = subprocess.run([binary, "-V"], capture_output=True, text=True).stderr
+    lines = [f"client_body_temp_path {prefix}/client_body;",
+             f"proxy_temp_path {prefix}/proxy;"]
+    for module in ("fastcgi", "uwsgi", "scgi"):
+        if f"--without-http_{module}_module" not in build:
+            lines.append(f"{module}_temp_path {prefix}/{module};")
+    return "\n    ".join(lines)
+
+
+def write_nginx_config(prefix: Path, port: int, server_body: str, *, http_extra: str = "",
+                       keepalive_timeout: int = 60, connections: int = 16384) -> Path:
+    """Write an nginx.conf whose pid, logs and temp files all live under ``prefix``."""
+    binary = nginx_binary() or "nginx"
+    prefix.mkdir(parents=True, exist_ok=True)
+    nofile = connections + 1024
+    conf = prefix / "nginx.conf"
+    conf.write_text(f"""{_nginx_user_line()}worker_processes 1;
+daemon off;
+master_process on;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+worker_rlimit_nofile {nofile};
+events {{
+    worker_connections {connections};
+}}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_requests 1000000;
+    keepalive_timeout {keepalive_timeout}s;
+    default_type application/octet-stream;
+    types {{ text/plain txt; application/octet-stream bin; }}
+    {_nginx_temp_paths(prefix, binary)}
+    {http_extra}
+    server {{
+        listen 127.0.0.1:{port};
+        server_name 127.0.0.1;
+        {server_body}
+    }}
+}}
+""")
+    return conf
+
+
+def nginx_static_body(docroot: Path) -> str:
+    """Server block body that serves files from ``docroot``."""
+    return f"root {docroot.resolve()};"
+
+
+def nginx_proxy_config(prefix: Path, port: int, upstreams: list[str]) -> Path:
+    """An nginx reverse proxy to ``upstreams`` with kept-alive upstream connections."""
+    servers = " ".join(f"server {address};" for address in upstreams)
+    http_extra = f"upstream backends {{ {servers} keepalive 32; }}"
+    body = ("location / { proxy_pass http://backends; proxy_http_version 1.1; "
+            'proxy_set_header Connection ""; proxy_max_temp_file_size 0; }')
+    return write_nginx_config(prefix, port, body, http_extra=http_extra)
+
+
+def monkey_server(workdir: Path, name: str, port: int, cpu: int, **config) -> ServerProcess:
+    """A monkey_py server with a fresh configuration directory under ``workdir``."""
+    confdir = write_monkey_config(workdir / name, port, **config)
+    return ServerProcess(name, monkey_command(confdir), port, cpu, workdir / f"{name}.log")
+
+
+def nginx_server(workdir: Path, name: str, port: int, cpu: int, conf: Path) -> ServerProcess:
+    """An nginx instance running ``conf`` with its prefix in the config's directory."""
+    binary = nginx_binary() or "nginx"
+    argv = [binary, "-p", str(conf.parent), "-e", str(conf.parent / "error.log"), "-c", str(conf)]
+    return ServerProcess(name, argv, port, cpu, workdir / f"{name}.log",
+                         extra_logs=(conf.parent / "error.log",))
