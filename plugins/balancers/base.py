@@ -1,0 +1,109 @@
+"""The balancer contract: the servers a balancer orders, the class it implements, and
+the shared memory through which the workers of one server see the same state."""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+SLOT_BYTES = 8
+
+
+@dataclass(frozen=True)
+class Server:
+    """One primary server of a proxy entry, as the balancer sees it.
+
+    ``index`` is its position in the entry's list of primary servers (0-based), ``name``
+    the ``host:port`` written in the configuration.
+    """
+
+    index: int
+    name: str
+    weight: int = 1
+
+
+class SharedMemory:
+    """Int64 slots and a lock shared by the master and every worker forked after it.
+
+    The memory is an anonymous ``MAP_SHARED`` mapping, so a process forked after it was
+    created reads and writes the same bytes. ``slots`` is an int64 ``memoryview``, all
+    zero at first; an aligned 8-byte store is atomic, so one writer per slot needs no
+    lock. ``lock`` serialises read-modify-write sequences that several workers run.
+    """
+
+    def __init__(self, slots: int) -> None:
+        if slots < 1:
+            raise ValueError(f"shared memory needs at least one slot, not {slots}")
+        self._map = mmap.mmap(-1, slots * SLOT_BYTES, flags=mmap.MAP_SHARED)
+        self.slots = memoryview(self._map).cast("q")
+        self.lock = multiprocessing.get_context("fork").Lock()
+
+    @classmethod
+    def of_size(cls, size: int) -> SharedMemory:
+        """Shared memory of at least ``size`` bytes (rounded up to whole slots)."""
+        return cls(-(-size // SLOT_BYTES))
+
+    @property
+    def size(self) -> int:
+        """The size in bytes."""
+        return len(self.slots) * SLOT_BYTES
+
+
+class Balancer(ABC):
+    """Orders an entry's servers for one request.
+
+    One instance per proxy entry is made in the master process, before the workers are
+    forked; each worker then calls ``worker_started`` on its inherited copy. State kept in
+    ``self`` is per worker after the fork; state every worker must see lives in
+    ``self.shared``. ``self.servers`` is the tuple of servers, ``servers[i].index == i``.
+    """
+
+    def __init__(self, servers: Sequence[Server], shared: SharedMemory | None) -> None:
+        if not servers:
+            raise ValueError("a balancer needs at least one server")
+        for position, server in enumerate(servers):
+            if server.index != position:
+                raise ValueError(f"server {server.name} has index {server.index}, expected {position}")
+            if server.weight < 1:
+                raise ValueError(f"server {server.name} has weight {server.weight}, expected 1 or more")
+        needed = self.shared_size(servers, 1)
+        if needed and (shared is None or shared.size < needed):
+            raise ValueError(
+                f"{type(self).__name__} needs {needed} bytes of shared memory or more: "
+                "create it with Balancer.create()"
+            )
+        self.servers = tuple(servers)
+        self.shared = shared
+
+    @classmethod
+    def create(cls, servers: Sequence[Server], workers: int) -> Balancer:
+        """A balancer for ``servers`` with the shared memory ``workers`` workers need.
+
+        Call it in the master, before forking the workers.
+        """
+        size = cls.shared_size(servers, workers)
+        return cls(servers, SharedMemory.of_size(size) if size > 0 else None)
+
+    @classmethod
+    def shared_size(cls, servers: Sequence[Server], workers: int) -> int:
+        """Bytes of shared memory this balancer needs for ``workers`` workers; 0: none."""
+        return 0
+
+    def worker_started(self, index: int, workers: int) -> None:
+        """Called in worker ``index`` (0 to ``workers - 1``) after the fork."""
+
+    @abstractmethod
+    def candidates(self, request) -> Iterable[Server]:
+        """Every server, in the order to try them for ``request``.
+
+        The proxy skips the servers it holds offline and fails over to the next one.
+        """
+
+    def connection_opened(self, server: Server) -> None:
+        """An upstream connection to ``server`` became active (the request was sent)."""
+
+    def connection_closed(self, server: Server) -> None:
+        """The request sent to ``server`` finished or failed."""

@@ -1,0 +1,61 @@
+"""Smooth weighted round robin: the rotation both round robin balancers walk."""
+
+from __future__ import annotations
+
+from functools import reduce
+from math import gcd
+from typing import Iterator, Sequence
+
+from .base import Server
+
+
+def smooth_sequence(weights: list[int]) -> list[int]:
+    """One period of nginx's smooth weighted round robin, as server positions.
+
+    Each step adds every weight to its server's score, picks the highest score (the
+    first on a tie) and takes the total weight off the winner. Equal weights give plain
+    rotation; weights 5, 1, 1 give 0 0 1 0 2 0 0. Weights are divided by their greatest
+    common divisor first, which leaves the order unchanged and the period shortest.
+    """
+    divisor = reduce(gcd, weights)
+    weights = [weight // divisor for weight in weights]
+    total = sum(weights)
+    scores = [0] * len(weights)
+    sequence = []
+    for _ in range(total):
+        best = 0
+        for position, weight in enumerate(weights):
+            scores[position] += weight
+            if scores[position] > scores[best]:
+                best = position
+        scores[best] -= total
+        sequence.append(best)
+    return sequence
+
+
+class Rotation:
+    """The servers in smooth weighted round robin order, read from any turn onwards."""
+
+    def __init__(self, servers: Sequence[Server]) -> None:
+        self.servers = servers
+        self.sequence = smooth_sequence([server.weight for server in servers])
+
+    def __len__(self) -> int:
+        """The period: the number of turns after which the order repeats."""
+        return len(self.sequence)
+
+    def order(self, turn: int) -> Iterator[Server]:
+        """The server of ``turn``, then the other servers as the rotation reaches them."""
+        sequence = self.sequence
+        period = len(sequence)
+        remaining = len(self.servers)
+        seen = [False] * remaining
+        start = turn % period
+        for step in range(period):
+            position = sequence[(start + step) % period]
+            if not seen[position]:
+                seen[position] = True
+                yield self.servers[position]
+                remaining -= 1
+                if not remaining:
+                    return

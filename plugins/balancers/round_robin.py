@@ -1,0 +1,30 @@
+"""RoundRobin: lock-free weighted rotation, exact within each worker."""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+from .base import Balancer, Server, SharedMemory
+from .rotation import Rotation
+
+
+class RoundRobin(Balancer):
+    """Each worker walks the smooth weighted rotation with its own counter.
+
+    No shared memory and no lock: the rotation is exact per worker, and workers start
+    spread evenly over the period so their first requests do not all go to one server.
+    On failure the proxy moves on in rotation order.
+    """
+
+    def __init__(self, servers: Sequence[Server], shared: SharedMemory | None) -> None:
+        super().__init__(servers, shared)
+        self.rotation = Rotation(self.servers)
+        self.turn = 0
+
+    def worker_started(self, index: int, workers: int) -> None:
+        self.turn = index * len(self.rotation) // workers
+
+    def candidates(self, request) -> Iterable[Server]:
+        turn = self.turn
+        self.turn = turn + 1
+        return self.rotation.order(turn)
