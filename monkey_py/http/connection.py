@@ -272,7 +272,7 @@ class Connection:
         keep = (
             req.keep_alive and params.keepalive and not self._eof and not self._upgraded
             and self._parse_error is None and self.requests + 1 < params.max_keepalive_requests
-            and not self.server.draining
+            and not self.server.draining and req.body_complete
         )
         if status == 101:
             keep = True
