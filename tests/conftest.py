@@ -1,4 +1,4 @@
-"""Shared fixtures: a factory that starts real monkey_py servers on ephemeral ports."""
+"""Shared fixtures: factories that start real monkey_py servers on ephemeral ports."""
 
 from __future__ import annotations
 
@@ -15,25 +15,50 @@ def docroot(tmp_path):
     return root
 
 
-@pytest.fixture
-def start_monkey(tmp_path):
-    """Start a server: ``start_monkey(server=[...], sites={...}, plugins=[...])``."""
-    started: list[MonkeyProcess] = []
+class ServerFactory:
+    """Starts servers, each on its own port, and stops them all at the end of its scope.
 
-    def start(server=(), sites=None, plugins=(), plugin_confs=None, args=(), root=None):
+    ``Workers 1`` is added unless ``server`` has its own ``Workers`` line.
+    """
+
+    def __init__(self, make_base) -> None:
+        self._make_base = make_base
+        self.started: list[MonkeyProcess] = []
+
+    def __call__(self, server=(), sites=None, plugins=(), plugin_confs=None, args=(), root=None):
         port = free_port()
-        base = root or tmp_path
+        base = root or self._make_base()
         default_root = base / "htdocs"
         default_root.mkdir(exist_ok=True)
+        workers = [] if any(line.split()[0] == "Workers" for line in server) else ["Workers 1"]
         confdir = write_confdir(
-            base, [f"Listen 127.0.0.1:{port}", "Workers 1", *server],
+            base, [f"Listen 127.0.0.1:{port}", *workers, *server],
             sites or {"default": site("127.0.0.1 localhost", default_root)},
             list(plugins), plugin_confs,
         )
         proc = MonkeyProcess(confdir, port, *args)
-        started.append(proc)
+        self.started.append(proc)
         return proc
 
-    yield start
-    for proc in started:
-        proc.stop()
+    def stop_all(self) -> None:
+        for proc in self.started:
+            proc.stop()
+
+
+@pytest.fixture
+def start_monkey(tmp_path):
+    """Start a server: ``start_monkey(server=[...], sites={...}, plugins=[...])``."""
+    factory = ServerFactory(lambda: tmp_path)
+    yield factory
+    factory.stop_all()
+
+
+@pytest.fixture(scope="module")
+def module_monkey(tmp_path_factory):
+    """``start_monkey`` for module-scoped fixtures: one server shared by a module's tests.
+
+    Each server gets a fresh base directory (``htdocs/`` and ``conf/`` inside it).
+    """
+    factory = ServerFactory(lambda: tmp_path_factory.mktemp("monkey"))
+    yield factory
+    factory.stop_all()
