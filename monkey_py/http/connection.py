@@ -407,7 +407,11 @@ class Connection:
     def detach(self, req: Request):
         if req is not self.current or self._closed:
             raise RuntimeError("the request is no longer on this connection")
-        self._flush_blocking_remainder()
+        if any(isinstance(item, FileChunk) for item in self._wq):
+            raise RuntimeError("cannot detach while a file is being sent")
+        unsent = b"".join(bytes(item) for item in self._wq)
+        self._wq.clear()
+        self._wq_size = 0
         self._detached = True
         if self._mask:
             self.loop.remove(self.sock)
@@ -417,21 +421,10 @@ class Connection:
             self._timer = None
         req.completed = True
         self.current = None
-        self.server.response_sent(req)
-        rest = req.upgrade or b""
-        sock = self.sock
         self._closed = True
+        self.server.response_sent(req)
         self.server.connection_closed(self)
-        return sock, rest
-
-    def _flush_blocking_remainder(self) -> None:
-        """Before handing the socket over, send what is still queued (a 101 head)."""
-        while self._wq:
-            item = self._wq.popleft()
-            if isinstance(item, FileChunk):
-                raise RuntimeError("cannot detach while a file is being sent")
-            self.sock.sendall(item)
-        self._wq_size = 0
+        return self.sock, req.upgrade or b"", unsent
 
     def _response_done(self) -> None:
         req = self.current
@@ -443,6 +436,7 @@ class Connection:
         if self._closed:
             return
         self.current = None
+        self._paused = False
         if not self._keep or not req.body_complete:
             # An unread body is not worth reading just to find the next request.
             self._linger()

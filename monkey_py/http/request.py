@@ -101,8 +101,10 @@ class Request:
         """Stream the body: ``on_data`` per chunk, then ``on_end`` (or ``on_error``).
 
         Chunks already received are delivered at once. Call ``pause_body()`` to stop
-        reading from the client (backpressure) and ``resume_body()`` to go on.
+        reading from the client (backpressure) and ``resume_body()`` to go on. A client
+        that sent ``Expect: 100-continue`` gets its ``100 Continue`` now.
         """
+        self.conn.send_continue(self)
         self._on_data, self._on_end, self._on_error = on_data, on_end, on_error
         buffered, self._body = self._body, None
         for chunk in buffered or ():
@@ -175,9 +177,11 @@ class Request:
         self.conn.abort(self)
 
     def detach(self):
-        """Take the client socket over for a tunnel (after a 101 response was sent).
+        """Take the client socket over for a tunnel (after a 101 response was started).
 
-        Returns ``(socket, bytes)``: the socket, removed from the server's loop, and the
-        bytes already read past the request. The caller now owns and closes the socket.
+        Returns ``(socket, received, unsent)``: the socket, removed from the server's
+        loop; the bytes the client sent past the request; the response bytes not yet
+        written to the client, which the caller must send first. The caller now owns
+        and closes the socket.
         """
         return self.conn.detach(self)
