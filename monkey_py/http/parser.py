@@ -24,6 +24,8 @@ _METHOD_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ ")
 # RFC 9110 host = uri-host [ ":" port ]; reg-name characters or an IP literal.
 _VALID_HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# absolute-form request target (RFC 9112 §3.2.2): scheme, authority, path and query.
+_ABSOLUTE_FORM = re.compile(rb"[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)([^#]*)")
 
 
 class ParseError(Exception):
@@ -123,7 +125,14 @@ class RequestParser:
                 self.error = ParseError(400, "An HTTP/1.1 request must carry a Host header.")
                 raise self.error
             host = b""
-        elif not _VALID_HOST.fullmatch(host):
+        url = self._url
+        if url[:1] != b"/":
+            absolute = _ABSOLUTE_FORM.fullmatch(url)
+            if absolute is not None:
+                # The authority of an absolute-form target replaces the Host header.
+                host = absolute[1]
+                url = absolute[2] if absolute[2][:1] == b"/" else b"/" + absolute[2]
+        if not _VALID_HOST.fullmatch(host):
             self.error = ParseError(400, "The Host header is not a valid host name.")
             raise self.error
         method = parser.get_method().decode("ascii")
@@ -134,7 +143,7 @@ class RequestParser:
             self.error = ParseError(411, f"A {method} request needs a Content-Length.")
             raise self.error
         req = Request(
-            method, self._url, version, headers, host.lower(),
+            method, url, version, headers, host.lower(),
             parser.should_keep_alive(),
             content_length if content_length is not None else (-1 if chunked else 0),
         )
