@@ -1,0 +1,86 @@
+"""Header rules of the proxy: what crosses it in each direction, and what it adds.
+
+Hop-by-hop headers (RFC 9110 §7.6.1) stop here: ``Connection`` and every header it
+names, ``Keep-Alive``, ``TE``, ``Trailer``, ``Transfer-Encoding`` (bodies are re-framed),
+``Upgrade`` (passed only for a real upgrade) and ``Proxy-*``. The headers the proxy adds
+(``X-Forwarded-*``, ``Via``) are added after that removal, so naming them in
+``Connection`` cannot make the proxy drop them.
+"""
+
+from __future__ import annotations
+
+HOP_BY_HOP = frozenset({
+    b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade",
+})
+# The core writes its own Date and Server; 100-continue is answered by the core too.
+RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server"}
+REQUEST_DROP = HOP_BY_HOP | {b"expect"}
+FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+
+
+def connection_tokens(headers) -> frozenset[bytes]:
+    """The header names listed in ``Connection`` (lower-case)."""
+    tokens = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return frozenset(tokens)
+
+
+def is_upgrade(request) -> bool:
+    """A real upgrade: ``Connection: upgrade`` together with an ``Upgrade`` header."""
+    return request.upgrade is not None and request.header(b"upgrade") is not None and (
+        b"upgrade" in connection_tokens(request.headers))
+
+
+def request_head(request, host: bytes, via: bytes, forwarded: bool, chunked: bool,
+                 upgrade: bool) -> bytes:
+    """The request line and headers sent upstream."""
+    named = connection_tokens(request.headers) - {b"host"}
+    lines = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (request.method.encode(), request.target,
+                                                   host)]
+    previous_for = []
+    previous_via = []
+    for name, value in request.headers:
+        if name in REQUEST_DROP or name.startswith(b"proxy-") or name in named or name == b"host":
+            continue
+        if name == b"via":
+            previous_via.append(value)
+        elif forwarded and name in FORWARDED:
+            if name == b"x-forwarded-for":
+                previous_for.append(value)
+        else:
+            lines.append(b"%s: %s\r\n" % (name, value))
+    if forwarded:
+        client = request.peer[0].encode() if isinstance(request.peer, tuple) else b"unknown"
+        lines.append(b"X-Forwarded-For: %s\r\n" % b", ".join([*previous_for, client]))
+        lines.append(b"X-Forwarded-Proto: http\r\n")
+        lines.append(b"X-Forwarded-Host: %s\r\n" % request.host)
+    lines.append(b"Via: %s\r\n" % b", ".join([*previous_via, via]))
+    if chunked:
+        lines.append(b"Transfer-Encoding: chunked\r\n")
+    if upgrade:
+        lines.append(b"Connection: upgrade\r\nUpgrade: %s\r\n" % request.header(b"upgrade"))
+    lines.append(b"\r\n")
+    return b"".join(lines)
+
+
+def response_headers(headers, via: bytes, upgrade: bool) -> list[tuple[bytes, bytes]]:
+    """The upstream's response headers as the client gets them."""
+    named = connection_tokens(headers)
+    out = []
+    previous_via = []
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered == b"via":
+            previous_via.append(value)
+        elif not (lowered in RESPONSE_DROP or lowered.startswith(b"proxy-") or lowered in named):
+            out.append((name, value))
+    out.append((b"Via", b", ".join([*previous_via, via])))
+    if upgrade:
+        for name, value in headers:
+            if name.lower() == b"upgrade":
+                out.append((b"Upgrade", value))
+        out.append((b"Connection", b"upgrade"))
+    return out

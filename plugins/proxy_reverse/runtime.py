@@ -1,0 +1,125 @@
+"""The proxy's state: built in the master per configuration, then used in each worker."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from monkey_py_plugins.balancers.base import Balancer, Server
+from monkey_py_plugins.balancers.registry import load_balancer
+
+from .forward import Forward
+from .settings import EntrySettings, ProxySettings, read_settings
+from .stats import ProxyStats
+from .upstreams import Pool, Upstream
+
+VIA = b"1.1 monkey_py"
+
+
+@dataclass
+class Entry:
+    """One ``[PROXY_ENTRY]`` with its balancer and its upstreams in this worker."""
+
+    settings: EntrySettings
+    label: str
+    balancer: Balancer
+    primaries: list[Upstream]
+    backups: list[Upstream]
+
+    def matches(self, target: str) -> bool:
+        return any(pattern.search(target) for pattern in self.settings.match)
+
+
+class ProxyState:
+    """Everything one configuration of the proxy needs, created before the fork."""
+
+    def __init__(self, config) -> None:
+        self.settings: ProxySettings = read_settings(config)
+        workers = config.server.worker_count()
+        labels = []
+        self._entries: dict[int, Entry] = {}
+        for number, settings in enumerate(self._all_entries()):
+            label = f"{settings.location}"
+            primaries = [s for s in settings.servers if not s.backup]
+            backups = [s for s in settings.servers if s.backup]
+            balancer_class = load_balancer(settings.balancer, settings.balancer_location)
+            balancer = balancer_class.create(
+                [Server(i, spec.name, spec.weight) for i, spec in enumerate(primaries)], workers)
+            first = len(labels)
+            labels.extend((label, spec.name, spec.backup) for spec in primaries + backups)
+            self._entries[id(settings)] = Entry(
+                settings, label, balancer,
+                [Upstream(spec, balancer.servers[i], first + i, settings)
+                 for i, spec in enumerate(primaries)],
+                [Upstream(spec, None, first + len(primaries) + i, settings)
+                 for i, spec in enumerate(backups)],
+            )
+        self.stats = ProxyStats(labels, workers)
+
+    def _all_entries(self) -> list[EntrySettings]:
+        entries = list(self.settings.entries)
+        for own in self.settings.site_entries.values():
+            entries.extend(own)
+        return entries
+
+    def entries_for(self, site) -> list[Entry] | None:
+        found = self.settings.entries_for(site)
+        return None if found is None else [self._entries[id(s)] for s in found]
+
+    def upstreams(self):
+        for entry in self._entries.values():
+            yield from entry.primaries
+            yield from entry.backups
+
+    def release(self) -> None:
+        """Drop what this configuration holds (called when its workers are gone)."""
+        self._entries.clear()
+
+
+class ProxyWorker:
+    """The proxy inside one worker: its loop, its pool, and the accounting."""
+
+    def __init__(self, state: ProxyState, worker) -> None:
+        self.state = state
+        self.loop = worker.loop
+        self.pool = Pool(self.loop)
+        self.via = VIA
+        workers = worker.config.server.worker_count()
+        for entry in state._entries.values():
+            entry.balancer.worker_started(worker.index, workers)
+        state.stats.worker_started(worker.index)
+
+    def handle(self, request) -> bool:
+        entries = self.state.entries_for(request.site)
+        if not entries:
+            return False
+        target = request.target.decode("latin-1")
+        for entry in entries:
+            if entry.matches(target):
+                Forward(self, entry, request).start()
+                return True
+        return False
+
+    def stop(self) -> None:
+        self.pool.close_all(self.state.upstreams())
+
+    # -- accounting, called by Forward ---------------------------------------------------
+    def opened(self, entry: Entry, upstream: Upstream) -> None:
+        if upstream.server is not None:
+            entry.balancer.connection_opened(upstream.server)
+        self.state.stats.opened(upstream.slot)
+
+    def closed(self, entry: Entry, upstream: Upstream) -> None:
+        if upstream.server is not None:
+            entry.balancer.connection_closed(upstream.server)
+        self.state.stats.closed(upstream.slot)
+
+    def responded(self, entry: Entry, upstream: Upstream, latency: float) -> None:
+        self.state.stats.responded(upstream.slot, latency)
+
+    def upstream_ok(self, upstream: Upstream) -> None:
+        upstream.succeeded()
+
+    def failed(self, entry: Entry, upstream: Upstream, reason: str) -> None:
+        now = self.loop.time()
+        upstream.failed(now, reason)
+        self.state.stats.failed(upstream.slot, reason, upstream.offline_until)

@@ -1,0 +1,238 @@
+"""The proxy's configuration: ``proxy_reverse.conf`` and the sites' own proxy sections.
+
+``[PROXY_DEFAULTS]`` sets every key's default; each ``[PROXY_ENTRY]`` may override any
+of them and adds its ``Match`` rules. A site file may hold ``[PROXY_REVERSE]`` (to turn
+the proxy off for that virtual host) and its own ``[PROXY_ENTRY]`` sections, which then
+replace the global entries for that host. Host names are resolved here, at start and on
+reload, never on the request path.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from dataclasses import dataclass, field, replace
+
+from monkey_py.config import ConfigError, Key, Location, Section, check_sections, read_section
+from monkey_py.config import values
+
+NAME = "proxy_reverse"
+DEFAULTS = "PROXY_DEFAULTS"
+ENTRY = "PROXY_ENTRY"
+SITE = "PROXY_REVERSE"
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One server of a ServerList: ``host:port`` plus ``weight=N`` and ``backup`` flags."""
+
+    name: str
+    host: str
+    port: int
+    family: int
+    address: tuple
+    weight: int = 1
+    backup: bool = False
+
+
+@dataclass
+class EntrySettings:
+    """One ``[PROXY_ENTRY]``: where matching requests go and how."""
+
+    location: Location
+    match: list[re.Pattern]
+    servers: list[ServerSpec]
+    balancer: str
+    balancer_location: Location
+    attempts: int
+    offline_timeout: float
+    connect_timeout: float
+    read_timeout: float
+    keepalive_connections: int
+    keepalive_timeout: float
+    tunnel_timeout: float
+    forwarded_headers: bool
+    preserve_host: bool
+    cache: bool
+
+
+@dataclass
+class ProxySettings:
+    """Everything the proxy reads from one configuration."""
+
+    entries: list[EntrySettings] = field(default_factory=list)
+    site_entries: dict[int, list[EntrySettings]] = field(default_factory=dict)
+    disabled_sites: set[int] = field(default_factory=set)
+    statistics_url: str | None = None
+    statistics_allow: list = field(default_factory=list)
+
+    def entries_for(self, site) -> list[EntrySettings] | None:
+        """The entries that apply to ``site``; None when the proxy is off there."""
+        if id(site) in self.disabled_sites:
+            return None
+        return self.site_entries.get(id(site), self.entries)
+
+
+def _server_list(value: str, location: Location) -> list[ServerSpec]:
+    """``host:port [weight=N] [backup] host:port ...``."""
+    servers: list[ServerSpec] = []
+    for word in value.split():
+        lowered = word.lower()
+        if lowered == "backup" or lowered.startswith("weight="):
+            if not servers:
+                raise ConfigError(
+                    f"'{word}' must follow the server it applies to, e.g. "
+                    "'ServerList 10.0.0.1:80 weight=2 10.0.0.2:80 backup'", location)
+            last = servers[-1]
+            if lowered == "backup":
+                servers[-1] = replace(last, backup=True)
+            else:
+                weight = values.integer(1, 1000)(word[7:], location)
+                servers[-1] = replace(last, weight=weight)
+            continue
+        servers.append(_server(word, location))
+    return servers
+
+
+def _server(word: str, location: Location) -> ServerSpec:
+    if word.startswith("["):
+        host, sep, port_text = word[1:].partition("]:")
+    else:
+        host, sep, port_text = word.rpartition(":")
+    if not sep or not host:
+        raise ConfigError(
+            f"'{word}' is not host:port; write e.g. 127.0.0.1:8080 or [::1]:8080", location)
+    port = values.port(port_text, location)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
+        raise ConfigError(f"cannot resolve upstream host '{host}' ({reason})", location) from None
+    family, _, _, _, address = infos[0]
+    return ServerSpec(word, host, port, family, address)
+
+
+def _regex(value: str, location: Location) -> re.Pattern:
+    try:
+        return re.compile(value, re.IGNORECASE)
+    except re.error as exc:
+        raise ConfigError(f"invalid regular expression '{value}': {exc}", location) from None
+
+
+def _url_path(value: str, location: Location) -> str:
+    if not value.startswith("/") or " " in value:
+        raise ConfigError(f"'{value}' is not a URL path; write e.g. /proxy-status", location)
+    return value
+
+
+def _network(value: str, location: Location) -> list:
+    try:
+        return [ipaddress.ip_network(word, strict=False) for word in value.split()]
+    except ValueError as exc:
+        raise ConfigError(f"{exc}; write addresses or networks like 127.0.0.1 10.0.0.0/8",
+                          location) from None
+
+
+def _option_keys() -> list[Key]:
+    """The keys every entry inherits from [PROXY_DEFAULTS] and may override."""
+    return [
+        Key("ServerList", _server_list, repeatable=True),
+        Key("LoadBalancer", values.word, default="RoundRobin"),
+        Key("AttemptsCount", values.integer(1, 1000), default=2, attr="attempts"),
+        Key("OfflineTimeOut", values.seconds, default=60.0, attr="offline_timeout"),
+        Key("ConnectTimeout", values.seconds, default=5.0),
+        Key("ReadTimeout", values.seconds, default=60.0),
+        Key("KeepAliveConnections", values.integer(0, 100000), default=32),
+        Key("KeepAliveTimeout", values.seconds, default=60.0),
+        Key("TunnelTimeout", values.seconds, default=300.0),
+        Key("ForwardedHeaders", values.boolean, default=True),
+        Key("PreserveHost", values.boolean, default=True),
+        Key("Cache", values.boolean, default=False),
+    ]
+
+
+def _defaults_keys() -> list[Key]:
+    return _option_keys() + [
+        Key("StatisticsURL", _url_path, default=None, attr="statistics_url"),
+        Key("StatisticsAllow", _network, repeatable=True, attr="statistics_allow"),
+    ]
+
+
+def _entry_keys() -> list[Key]:
+    return _option_keys() + [Key("Match", _regex, repeatable=True, required=True)]
+
+
+def _present(section: Section) -> set[str]:
+    return {entry.key.lower() for entry in section.entries}
+
+
+def _entry(section: Section, defaults: dict, defaults_location: Location) -> EntrySettings:
+    raw = read_section(section, _entry_keys())
+    given = _present(section)
+    merged = {key.attribute: (raw[key.attribute] if key.name.lower() in given
+                              else defaults[key.attribute]) for key in _option_keys()}
+    servers = merged["server_list"]
+    if not servers:
+        raise ConfigError(
+            f"[{ENTRY}] has no ServerList and [{DEFAULTS}] gives none; add "
+            "'ServerList host:port ...'", section.location)
+    if all(server.backup for server in servers):
+        raise ConfigError("every server of this ServerList is a backup; mark at least one "
+                          "as a primary", section.location)
+    balancer_entry = section.get("LoadBalancer")
+    return EntrySettings(
+        location=section.location,
+        match=raw["match"],
+        servers=servers,
+        balancer=merged["load_balancer"],
+        balancer_location=balancer_entry.location if balancer_entry else defaults_location,
+        attempts=merged["attempts"],
+        offline_timeout=merged["offline_timeout"],
+        connect_timeout=merged["connect_timeout"],
+        read_timeout=merged["read_timeout"],
+        keepalive_connections=merged["keep_alive_connections"],
+        keepalive_timeout=merged["keep_alive_timeout"],
+        tunnel_timeout=merged["tunnel_timeout"],
+        forwarded_headers=merged["forwarded_headers"],
+        preserve_host=merged["preserve_host"],
+        cache=merged["cache"],
+    )
+
+
+def read_settings(config) -> ProxySettings:
+    """Parse and check the proxy's whole configuration; raises ConfigError at file:line."""
+    document = config.plugin_config(NAME)
+    settings = ProxySettings()
+    defaults_section = None
+    if document is not None:
+        check_sections(document, {DEFAULTS: False, ENTRY: True})
+        found = document.sections_named(DEFAULTS)
+        defaults_section = found[0] if found else None
+    if defaults_section is not None:
+        defaults = read_section(defaults_section, _defaults_keys())
+        defaults_location = defaults_section.location
+    else:
+        defaults = {key.attribute: key.absent_value() for key in _defaults_keys()}
+        defaults_location = Location(str(config.plugin_config_path(NAME)))
+    settings.statistics_url = defaults["statistics_url"]
+    settings.statistics_allow = defaults["statistics_allow"] or [
+        ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    if document is not None:
+        settings.entries = [_entry(section, defaults, defaults_location)
+                            for section in document.sections_named(ENTRY)]
+    for site in config.sites:
+        site_sections = site.sections.get(SITE, [])
+        if len(site_sections) > 1:
+            raise ConfigError(f"[{SITE}] appears twice in this site; merge them",
+                              site_sections[1].location)
+        if site_sections:
+            options = read_section(site_sections[0], [Key("Enabled", values.boolean,
+                                                          default=True)])
+            if not options["enabled"]:
+                settings.disabled_sites.add(id(site))
+        own = site.sections.get(ENTRY, [])
+        if own:
+            settings.site_entries[id(site)] = [
+                _entry(section, defaults, defaults_location) for section in own]
+    return settings
