@@ -1,0 +1,215 @@
+"""Shared memory and the balancers that use it, across real forked processes."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import traceback
+from collections import Counter
+from typing import Callable
+
+import pytest
+
+from monkey_py_plugins.balancers import Server, SharedMemory
+from monkey_py_plugins.balancers.least_connections import LeastConnections
+from monkey_py_plugins.balancers.locking_round_robin import LockingRoundRobin
+
+
+def servers(*weights: int) -> list[Server]:
+    return [Server(i, "abcdefgh"[i], weight) for i, weight in enumerate(weights)]
+
+
+def in_children(work: Callable[[int], object], count: int) -> list:
+    """Run ``work(index)`` in ``count`` forked children started together; their results."""
+    go_read, go_write = os.pipe()
+    children = []
+    for index in range(count):
+        out_read, out_write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                os.close(out_read)
+                os.read(go_read, 1)
+                with os.fdopen(out_write, "w") as out:
+                    json.dump(work(index), out)
+                status = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        os.close(out_write)
+        children.append((pid, out_read))
+    os.write(go_write, b"x" * count)
+    os.close(go_read)
+    os.close(go_write)
+    results = []
+    for pid, out_read in children:
+        with os.fdopen(out_read) as out:
+            text = out.read()
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, f"child {pid} failed"
+        results.append(json.loads(text))
+    return results
+
+
+# -- SharedMemory -------------------------------------------------------------------------
+def test_shared_memory_is_zeroed_int64_slots():
+    shared = SharedMemory(4)
+    assert list(shared.slots) == [0, 0, 0, 0]
+    assert shared.size == 32
+    shared.slots[3] = 2**63 - 1
+    shared.slots[0] = -(2**63)
+    with pytest.raises(ValueError):
+        shared.slots[1] = 2**63
+
+
+def test_shared_memory_of_size_rounds_up_to_whole_slots():
+    assert SharedMemory.of_size(9).size == 16
+    assert SharedMemory.of_size(8).size == 8
+    with pytest.raises(ValueError, match="at least one slot"):
+        SharedMemory(0)
+
+
+def test_forked_processes_write_the_same_memory():
+    shared = SharedMemory(3)
+
+    def work(index: int) -> None:
+        shared.slots[index] = 10 + index
+
+    in_children(work, 2)
+    assert list(shared.slots) == [10, 11, 0]
+
+
+def test_the_lock_excludes_forked_processes():
+    shared = SharedMemory(1)
+
+    def work(index: int) -> bool:
+        return shared.lock.acquire(timeout=0)
+
+    assert shared.lock.acquire(timeout=0)
+    try:
+        assert in_children(work, 1) == [False]
+    finally:
+        shared.lock.release()
+    assert in_children(work, 1) == [True]
+
+
+# -- LockingRoundRobin ------------------------------------------------------------------
+def test_locking_round_robin_balances_two_workers_exactly():
+    template = LockingRoundRobin.create(servers(1, 1, 1), 2)
+
+    def work(index: int) -> str:
+        template.worker_started(index, 2)
+        return "".join(next(iter(template.candidates(None))).name for _ in range(600))
+
+    picks = in_children(work, 2)
+    assert Counter("".join(picks)) == {"a": 400, "b": 400, "c": 400}
+    assert template.shared.slots[0] == 1200
+
+
+def test_locking_round_robin_balances_weights_across_workers():
+    template = LockingRoundRobin.create(servers(2, 1), 2)
+
+    def work(index: int) -> str:
+        template.worker_started(index, 2)
+        return "".join(next(iter(template.candidates(None))).name for _ in range(600))
+
+    assert Counter("".join(in_children(work, 2))) == {"a": 800, "b": 400}
+
+
+def test_locking_round_robin_never_gives_a_turn_twice():
+    template = LockingRoundRobin.create(servers(1, 1, 1), 4)
+
+    def work(index: int) -> list[int]:
+        template.worker_started(index, 4)
+        return [template.take_turn() for _ in range(3000)]
+
+    turns = [turn for worker in in_children(work, 4) for turn in worker]
+    assert sorted(turns) == list(range(12000))
+
+
+def test_locking_round_robin_takes_over_the_lock_of_a_dead_worker(caplog):
+    balancer = LockingRoundRobin.create(servers(1, 1), 2)
+    balancer.lock_timeout = 0.05
+
+    def die_holding_the_lock(index: int) -> bool:
+        return balancer.shared.lock.acquire(timeout=1)
+
+    assert in_children(die_holding_the_lock, 1) == [True]
+    with caplog.at_level(logging.ERROR):
+        assert balancer.take_turn() == 0
+    assert "presumably by a worker that died holding it" in caplog.text
+    assert balancer.shared.lock.acquire(timeout=0)
+    balancer.shared.lock.release()
+    assert balancer.take_turn() == 1
+
+
+def test_locking_round_robin_survives_a_lock_taken_over_from_it():
+    class TakenOver:
+        """A lock another worker took over and released while this one held it."""
+
+        def acquire(self, timeout: float) -> bool:
+            return True
+
+        def release(self) -> None:
+            raise ValueError("semaphore or lock released too many times")
+
+    balancer = LockingRoundRobin.create(servers(1, 1), 1)
+    balancer.shared.lock = TakenOver()
+    assert [balancer.take_turn() for _ in range(2)] == [0, 1]
+
+
+# -- LeastConnections -------------------------------------------------------------------
+def test_least_connections_sees_connections_opened_in_another_worker():
+    template = LeastConnections.create(servers(1, 1, 1), 2)
+    to_parent_read, to_parent_write = os.pipe()
+    to_child_read, to_child_write = os.pipe()
+
+    def other_worker(index: int) -> None:
+        template.worker_started(1, 2)
+        a, b, _ = template.servers
+        for server in (a, a, b):
+            template.connection_opened(server)
+        os.write(to_parent_write, b"1")
+        os.read(to_child_read, 1)
+        template.connection_closed(a)
+        os.write(to_parent_write, b"2")
+        os.read(to_child_read, 1)
+
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            other_worker(1)
+            status = 0
+        finally:
+            os._exit(status)
+    try:
+        template.worker_started(0, 2)
+        assert os.read(to_parent_read, 1) == b"1"
+        assert template.counts.active() == [2, 1, 0]
+        assert "".join(s.name for s in template.candidates(None)) == "cba"
+        template.connection_opened(template.servers[2])
+        template.connection_opened(template.servers[2])
+        os.write(to_child_write, b"x")
+        assert os.read(to_parent_read, 1) == b"2"
+        assert template.counts.active() == [1, 1, 2]
+        assert "".join(s.name for s in template.candidates(None)) == "abc"
+        os.write(to_child_write, b"x")
+    finally:
+        _, status = os.waitpid(pid, 0)
+        for fd in (to_parent_read, to_parent_write, to_child_read, to_child_write):
+            os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+    # The dead worker's connections stay counted until its replacement starts.
+    assert template.counts.active() == [1, 1, 2]
+
+    def replacement(index: int) -> list[int]:
+        template.worker_started(1, 2)
+        return template.counts.active()
+
+    assert in_children(replacement, 1) == [[0, 0, 2]]
+    assert template.counts.active() == [0, 0, 2]
