@@ -103,3 +103,25 @@ def cpu_busy_seconds(cpu: int) -> float:
             user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, fields[1:9])
             return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
     raise ValueError(f"no cpu{cpu} in /proc/stat")
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds so far of the server, of helper servers, and of the two pinned CPUs."""
+
+    server: float
+    helpers: float
+    server_cpu_busy: float
+    load_cpu_busy: float
+
+    def __sub__(self, other: "CpuSample") -> "CpuSample":
+        return CpuSample(self.server - other.server, self.helpers - other.helpers,
+                         self.server_cpu_busy - other.server_cpu_busy,
+                         self.load_cpu_busy - other.load_cpu_busy)
+
+
+def sample_cpu(server_pids: list[int], helper_pids: list[int], server_cpu: int,
+               load_cpu: int) -> CpuSample:
+    """Read every CPU counter a run needs, at one moment."""
+    return CpuSample(cpu_seconds(server_pids), cpu_seconds(helper_pids),
+                     cpu_busy_seconds(server_cpu), cpu_busy_seconds(load_cpu))

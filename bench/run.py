@@ -91,14 +91,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
-def number(value: float | None) -> str:
+def number(value: float | None, unit: str) -> str:
+    """A table cell: counts and large values whole, others to three significant digits."""
     if value is None:
         return "-"
-    if abs(value) >= 1000:
+    if unit == "count" or abs(value) >= 1000:
         return f"{value:,.0f}"
-    if abs(value) >= 10 or value == int(value):
-        return f"{value:.1f}" if value != int(value) else f"{value:.0f}"
-    return f"{value:.2f}"
+    return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
 def table(outcomes: list[Outcome]) -> str:
@@ -112,7 +111,7 @@ def table(outcomes: list[Outcome]) -> str:
         for metric in outcome.metrics:
             ratio = metric.ratio
             rows.append((outcome.scenario, f"{metric.name} [{metric.unit}]",
-                         number(metric.monkey), number(metric.nginx),
+                         number(metric.monkey, metric.unit), number(metric.nginx, metric.unit),
                          "-" if ratio is None else f"{ratio:.2f}"))
     full = [header, *(row for row in rows if len(row) == len(header))]
     widths = [max(len(row[column]) for row in full) for column in range(len(header))]

@@ -30,6 +30,7 @@ LARGE_SIZE = 1_000_000_000
 MONKEY, NGINX = "monkey_py", "nginx"
 MIB = 1024 * 1024
 OTHER_LOAD_WARNING = 10.0
+SATURATED = 90.0
 
 
 class SetupError(RuntimeError):
@@ -100,6 +101,9 @@ class Setup:
 
     def sides(self) -> list[tuple[str, ServerProcess]]:
         return [(MONKEY, self.monkey), (NGINX, self.nginx)]
+
+    def helper_pids(self) -> list[int]:
+        return [pid for helper in self.helpers for pid in helper.pids()]
 
 
 Measure = Callable[[Context, Setup, Outcome], None]
@@ -262,6 +266,11 @@ def url(server: ServerProcess, path: str) -> str:
     return f"http://127.0.0.1:{server.port}{path}"
 
 
+def percent(seconds: float, elapsed: float) -> float:
+    """CPU seconds over a wall-clock interval, as a percentage of one CPU (never negative)."""
+    return max(seconds, 0.0) / elapsed * 100 if elapsed else 0.0
+
+
 def throughput(connections: int | None = None, threads: int = 1) -> Measure:
     """A measure step: warm-up then measured wrk run per side, alternating, best of rounds.
 
@@ -278,24 +287,31 @@ def throughput(connections: int | None = None, threads: int = 1) -> Measure:
                 if ctx.warmup:
                     loads.run_wrk(target, seconds=ctx.warmup, connections=conns,
                                   threads=threads, cpu=ctx.load_cpu, latency=False)
-                pids = server.pids()
-                cpu_before = procfs.cpu_seconds(pids)
-                busy_before = procfs.cpu_busy_seconds(ctx.server_cpu)
+                pids, helper_pids = server.pids(), setup.helper_pids()
+                before = procfs.sample_cpu(pids, helper_pids, ctx.server_cpu, ctx.load_cpu)
                 result = loads.run_wrk(target, seconds=ctx.duration, connections=conns,
                                        threads=threads, cpu=ctx.load_cpu)
-                cpu_used = procfs.cpu_seconds(pids) - cpu_before
-                others = procfs.cpu_busy_seconds(ctx.server_cpu) - busy_before - cpu_used
-                run = {"round": round_index, **asdict(result), "cpu_seconds": cpu_used,
-                       "other_load_percent": max(others, 0.0) / result.seconds * 100}
+                used = procfs.sample_cpu(pids, helper_pids, ctx.server_cpu,
+                                         ctx.load_cpu) - before
+                run = {"round": round_index, **asdict(result), "cpu_seconds": used.server,
+                       "helper_cpu_seconds": used.helpers,
+                       "other_load_server_cpu": percent(
+                           used.server_cpu_busy - used.server, result.seconds),
+                       "other_load_load_cpu": percent(
+                           used.load_cpu_busy - result.cpu_seconds - used.helpers, result.seconds)}
                 runs[side].append(run)
                 ctx.log(f"  {side:9} round {round_index}: {result.requests_per_second:,.0f} req/s,"
-                        f" {cpu_used / max(result.requests, 1) * 1e6:.1f} us CPU/req,"
-                        f" {result.errors} errors, other load on CPU {ctx.server_cpu}"
-                        f" {run['other_load_percent']:.0f}%")
-                if run["other_load_percent"] > OTHER_LOAD_WARNING:
-                    outcome.notes.append(
-                        f"{side} round {round_index}: other processes or the host took "
-                        f"{run['other_load_percent']:.0f}% of the server CPU; figures are noisy")
+                        f" {used.server / max(result.requests, 1) * 1e6:.1f} us CPU/req,"
+                        f" server CPU {percent(used.server, result.seconds):.0f}% busy,"
+                        f" {result.errors} errors; others took"
+                        f" {run['other_load_server_cpu']:.0f}% of CPU {ctx.server_cpu}"
+                        f" and {run['other_load_load_cpu']:.0f}% of CPU {ctx.load_cpu}")
+                for cpu, key in ((ctx.server_cpu, "other_load_server_cpu"),
+                                 (ctx.load_cpu, "other_load_load_cpu")):
+                    if run[key] > OTHER_LOAD_WARNING:
+                        outcome.notes.append(
+                            f"{side} round {round_index}: other processes or the host took "
+                            f"{run[key]:.0f}% of CPU {cpu}; figures are noisy")
                 if result.errors:
                     outcome.notes.append(
                         f"{side} round {round_index}: wrk reported {result.non_2xx} non-2xx/3xx "
@@ -307,6 +323,12 @@ def throughput(connections: int | None = None, threads: int = 1) -> Measure:
         def pick(key: Callable[[dict], float | None]) -> tuple[float | None, float | None]:
             return key(best[MONKEY]), key(best[NGINX])
 
+        for side, run in best.items():
+            busy = percent(run["cpu_seconds"], run["seconds"])
+            if busy < SATURATED:
+                outcome.notes.append(
+                    f"{side}: the server CPU was only {busy:.0f}% busy in its best run, so the "
+                    "load side limited it: its req/s is a lower bound; compare CPU per request")
         outcome.metrics += [
             Metric("requests/s (best of %d)" % ctx.rounds, "req/s",
                    *pick(lambda run: run["requests_per_second"])),
@@ -316,7 +338,7 @@ def throughput(connections: int | None = None, threads: int = 1) -> Measure:
             Metric("CPU per request", "us", *pick(
                 lambda run: run["cpu_seconds"] / max(run["requests"], 1) * 1e6), better="lower"),
             Metric("server CPU busy", "%", *pick(
-                lambda run: run["cpu_seconds"] / run["seconds"] * 100), better=""),
+                lambda run: percent(run["cpu_seconds"], run["seconds"])), better=""),
             Metric("errors (all rounds)", "count",
                    sum(run["non_2xx"] + sum(run["socket_errors"].values()) for run in runs[MONKEY]),
                    sum(run["non_2xx"] + sum(run["socket_errors"].values()) for run in runs[NGINX]),
