@@ -1,0 +1,5 @@
+"""An example third-party monkey_py load balancer; the policy is in :mod:`.header_hash`."""
+
+from .header_hash import HeaderHash
+
+__all__ = ["HeaderHash"]
