@@ -39,12 +39,12 @@ IDLE, READING, WRITING, LINGER, WAITING = range(5)
 
 
 class FileChunk:
-    """A slice of an open file queued for ``os.sendfile``; the connection closes it."""
+    """A slice of an open file descriptor queued for ``os.sendfile``."""
 
-    __slots__ = ("file", "offset", "remaining", "close")
+    __slots__ = ("fd", "offset", "remaining", "close")
 
-    def __init__(self, file, offset: int, count: int, close: bool) -> None:
-        self.file = file
+    def __init__(self, fd: int, offset: int, count: int, close: bool) -> None:
+        self.fd = fd
         self.offset = offset
         self.remaining = count
         self.close = close
@@ -57,7 +57,7 @@ class Connection:
         "sock", "fd", "server", "loop", "peer", "parser", "requests", "current",
         "_wq", "_wq_size", "_mask", "_paused", "_closed", "_eof", "deadline", "_timer",
         "_phase", "_chunked", "_remaining", "_no_body", "_ending", "_keep", "_processing",
-        "_parse_error", "_upgraded", "_detached", "_continue_sent", "notes",
+        "_parse_error", "_upgraded", "_detached", "_continue_sent", "_head_buf", "notes",
     )
 
     def __init__(self, sock: socket.socket, peer, server: "Server") -> None:
@@ -88,6 +88,8 @@ class Connection:
         self._upgraded = False
         self._detached = False
         self._continue_sent = False
+        # A started response's head, held back to leave with the first body bytes.
+        self._head_buf: bytes | None = None
         # Free space for plugins, keyed by plugin name.
         self.notes: dict[str, object] = {}
 
@@ -108,7 +110,7 @@ class Connection:
             self._mask = 0
         for item in self._wq:
             if isinstance(item, FileChunk) and item.close:
-                item.file.close()
+                os.close(item.fd)
         self._wq.clear()
         req = self.current
         if req is not None and not req.completed:
@@ -340,7 +342,16 @@ class Connection:
                 break
         if length >= 0:
             headers = [h for h in headers if h[0].lower() != b"content-length"]
-        self._send(self._head(req, status, headers, reason, length))
+        # Held back: the first write, sendfile or end sends it with what follows, so a
+        # small response leaves in one segment.
+        self._head_buf = self._head(req, status, headers, reason, length)
+
+    def _take_head(self) -> bytes:
+        head = self._head_buf
+        if head is None:
+            return b""
+        self._head_buf = None
+        return head
 
     def send_continue(self, req: Request) -> None:
         """``100 Continue`` for a request that expects it, once, before the body is read."""
@@ -357,6 +368,8 @@ class Connection:
         if req is not self.current or self._closed:
             return False
         if self._no_body or not data:
+            if self._head_buf is not None:
+                self._send(self._take_head())
             return self._wq_size <= HIGH_WATER
         if self._remaining >= 0:
             if len(data) > self._remaining:
@@ -366,22 +379,28 @@ class Connection:
             self._remaining -= len(data)
         req.bytes_sent += len(data)
         if self._chunked:
-            self._send(b"%x\r\n%s\r\n" % (len(data), data))
-        else:
-            self._send(data)
+            data = b"%x\r\n%s\r\n" % (len(data), data)
+        if self._head_buf is not None:
+            data = self._take_head() + data
+        self._send(data)
         return self._wq_size <= HIGH_WATER
 
-    def write_file(self, req: Request, file, offset: int, count: int, close: bool = True) -> None:
+    def write_file(self, req: Request, fd: int, offset: int, count: int, close: bool = True) -> None:
         if req is not self.current or self._closed or self._no_body or count <= 0:
             if close:
-                file.close()
+                os.close(fd)
+            if self._head_buf is not None:
+                self._send(self._take_head())
             return
         if self._remaining >= 0:
             self._remaining -= count
         req.bytes_sent += count
+        prefix = self._take_head()
         if self._chunked:
-            self._send(b"%x\r\n" % count)
-        self._wq.append(FileChunk(file, offset, count, close))
+            prefix += b"%x\r\n" % count
+        if prefix:
+            self._send(prefix, more=True)
+        self._wq.append(FileChunk(fd, offset, count, close))
         self._flush()
         if self._chunked:
             self._send(b"\r\n")
@@ -395,8 +414,11 @@ class Connection:
             self.close()
             return
         self._ending = True
+        tail = self._take_head()
         if self._chunked:
-            self._send(b"0\r\n\r\n")
+            tail += b"0\r\n\r\n"
+        if tail:
+            self._send(tail)
         if not self._wq:
             self._response_done()
 
@@ -409,7 +431,7 @@ class Connection:
             raise RuntimeError("the request is no longer on this connection")
         if any(isinstance(item, FileChunk) for item in self._wq):
             raise RuntimeError("cannot detach while a file is being sent")
-        unsent = b"".join(bytes(item) for item in self._wq)
+        unsent = self._take_head() + b"".join(bytes(item) for item in self._wq)
         self._wq.clear()
         self._wq_size = 0
         self._detached = True
@@ -461,12 +483,13 @@ class Connection:
         self._update_events()
 
     # -- the socket write queue ----------------------------------------------------------
-    def _send(self, data: bytes) -> None:
+    def _send(self, data: bytes, more: bool = False) -> None:
+        """Write ``data`` now if nothing is queued, else queue it; ``more``: data follows."""
         if self._closed:
             return
         if not self._wq:
             try:
-                sent = self.sock.send(data)
+                sent = self.sock.send(data, socket.MSG_MORE if more else 0)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
@@ -489,7 +512,7 @@ class Connection:
             while wq:
                 item = wq[0]
                 if isinstance(item, FileChunk):
-                    sent = os.sendfile(self.fd, item.file.fileno(), item.offset,
+                    sent = os.sendfile(self.fd, item.fd, item.offset,
                                        min(item.remaining, 1 << 20))
                     if sent == 0:
                         raise OSError(errno.EIO, "file shorter than announced")
@@ -500,7 +523,7 @@ class Connection:
                         continue
                     wq.popleft()
                     if item.close:
-                        item.file.close()
+                        os.close(item.fd)
                 else:
                     sent = sock.send(item)
                     progressed = True

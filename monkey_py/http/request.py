@@ -164,9 +164,13 @@ class Request:
         """Queue body bytes. False means the buffer is full: wait for ``on_drain``."""
         return self.conn.write_body(self, data)
 
-    def sendfile(self, file, offset: int, count: int) -> None:
-        """Queue ``count`` bytes of the open ``file`` from ``offset``, sent with sendfile."""
-        self.conn.write_file(self, file, offset, count)
+    def sendfile(self, fd: int, offset: int, count: int, close: bool = True) -> None:
+        """Queue ``count`` bytes of the open file descriptor ``fd`` from ``offset``.
+
+        The bytes go out with ``os.sendfile``; with ``close`` the connection closes
+        ``fd`` once they are sent (or the connection closes).
+        """
+        self.conn.write_file(self, fd, offset, count, close)
 
     def end(self) -> None:
         """The body is complete."""

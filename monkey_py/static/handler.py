@@ -30,6 +30,10 @@ class StaticHandler:
         self.resume = server_config.resume
         self.follow_symlinks = server_config.symlink
         self.mime = MimeTypes(server_config.default_mime_type)
+        # O_NONBLOCK: opening a FIFO must not block the loop; O_NOFOLLOW closes the race
+        # between the symlink check and the open for the last component.
+        self._flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (
+            0 if self.follow_symlinks else os.O_NOFOLLOW)
         self._roots: dict[int, str] = {}
 
     def _root(self, site) -> str:
@@ -42,25 +46,10 @@ class StaticHandler:
         if req.method not in ALLOWED:
             req.error(405)
             return
+        root = self._root(req.site)
         try:
             rel = url_to_relpath(req.path)
-            path = resolve(self._root(req.site), rel, self.follow_symlinks)
-            st = os.stat(path)
-            if stat.S_ISDIR(st.st_mode):
-                if rel and not rel.endswith("/"):
-                    self._redirect_to_directory(req)
-                    return
-                path, st = self._index(req, rel)
-                if path is None:
-                    return
-            elif rel.endswith("/"):
-                # "/index.html/" names a directory that is not one.
-                req.error(404)
-                return
-            if not stat.S_ISREG(st.st_mode):
-                req.error(403)
-                return
-            file = open(path, "rb", buffering=0)
+            fd, st, path = self._open(root, rel)
         except Forbidden:
             req.error(403)
             return
@@ -70,20 +59,46 @@ class StaticHandler:
         except OSError:
             req.error(403)
             return
-        self._serve(req, file, path)
+        if stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            if rel and not rel.endswith("/"):
+                self._redirect_to_directory(req)
+                return
+            fd, st, path = self._index(root, rel)
+            if fd is None:
+                req.error(403, "Directory listing is not allowed.")
+                return
+        elif rel.endswith("/"):
+            # "/index.html/" names a directory that is not one.
+            os.close(fd)
+            req.error(404)
+            return
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            req.error(403)
+            return
+        self._serve(req, fd, st, path)
 
-    def _index(self, req: "Request", rel: str):
-        root = self._root(req.site)
+    def _open(self, root: str, rel: str):
+        """Open ``rel`` below ``root``: (fd, stat, path). Raises Forbidden or OSError."""
+        path = resolve(root, rel, self.follow_symlinks)
+        fd = os.open(path, self._flags)
+        try:
+            return fd, os.fstat(fd), path
+        except OSError:
+            os.close(fd)
+            raise
+
+    def _index(self, root: str, rel: str):
         for name in self.index_files:
             try:
-                path = resolve(root, rel + name, self.follow_symlinks)
-                st = os.stat(path)
-            except (FileNotFoundError, NotADirectoryError):
+                fd, st, path = self._open(root, rel + name)
+            except (Forbidden, OSError):
                 continue
             if stat.S_ISREG(st.st_mode):
-                return path, st
-        req.error(403, "Directory listing is not allowed.")
-        return None, None
+                return fd, st, path
+            os.close(fd)
+        return None, None, None
 
     @staticmethod
     def _redirect_to_directory(req: "Request") -> None:
@@ -94,8 +109,7 @@ class StaticHandler:
                     b"<html><body>Moved to <a href=\"%s\">%s</a></body></html>\n"
                     % (location, location))
 
-    def _serve(self, req: "Request", file, path: str) -> None:
-        st = os.fstat(file.fileno())
+    def _serve(self, req: "Request", fd: int, st: os.stat_result, path: str) -> None:
         size = st.st_size
         mtime = st.st_mtime
         etag = make_etag(st.st_mtime_ns, size)
@@ -105,7 +119,7 @@ class StaticHandler:
         ]
         verdict = evaluate(req.method, req.header, etag, mtime)
         if verdict is not None:
-            file.close()
+            os.close(fd)
             if verdict == 304:
                 req.respond(304, validators)
             else:
@@ -123,25 +137,25 @@ class StaticHandler:
                 try:
                     ranges = parse_range(range_header.decode("latin-1"), size)
                 except Unsatisfiable:
-                    file.close()
+                    os.close(fd)
                     req.error(416, headers=[(b"Content-Range", b"bytes */%d" % size)])
                     return
                 if ranges:
-                    self._serve_ranges(req, file, headers, ranges, size, content_type)
+                    self._serve_ranges(req, fd, headers, ranges, size, content_type)
                     return
         headers.append((b"Content-Length", b"%d" % size))
         req.start_response(200, headers)
-        req.sendfile(file, 0, size)
+        req.sendfile(fd, 0, size)
         req.end()
 
     @staticmethod
-    def _serve_ranges(req, file, headers, ranges, size, content_type) -> None:
+    def _serve_ranges(req, fd, headers, ranges, size, content_type) -> None:
         if len(ranges) == 1:
             first, last = ranges[0]
             headers.append((b"Content-Range", content_range(first, last, size).encode()))
             headers.append((b"Content-Length", b"%d" % (last - first + 1)))
             req.start_response(206, headers)
-            req.sendfile(file, first, last - first + 1)
+            req.sendfile(fd, first, last - first + 1)
             req.end()
             return
         # A fresh boundary per response: a fixed one could occur inside the file.
@@ -153,6 +167,6 @@ class StaticHandler:
         last_index = len(parts) - 1
         for index, (prefix, offset, count) in enumerate(parts):
             req.write(prefix)
-            req.conn.write_file(req, file, offset, count, close=index == last_index)
+            req.sendfile(fd, offset, count, close=index == last_index)
         req.write(closing)
         req.end()
