@@ -1,126 +1,232 @@
 """Upstream statistics shared by all workers.
 
 Each worker writes only its own row of int64 counters in shared memory (one writer per
-slot, so no lock); a reader sums the rows. Created in the master before the fork.
+slot, so no lock); a reader sums the rows. Created in the master before the fork, so the
+status page of any worker shows the figures of all of them.
+
+A row holds one cell per upstream. A cell has the counters, the latency histogram, the
+last error's text (written under a sequence number so a reader never takes half of it)
+and a ring of per-second counters for the last minute: each ring bucket carries the
+second it counts, so a bucket left from an earlier minute is recognised and ignored.
+Times are read from the monotonic clock, which every process of the machine shares.
 """
 
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from dataclasses import dataclass
+from typing import Callable
 
 from monkey_py_plugins.balancers.base import SharedMemory
 
-# Counters per (worker, upstream).
-REQUESTS, FAILURES, ACTIVE, LATENCY_US, RESPONSES, OFFLINE_UNTIL_MS, LAST_ERROR_MS, \
-    LAST_ERROR = range(8)
-FIELDS = 8
-# What went wrong last, as a code every worker can write.
-ERRORS = ("", "connection refused", "timed out", "connection closed", "invalid response",
-          "other error")
+# Upper bounds (seconds) of the buckets of the response-time histogram; +Inf follows.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# The per-second history covers this many completed seconds.
+HISTORY_SECONDS = 60
+ERROR_BYTES = 120
 
-
-def error_code(reason: str) -> int:
-    lowered = reason.lower()
-    if "refused" in lowered:
-        return 1
-    if "timed out" in lowered:
-        return 2
-    if "closed" in lowered or "reset" in lowered or "broken pipe" in lowered:
-        return 3
-    if "invalid" in lowered:
-        return 4
-    return 5
+# The int64 slots of one cell (one upstream in one worker's row).
+REQUESTS, RESPONSES, FAILURES, ACTIVE, LATENCY_US, OFFLINE_UNTIL_MS, ERROR_AT_MS, \
+    ERROR_SEQ, ERROR_LEN = range(9)
+ERROR_TEXT = 9
+BUCKETS = ERROR_TEXT + ERROR_BYTES // 8
+RING = BUCKETS + len(LATENCY_BUCKETS) + 1
+# The ring keeps the current, still counting, second besides the completed ones.
+RING_SIZE = HISTORY_SECONDS + 1
+CELL = RING + 3 * RING_SIZE          # each ring bucket: second, requests, failures
 
 
 @dataclass
 class UpstreamSnapshot:
-    """One upstream's figures summed over the workers."""
+    """One upstream's figures summed over the workers.
+
+    ``requests`` counts the requests sent to it that got a response or failed before
+    one; ``failures`` counts every failed attempt, also those that broke off in the
+    middle of a response. ``latency_counts`` is cumulative, one count per bound of
+    ``LATENCY_BUCKETS`` and then the total; the per-second lists run oldest first and
+    end with the last completed second.
+    """
 
     entry: str
     name: str
     backup: bool
+    workers: int
     requests: int
+    responses: int
     failures: int
     active: int
-    responses: int
-    mean_latency_ms: float
+    latency_sum: float
+    latency_counts: list[int]
+    offline_workers: int
     offline_for: float
     last_error: str
     last_error_age: float | None
+    requests_per_second: list[int]
+    failures_per_second: list[int]
 
     @property
     def state(self) -> str:
-        return "offline" if self.offline_for > 0 else "up"
+        """``up``, ``offline`` (in every worker) or ``partly offline``."""
+        if not self.offline_workers:
+            return "up"
+        return "offline" if self.offline_workers >= self.workers else "partly offline"
+
+    @property
+    def mean_latency(self) -> float | None:
+        """Mean seconds from the start of an attempt to the response head."""
+        return self.latency_sum / self.responses if self.responses else None
 
 
 class ProxyStats:
-    def __init__(self, labels: list[tuple[str, str, bool]], workers: int) -> None:
+    """The shared counters of one configuration's upstreams."""
+
+    def __init__(self, labels: list[tuple[str, str, bool]], workers: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         """``labels``: (entry, upstream name, backup) for each statistics slot."""
         self.labels = labels
         self.workers = workers
-        self.shared = SharedMemory(max(1, len(labels) * FIELDS * workers))
+        self.clock = clock
+        self.since = time.time()
+        self.stride = len(labels) * CELL
+        self.shared = SharedMemory(max(1, self.stride * workers))
+        self.bytes = self.shared.slots.cast("B")
         self.row = 0
 
     def worker_started(self, index: int) -> None:
-        """A new worker starts from zero in its row (a replaced one leaves no counts)."""
-        self.row = index * len(self.labels) * FIELDS
+        """Point this process at row ``index``.
+
+        A worker that replaces a dead one keeps its predecessor's totals, so the counters
+        never go back; connections and offline marks died with the old process.
+        """
+        self.row = index * self.stride
         slots = self.shared.slots
-        for i in range(self.row, self.row + len(self.labels) * FIELDS):
-            slots[i] = 0
+        for slot in range(len(self.labels)):
+            base = self.row + slot * CELL
+            slots[base + ACTIVE] = 0
+            slots[base + OFFLINE_UNTIL_MS] = 0
+            if slots[base + ERROR_SEQ] & 1:
+                slots[base + ERROR_SEQ] += 1
 
-    def _base(self, slot: int) -> int:
-        return self.row + slot * FIELDS
-
+    # -- writing: the worker's own row ---------------------------------------------------
     def opened(self, slot: int) -> None:
-        self.shared.slots[self._base(slot) + ACTIVE] += 1
+        self.shared.slots[self.row + slot * CELL + ACTIVE] += 1
 
     def closed(self, slot: int) -> None:
-        self.shared.slots[self._base(slot) + ACTIVE] -= 1
+        self.shared.slots[self.row + slot * CELL + ACTIVE] -= 1
 
     def responded(self, slot: int, latency: float) -> None:
-        base = self._base(slot)
+        """A response head arrived ``latency`` seconds after the attempt started."""
+        base = self.row + slot * CELL
         slots = self.shared.slots
         slots[base + REQUESTS] += 1
         slots[base + RESPONSES] += 1
         slots[base + LATENCY_US] += int(latency * 1e6)
+        slots[base + BUCKETS + bisect_left(LATENCY_BUCKETS, latency)] += 1
+        self._tick(base, 1, 0)
 
-    def failed(self, slot: int, reason: str, offline_until: float) -> None:
-        """``offline_until``: monotonic time the upstream stays offline until (0: online)."""
-        base = self._base(slot)
+    def failed(self, slot: int, reason: str, offline_until: float,
+               responded: bool = False) -> None:
+        """An attempt failed because of ``reason``.
+
+        ``offline_until``: the monotonic time until which this worker holds the upstream
+        offline (0: online). ``responded``: the failure broke off a response already
+        counted as a request.
+        """
+        base = self.row + slot * CELL
         slots = self.shared.slots
-        now_ms = int(time.time() * 1000)
-        slots[base + REQUESTS] += 1
+        if not responded:
+            slots[base + REQUESTS] += 1
         slots[base + FAILURES] += 1
-        slots[base + LAST_ERROR_MS] = now_ms
-        slots[base + LAST_ERROR] = error_code(reason)
-        if offline_until:
-            slots[base + OFFLINE_UNTIL_MS] = now_ms + int((offline_until - time.monotonic()) * 1000)
+        slots[base + OFFLINE_UNTIL_MS] = int(offline_until * 1000)
+        self._tick(base, 0 if responded else 1, 1)
+        text = reason.encode("utf-8", "replace")[:ERROR_BYTES]
+        start = (base + ERROR_TEXT) * 8
+        slots[base + ERROR_SEQ] += 1
+        self.bytes[start:start + len(text)] = text
+        slots[base + ERROR_LEN] = len(text)
+        slots[base + ERROR_AT_MS] = int(self.clock() * 1000)
+        slots[base + ERROR_SEQ] += 1
 
-    def snapshot(self) -> list[UpstreamSnapshot]:
+    def _tick(self, base: int, requests: int, failures: int) -> None:
+        """Count into the ring bucket of the current second, claiming it if it is stale."""
+        second = int(self.clock())
+        bucket = base + RING + 3 * (second % RING_SIZE)
         slots = self.shared.slots
-        now_ms = int(time.time() * 1000)
-        stride = len(self.labels) * FIELDS
+        if slots[bucket] != second:
+            # Counts first: a reader seeing them under the old second ignores them.
+            slots[bucket + 1] = 0
+            slots[bucket + 2] = 0
+            slots[bucket] = second
+        slots[bucket + 1] += requests
+        slots[bucket + 2] += failures
+
+    # -- reading: every row ---------------------------------------------------------------
+    def snapshot(self) -> list[UpstreamSnapshot]:
+        """Every upstream's figures, in slot order, summed over the workers."""
+        now = self.clock()
+        now_ms = int(now * 1000)
+        second = int(now)
+        slots = self.shared.slots
         result = []
         for slot, (entry, name, backup) in enumerate(self.labels):
-            sums = [0] * FIELDS
-            last_error_ms = last_error = offline_until = 0
+            requests = responses = failures = active = latency_us = 0
+            offline_workers = 0
+            offline_until = error_at = 0
+            error = ""
+            buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+            per_second = [0] * HISTORY_SECONDS
+            failed_per_second = [0] * HISTORY_SECONDS
             for worker in range(self.workers):
-                base = worker * stride + slot * FIELDS
-                for field in (REQUESTS, FAILURES, ACTIVE, LATENCY_US, RESPONSES):
-                    sums[field] += slots[base + field]
-                offline_until = max(offline_until, slots[base + OFFLINE_UNTIL_MS])
-                if slots[base + LAST_ERROR_MS] > last_error_ms:
-                    last_error_ms = slots[base + LAST_ERROR_MS]
-                    last_error = slots[base + LAST_ERROR]
-            responses = sums[RESPONSES]
+                base = worker * self.stride + slot * CELL
+                requests += slots[base + REQUESTS]
+                responses += slots[base + RESPONSES]
+                failures += slots[base + FAILURES]
+                active += slots[base + ACTIVE]
+                latency_us += slots[base + LATENCY_US]
+                for i in range(len(buckets)):
+                    buckets[i] += slots[base + BUCKETS + i]
+                until = slots[base + OFFLINE_UNTIL_MS]
+                if until > now_ms:
+                    offline_workers += 1
+                    offline_until = max(offline_until, until)
+                at, text = self._error(base)
+                if at > error_at:
+                    error_at, error = at, text
+                for i in range(RING_SIZE):
+                    bucket = base + RING + 3 * i
+                    age = second - slots[bucket]
+                    if 1 <= age <= HISTORY_SECONDS:
+                        per_second[HISTORY_SECONDS - age] += slots[bucket + 1]
+                        failed_per_second[HISTORY_SECONDS - age] += slots[bucket + 2]
+            cumulative = []
+            total = 0
+            for count in buckets:
+                total += count
+                cumulative.append(total)
             result.append(UpstreamSnapshot(
-                entry=entry, name=name, backup=backup,
-                requests=sums[REQUESTS], failures=sums[FAILURES], active=sums[ACTIVE],
-                responses=responses,
-                mean_latency_ms=sums[LATENCY_US] / responses / 1000 if responses else 0.0,
+                entry=entry, name=name, backup=backup, workers=self.workers,
+                requests=requests, responses=responses, failures=failures, active=active,
+                latency_sum=latency_us / 1e6, latency_counts=cumulative,
+                offline_workers=offline_workers,
                 offline_for=max(0.0, (offline_until - now_ms) / 1000),
-                last_error=ERRORS[last_error] if last_error < len(ERRORS) else "",
-                last_error_age=(now_ms - last_error_ms) / 1000 if last_error_ms else None,
+                last_error=error,
+                last_error_age=(now_ms - error_at) / 1000 if error_at else None,
+                requests_per_second=per_second, failures_per_second=failed_per_second,
             ))
         return result
+
+    def _error(self, base: int) -> tuple[int, str]:
+        """(monotonic ms, text) of the cell's last error; (0, "") if none or mid-write."""
+        slots = self.shared.slots
+        for _ in range(1000):
+            sequence = slots[base + ERROR_SEQ]
+            if sequence & 1:
+                continue
+            at = slots[base + ERROR_AT_MS]
+            length = slots[base + ERROR_LEN]
+            start = (base + ERROR_TEXT) * 8
+            text = bytes(self.bytes[start:start + length])
+            if slots[base + ERROR_SEQ] == sequence:
+                return at, text.decode("utf-8", "replace")
+        return 0, ""
