@@ -131,7 +131,7 @@ class Forward:
         req = self.req
         log.error("upstream %s failed for %s %s: %s", upstream.name, req.method,
                   req.target.decode("latin-1"), error)
-        self.proxy.failed(self.entry, upstream, str(error))
+        self.proxy.failed(self.entry, upstream, str(error), self.started)
         self.last_status = error.status
         if self.started:
             self._finish()

@@ -119,7 +119,9 @@ class ProxyWorker:
     def upstream_ok(self, upstream: Upstream) -> None:
         upstream.succeeded()
 
-    def failed(self, entry: Entry, upstream: Upstream, reason: str) -> None:
+    def failed(self, entry: Entry, upstream: Upstream, reason: str,
+               responded: bool = False) -> None:
+        """An attempt failed; ``responded``: after its response head was counted."""
         now = self.loop.time()
         upstream.failed(now, reason)
-        self.state.stats.failed(upstream.slot, reason, upstream.offline_until)
+        self.state.stats.failed(upstream.slot, reason, upstream.offline_until, responded)
