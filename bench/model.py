@@ -1,0 +1,107 @@
+"""The vocabulary shared by scenarios and measures: options, servers, metrics, outcomes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Callable
+
+from servers import ServerProcess
+
+MONKEY, NGINX = "monkey_py", "nginx"
+
+
+class SetupError(RuntimeError):
+    """This machine cannot run a scenario as configured; the message says what to change."""
+
+
+@dataclass
+class Context:
+    """Options of this run, shared by every scenario."""
+
+    workdir: Path
+    duration: int
+    warmup: int
+    rounds: int
+    connections: int
+    idle_connections: int
+    server_cpu: int = 1
+    load_cpu: int = 0
+    log: Callable[[str], None] = print
+
+
+@dataclass
+class Metric:
+    """One row of the result table; ``better`` is 'higher', 'lower' or '' (no ratio)."""
+
+    name: str
+    unit: str
+    monkey: float | None
+    nginx: float | None
+    better: str = "higher"
+
+    @property
+    def ratio(self) -> float | None:
+        """monkey_py divided by nginx, when both exist and the metric has a ratio."""
+        if not self.better or self.monkey is None or not self.nginx:
+            return None
+        return self.monkey / self.nginx
+
+
+@dataclass
+class Outcome:
+    """What a scenario produced: metrics and notes, or why it failed or was skipped."""
+
+    scenario: str
+    status: str = "ok"
+    metrics: list[Metric] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str = ""
+    output_tail: str = ""
+    raw: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        for row, metric in zip(data["metrics"], self.metrics):
+            row["ratio"] = metric.ratio
+        return data
+
+
+@dataclass
+class Setup:
+    """The servers of one scenario and what to request from them."""
+
+    monkey: ServerProcess
+    nginx: ServerProcess
+    path: str
+    verify: Callable[[str], str | None]
+    helpers: list[ServerProcess] = field(default_factory=list)
+
+    def sides(self) -> list[tuple[str, ServerProcess]]:
+        return [(MONKEY, self.monkey), (NGINX, self.nginx)]
+
+    def helper_pids(self) -> list[int]:
+        return [pid for helper in self.helpers for pid in helper.pids()]
+
+
+Measure = Callable[[Context, Setup, Outcome], None]
+
+
+@dataclass
+class Scenario:
+    """A named benchmark: configs and servers from ``prepare``, figures from ``measure``."""
+
+    name: str
+    description: str
+    prepare: Callable[[Context, Path], Setup]
+    measure: Measure
+    plugins: tuple[str, ...] = ()
+
+    def missing_prerequisite(self) -> str | None:
+        """Why this scenario cannot run in this environment, or None."""
+        installed = {point.name for point in metadata.entry_points(group="monkey_py.plugins")}
+        missing = [name for name in self.plugins if name not in installed]
+        if missing:
+            return f"monkey_py plugin {', '.join(missing)} is not installed"
+        return None
