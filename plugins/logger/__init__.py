@@ -3,13 +3,15 @@
 A site turns it on with ``[LOGGER] AccessLog path``. Lines are buffered in each worker
 and written with one ``write`` when the buffer fills, once a second, and when the worker
 stops, so the loop never waits on the disk per request. Files are opened with O_APPEND:
-workers' writes never interleave within a line.
+workers' writes never interleave within a line. Fields are escaped as Apache does, so a
+client cannot forge a line or a field.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 
 from monkey_py.config import ConfigError, Key, read_section
@@ -31,13 +33,22 @@ def _access_log(config, site):
     sections = site.sections.get(SECTION)
     if not sections:
         return None
-    return read_section(sections[0], _keys(config))["access_log"]
+    filename = read_section(sections[0], _keys(config))["access_log"]
+    if filename is not None and not filename.parent.is_dir():
+        raise ConfigError(
+            f"AccessLog {filename}: directory {filename.parent} does not exist; create it "
+            "or name a file in an existing directory (relative paths start at the "
+            "configuration directory)",
+            sections[0].get("AccessLog").location,
+        )
+    return filename
 
 
 class AccessLog:
     """Buffered lines for one file, shared by every site that names it."""
 
     def __init__(self, filename) -> None:
+        self.filename = filename
         self.fd = os.open(filename, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self.lines: list[bytes] = []
         self.size = 0
@@ -51,13 +62,14 @@ class AccessLog:
     def flush(self) -> None:
         if not self.lines:
             return
-        data = b"".join(self.lines)
+        data = memoryview(b"".join(self.lines))
         self.lines.clear()
         self.size = 0
         try:
-            os.write(self.fd, data)
+            while data:
+                data = data[os.write(self.fd, data):]
         except OSError as exc:
-            log.error("cannot write the access log: %s", exc)
+            log.error("cannot write the access log %s: %s", self.filename, exc)
 
     def close(self) -> None:
         self.flush()
@@ -82,7 +94,12 @@ class Logger:
                 continue
             key = str(filename)
             if key not in self.files:
-                self.files[key] = AccessLog(filename)
+                try:
+                    self.files[key] = AccessLog(filename)
+                except OSError as exc:
+                    log.error("cannot open the access log %s of site %s: %s; its requests "
+                              "are not logged", filename, site.name, exc)
+                    continue
             self.by_site[id(site)] = self.files[key]
         if self.files:
             self.loop.call_later(FLUSH_SECONDS, self._tick)
@@ -98,11 +115,12 @@ class Logger:
         self.files.clear()
         self.by_site.clear()
 
-    def timestamp(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._stamp = time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(now)).encode()
+    def timestamp(self, request) -> bytes:
+        """When the request arrived (combined format's %t), cached per second."""
+        second = int(time.time() - (self.loop.time() - request.start_time))
+        if second != self._second:
+            self._second = second
+            self._stamp = time.strftime("[%d/%b/%Y:%H:%M:%S %z]", time.localtime(second)).encode()
         return self._stamp
 
     def log(self, request) -> None:
@@ -114,7 +132,7 @@ class Logger:
         referer = request.header(b"referer") or b"-"
         agent = request.header(b"user-agent") or b"-"
         line = b'%s - - %s "%s %s HTTP/%s" %d %s "%s" "%s"\n' % (
-            address, self.timestamp(), request.method.encode(), _quote(request.target),
+            address, self.timestamp(request), request.method.encode(), _quote(request.target),
             request.version.encode(), request.status,
             b"%d" % request.bytes_sent if request.bytes_sent else b"-",
             _quote(referer), _quote(agent),
@@ -122,13 +140,17 @@ class Logger:
         access_log.add(line)
 
 
+# Apache's escaping of logged strings: quote and backslash get a backslash, the usual
+# control characters their C escape, every other byte outside printable ASCII \xhh.
+_ESCAPES = {c: b"\\x%02x" % c for c in (*range(32), *range(127, 256))}
+_ESCAPES.update({ord('"'): b'\\"', ord("\\"): b"\\\\", 8: b"\\b", 9: b"\\t", 10: b"\\n",
+                 11: b"\\v", 13: b"\\r"})
+_UNSAFE = re.compile(rb'[\x00-\x1f\x7f-\xff"\\]')
+
+
 def _quote(value: bytes) -> bytes:
-    """Escape what would break a log line: quotes, backslashes and control bytes."""
-    if b'"' in value or b"\\" in value or any(c < 32 or c == 127 for c in value):
-        return b"".join(
-            b"\\x%02x" % c if c < 32 or c == 127 or c in b'"\\' else bytes((c,)) for c in value
-        )
-    return value
+    """Escape what would break a log line or its fields, as Apache's log escaping does."""
+    return _UNSAFE.sub(lambda match: _ESCAPES[match.group()[0]], value)
 
 
 _state = Logger()
