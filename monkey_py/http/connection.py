@@ -294,8 +294,11 @@ class Connection:
                     parts.append(b"Transfer-Encoding: chunked\r\n")
                 else:
                     keep = False
-        for name, value in headers:
-            parts.append(b"%s: %s\r\n" % (name, value))
+        if isinstance(headers, bytes):
+            parts.append(headers)
+        else:
+            for name, value in headers:
+                parts.append(b"%s: %s\r\n" % (name, value))
         if status != 101:
             if not keep:
                 parts.append(b"Connection: close\r\n")
@@ -332,16 +335,16 @@ class Connection:
             req.keep_alive = False
         self.respond(req, status, headers, body)
 
-    def start_response(self, req, status, headers, reason=None) -> None:
+    def start_response(self, req, status, headers, reason=None, length=None) -> None:
         if req is not self.current or req.response_started:
             raise RuntimeError("a response was already started for this request")
-        length = -1
-        for name, value in headers:
-            if name.lower() == b"content-length":
-                length = int(value)
-                break
-        if length >= 0:
-            headers = [h for h in headers if h[0].lower() != b"content-length"]
+        if length is None:
+            length = -1
+            for name, value in headers:
+                if name.lower() == b"content-length":
+                    length = int(value)
+                    headers = [h for h in headers if h[0].lower() != b"content-length"]
+                    break
         # Held back: the first write, sendfile or end sends it with what follows, so a
         # small response leaves in one segment.
         self._head_buf = self._head(req, status, headers, reason, length)

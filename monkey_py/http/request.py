@@ -150,15 +150,18 @@ class Request:
         self.conn.respond_error(self, status, detail, headers)
 
     def start_response(
-        self, status: int, headers: Headers, reason: bytes | None = None,
+        self, status: int, headers: Headers | bytes, reason: bytes | None = None,
+        length: int | None = None,
     ) -> None:
         """Send the status line and headers; the body follows with write() and end().
 
-        With a ``content-length`` header the body must have exactly that length; without
-        one, HTTP/1.1 clients get a chunked body and HTTP/1.0 clients a body that ends
-        when the connection closes.
+        ``length`` is the body's length if known, else it is read from a
+        ``content-length`` header. With a length the body must have exactly that many
+        bytes; without one, HTTP/1.1 clients get a chunked body and HTTP/1.0 clients a
+        body that ends when the connection closes. ``headers`` may also be pre-encoded
+        ``b"Name: value\\r\\n"`` lines (without Content-Length: pass ``length``).
         """
-        self.conn.start_response(self, status, headers, reason)
+        self.conn.start_response(self, status, headers, reason, length)
 
     def write(self, data: bytes) -> bool:
         """Queue body bytes. False means the buffer is full: wait for ``on_drain``."""

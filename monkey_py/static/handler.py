@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from ..http.request import Request
 
 ALLOWED = ("GET", "HEAD")
+# Files whose header lines are kept ready; the cache is dropped whole when full.
+META_CACHE_SIZE = 4096
 
 
 class StaticHandler:
@@ -35,6 +37,7 @@ class StaticHandler:
         self._flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (
             0 if self.follow_symlinks else os.O_NOFOLLOW)
         self._roots: dict[int, str] = {}
+        self._metas: dict[str, FileMeta] = {}
 
     def _root(self, site) -> str:
         root = self._roots.get(id(site))
@@ -109,30 +112,31 @@ class StaticHandler:
                     b"<html><body>Moved to <a href=\"%s\">%s</a></body></html>\n"
                     % (location, location))
 
+    def _meta(self, st: os.stat_result, path: str) -> "FileMeta":
+        """The validators and header lines of a file, rebuilt only when it changes."""
+        meta = self._metas.get(path)
+        if meta is None or meta.key != (st.st_ino, st.st_mtime_ns, st.st_size):
+            if len(self._metas) >= META_CACHE_SIZE:
+                self._metas.clear()
+            meta = self._metas[path] = FileMeta(st, self.mime.guess(path), self.resume)
+        return meta
+
     def _serve(self, req: "Request", fd: int, st: os.stat_result, path: str) -> None:
+        meta = self._meta(st, path)
         size = st.st_size
-        mtime = st.st_mtime
-        etag = make_etag(st.st_mtime_ns, size)
-        validators = [
-            (b"Last-Modified", http_date(mtime).encode()),
-            (b"ETag", etag.encode()),
-        ]
-        verdict = evaluate(req.method, req.header, etag, mtime)
+        verdict = evaluate(req.method, req.header, meta.etag, meta.mtime)
         if verdict is not None:
             os.close(fd)
             if verdict == 304:
-                req.respond(304, validators)
+                req.respond(304, meta.validators)
             else:
                 req.error(verdict)
             return
-        content_type = self.mime.guess(path)
-        headers = [(b"Content-Type", content_type.encode()), *validators]
         if self.resume:
-            headers.append((b"Accept-Ranges", b"bytes"))
             range_header = req.header(b"range")
             if (
                 range_header is not None and req.method == "GET"
-                and if_range_allows(req.header(b"if-range"), etag, mtime)
+                and if_range_allows(req.header(b"if-range"), meta.etag, meta.mtime)
             ):
                 try:
                     ranges = parse_range(range_header.decode("latin-1"), size)
@@ -141,32 +145,52 @@ class StaticHandler:
                     req.error(416, headers=[(b"Content-Range", b"bytes */%d" % size)])
                     return
                 if ranges:
-                    self._serve_ranges(req, fd, headers, ranges, size, content_type)
+                    self._serve_ranges(req, fd, meta, ranges, size)
                     return
-        headers.append((b"Content-Length", b"%d" % size))
-        req.start_response(200, headers)
+        req.start_response(200, meta.block, length=size)
         req.sendfile(fd, 0, size)
         req.end()
 
     @staticmethod
-    def _serve_ranges(req, fd, headers, ranges, size, content_type) -> None:
+    def _serve_ranges(req, fd, meta: "FileMeta", ranges, size) -> None:
+        headers = [(b"Content-Type", meta.content_type.encode()), *meta.validators,
+                   (b"Accept-Ranges", b"bytes")]
         if len(ranges) == 1:
             first, last = ranges[0]
             headers.append((b"Content-Range", content_range(first, last, size).encode()))
-            headers.append((b"Content-Length", b"%d" % (last - first + 1)))
-            req.start_response(206, headers)
+            req.start_response(206, headers, length=last - first + 1)
             req.sendfile(fd, first, last - first + 1)
             req.end()
             return
         # A fresh boundary per response: a fixed one could occur inside the file.
         boundary = secrets.token_hex(12)
-        parts, closing, total = multipart_byteranges(ranges, size, content_type, boundary)
+        parts, closing, total = multipart_byteranges(ranges, size, meta.content_type, boundary)
         headers[0] = (b"Content-Type", b"multipart/byteranges; boundary=" + boundary.encode())
-        headers.append((b"Content-Length", b"%d" % total))
-        req.start_response(206, headers)
+        req.start_response(206, headers, length=total)
         last_index = len(parts) - 1
         for index, (prefix, offset, count) in enumerate(parts):
             req.write(prefix)
             req.sendfile(fd, offset, count, close=index == last_index)
         req.write(closing)
         req.end()
+
+
+class FileMeta:
+    """What the headers of one version of a file need, computed once per version."""
+
+    __slots__ = ("key", "etag", "mtime", "content_type", "validators", "block")
+
+    def __init__(self, st: os.stat_result, content_type: str, resume: bool) -> None:
+        self.key = (st.st_ino, st.st_mtime_ns, st.st_size)
+        self.etag = make_etag(st.st_mtime_ns, st.st_size)
+        self.mtime = st.st_mtime
+        self.content_type = content_type
+        self.validators = [
+            (b"Last-Modified", http_date(st.st_mtime).encode()),
+            (b"ETag", self.etag.encode()),
+        ]
+        lines = [b"Content-Type: %s\r\n" % content_type.encode()]
+        lines.extend(b"%s: %s\r\n" % pair for pair in self.validators)
+        if resume:
+            lines.append(b"Accept-Ranges: bytes\r\n")
+        self.block = b"".join(lines)
