@@ -1,0 +1,282 @@
+"""The proxy's shared statistics: per-worker rows summed across real forked processes,
+the per-second ring, the latency histogram, and the Prometheus text made from them."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from typing import Callable
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monkey_py_plugins.proxy_reverse.stats import (
+    ERROR_BYTES,
+    ERROR_SEQ,
+    HISTORY_SECONDS,
+    LATENCY_BUCKETS,
+    ProxyStats,
+)
+from monkey_py_plugins.proxy_reverse.status_page import EntryStatus, StatusReport
+from monkey_py_plugins.proxy_reverse.status_prometheus import render_prometheus
+
+LABELS = [("e.conf:3", "10.0.0.1:80", False), ("e.conf:3", "10.0.0.2:80", True)]
+
+
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self, now: float = 1000.25) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def in_children(stats: ProxyStats, work: Callable[[ProxyStats, int], None]) -> None:
+    """Run ``work(stats, index)`` as worker ``index`` in one forked child per worker."""
+    children = []
+    for index in range(stats.workers):
+        pid = os.fork()
+        if pid == 0:
+            status = 1
+            try:
+                stats.worker_started(index)
+                work(stats, index)
+                status = 0
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(status)
+        children.append(pid)
+    for pid in children:
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, f"child {pid} failed"
+
+
+def by_name(stats: ProxyStats) -> dict:
+    return {up.name: up for up in stats.snapshot()}
+
+
+# -- aggregation across workers -------------------------------------------------------------
+def test_forked_workers_write_their_own_rows_and_a_reader_sums_them():
+    clock = Clock()
+    stats = ProxyStats(LABELS, workers=2, clock=clock)
+
+    def work(stats: ProxyStats, index: int) -> None:
+        for _ in range(10 + index):
+            stats.opened(0)
+            stats.responded(0, 0.002)
+            stats.closed(0)
+        stats.opened(1)                       # left open: one active connection each
+        stats.failed(0, f"connect: refused by worker {index}", 0.0)
+
+    in_children(stats, work)
+    first, backup = stats.snapshot()
+    assert (first.requests, first.responses, first.failures) == (23, 21, 2)
+    assert first.active == 0
+    assert backup.active == 2 and backup.requests == 0 and backup.backup
+    assert first.latency_sum == pytest.approx(21 * 0.002)
+    assert first.mean_latency == pytest.approx(0.002)
+    assert first.last_error.startswith("connect: refused by worker ")
+    assert first.workers == 2
+
+
+def test_the_latest_error_of_any_worker_wins():
+    clock = Clock()
+    stats = ProxyStats(LABELS, workers=2, clock=clock)
+    stats.worker_started(1)
+    stats.failed(0, "read timed out", 0.0)
+    clock.now += 2
+    stats.worker_started(0)
+    stats.failed(0, "connect: Connection refused", 0.0)
+    clock.now += 3
+    up = by_name(stats)["10.0.0.1:80"]
+    assert up.last_error == "connect: Connection refused"
+    assert up.last_error_age == pytest.approx(3.0)
+
+
+def test_a_long_error_is_cut_to_the_space_it_has():
+    stats = ProxyStats(LABELS, workers=1, clock=Clock())
+    stats.worker_started(0)
+    stats.failed(0, "x" * 500, 0.0)
+    assert by_name(stats)["10.0.0.1:80"].last_error == "x" * ERROR_BYTES
+
+
+def test_no_error_reads_as_none():
+    stats = ProxyStats(LABELS, workers=1, clock=Clock())
+    up = by_name(stats)["10.0.0.1:80"]
+    assert up.last_error == "" and up.last_error_age is None and up.mean_latency is None
+
+
+def test_a_failure_after_the_response_head_is_not_a_second_request():
+    stats = ProxyStats(LABELS, workers=1, clock=Clock())
+    stats.worker_started(0)
+    stats.responded(0, 0.01)
+    stats.failed(0, "receive: reset in the middle of the body", 0.0, responded=True)
+    up = by_name(stats)["10.0.0.1:80"]
+    assert (up.requests, up.responses, up.failures) == (1, 1, 1)
+
+
+def test_a_replacement_worker_keeps_totals_but_not_connections_or_offline_marks():
+    clock = Clock()
+    stats = ProxyStats(LABELS, workers=2, clock=clock)
+
+    def work(stats: ProxyStats, index: int) -> None:
+        stats.opened(0)
+        stats.responded(0, 0.001)
+        stats.failed(0, "connect timed out", clock.now + 60)
+        # Died in the middle of writing an error: the sequence number is left odd.
+        stats.shared.slots[stats.row + ERROR_SEQ] += 1
+
+    in_children(stats, work)
+    before = by_name(stats)["10.0.0.1:80"]
+    assert before.active == 2 and before.offline_workers == 2 and before.state == "offline"
+    assert before.last_error == ""            # both rows are mid-write
+    stats.worker_started(0)                   # worker 0 is replaced
+    after = by_name(stats)["10.0.0.1:80"]
+    assert (after.requests, after.failures) == (4, 2)
+    assert after.active == 1
+    assert after.offline_workers == 1 and after.state == "partly offline"
+    assert after.last_error == "connect timed out"
+
+
+def test_offline_state_and_time_left():
+    clock = Clock()
+    stats = ProxyStats(LABELS, workers=1, clock=clock)
+    stats.worker_started(0)
+    stats.failed(0, "connect: Connection refused", clock.now + 30)
+    clock.now += 10
+    up = by_name(stats)["10.0.0.1:80"]
+    assert up.state == "offline" and up.offline_for == pytest.approx(20.0)
+    clock.now += 21
+    assert by_name(stats)["10.0.0.1:80"].state == "up"
+
+
+# -- the latency histogram -------------------------------------------------------------------
+def test_latency_buckets_are_cumulative_and_end_with_the_total():
+    stats = ProxyStats(LABELS, workers=1, clock=Clock())
+    stats.worker_started(0)
+    for latency in (0.001, 0.005, 0.0051, 0.3, 99.0):
+        stats.responded(0, latency)
+    counts = by_name(stats)["10.0.0.1:80"].latency_counts
+    bounds = dict(zip([*LATENCY_BUCKETS, "+Inf"], counts))
+    assert bounds[0.005] == 2                 # a bound includes its own value
+    assert bounds[0.01] == 3
+    assert bounds[0.25] == 3 and bounds[0.5] == 4
+    assert bounds[10.0] == 4 and bounds["+Inf"] == 5
+    assert counts == sorted(counts)
+
+
+# -- the per-second ring ---------------------------------------------------------------------
+def test_the_ring_counts_each_completed_second_oldest_first():
+    clock = Clock(5000.0)
+    stats = ProxyStats(LABELS, workers=1, clock=clock)
+    stats.worker_started(0)
+    for second, count in ((5000, 3), (5001, 1), (5003, 4)):
+        clock.now = second + 0.5
+        for _ in range(count):
+            stats.responded(0, 0.001)
+    stats.failed(0, "read timed out", 0.0)    # in 5003 too
+    clock.now = 5004.1
+    up = by_name(stats)["10.0.0.1:80"]
+    assert len(up.requests_per_second) == HISTORY_SECONDS
+    assert up.requests_per_second[-4:] == [3, 1, 0, 5]
+    assert up.failures_per_second[-4:] == [0, 0, 0, 1]
+    assert sum(up.requests_per_second) == 9
+
+
+def test_the_current_second_is_not_shown_until_it_is_complete():
+    clock = Clock(7000.2)
+    stats = ProxyStats(LABELS, workers=1, clock=clock)
+    stats.worker_started(0)
+    stats.responded(0, 0.001)
+    assert sum(by_name(stats)["10.0.0.1:80"].requests_per_second) == 0
+    clock.now = 7001.0
+    assert by_name(stats)["10.0.0.1:80"].requests_per_second[-1] == 1
+
+
+def test_seconds_older_than_the_history_drop_out_and_buckets_are_reused():
+    clock = Clock(100.0)
+    stats = ProxyStats(LABELS, workers=1, clock=clock)
+    stats.worker_started(0)
+    stats.responded(0, 0.001)                 # second 100
+    clock.now = 100 + HISTORY_SECONDS + 0.5   # second 100 is now the oldest shown
+    assert by_name(stats)["10.0.0.1:80"].requests_per_second[0] == 1
+    clock.now += 1                            # and now it is gone
+    assert sum(by_name(stats)["10.0.0.1:80"].requests_per_second) == 0
+    for _ in range(2):                        # a later second takes its bucket over
+        stats.responded(0, 0.001)
+    clock.now += 1
+    assert by_name(stats)["10.0.0.1:80"].requests_per_second[-1] == 2
+    assert sum(by_name(stats)["10.0.0.1:80"].requests_per_second) == 2
+
+
+def test_the_ring_sums_the_workers_second_by_second():
+    clock = Clock(3000.5)
+    stats = ProxyStats(LABELS, workers=2, clock=clock)
+
+    def work(stats: ProxyStats, index: int) -> None:
+        for _ in range(index + 1):
+            stats.responded(1, 0.001)
+
+    in_children(stats, work)
+    clock.now += 1
+    assert by_name(stats)["10.0.0.2:80"].requests_per_second[-1] == 3
+
+
+# -- Prometheus ------------------------------------------------------------------------------
+def report_of(stats: ProxyStats) -> StatusReport:
+    snapshot = stats.snapshot()
+    return StatusReport("/proxy-status", 1.7e9, stats.workers,
+                        [EntryStatus("e.conf:3", ["^/api/", "\\.php$"], "RoundRobin", snapshot)])
+
+
+def samples(text: str) -> dict:
+    """{(sample name, frozenset of labels): value} of a Prometheus text."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[sample.name, frozenset(sample.labels.items())] = sample.value
+    return found
+
+
+def test_prometheus_text_parses_back_to_the_figures():
+    clock = Clock()
+    stats = ProxyStats(LABELS, workers=2, clock=clock)
+
+    def work(stats: ProxyStats, index: int) -> None:
+        stats.responded(0, 0.02)
+        stats.responded(0, 3.0)
+        stats.opened(0)
+        stats.failed(0, "connect: Connection refused", clock.now + 60 if index else 0.0)
+
+    in_children(stats, work)
+    text = render_prometheus(report_of(stats)).decode()
+    found = samples(text)
+    first = frozenset({("entry", "e.conf:3"), ("upstream", "10.0.0.1:80")})
+    second = frozenset({("entry", "e.conf:3"), ("upstream", "10.0.0.2:80")})
+    assert found["monkey_proxy_upstream_requests_total", first] == 6
+    assert found["monkey_proxy_upstream_failures_total", first] == 2
+    assert found["monkey_proxy_upstream_active_connections", first] == 2
+    assert found["monkey_proxy_upstream_up", first] == 0
+    assert found["monkey_proxy_upstream_offline_workers", first] == 1
+    assert found["monkey_proxy_upstream_up", second] == 1
+    assert found["monkey_proxy_upstream_backup", second] == 1
+    assert found["monkey_proxy_upstream_response_seconds_count", first] == 4
+    assert found["monkey_proxy_upstream_response_seconds_sum", first] == pytest.approx(6.04)
+    assert found["monkey_proxy_upstream_response_seconds_bucket", first | {("le", "0.025")}] == 2
+    assert found["monkey_proxy_upstream_response_seconds_bucket", first | {("le", "2.5")}] == 2
+    assert found["monkey_proxy_upstream_response_seconds_bucket", first | {("le", "+Inf")}] == 4
+    assert found["monkey_proxy_workers", frozenset()] == 2
+    info = frozenset({("entry", "e.conf:3"), ("match", "^/api/ \\.php$"),
+                      ("balancer", "RoundRobin")})
+    assert found["monkey_proxy_entry_info", info] == 1
+
+
+def test_prometheus_label_values_are_escaped_by_the_library():
+    stats = ProxyStats([('a"b\\c\nd', "h:1", False)], workers=1, clock=Clock())
+    report = StatusReport("/s", 0.0, 1, [EntryStatus('a"b\\c\nd', [], "", stats.snapshot())])
+    found = samples(render_prometheus(report).decode())
+    key = frozenset({("entry", 'a"b\\c\nd'), ("upstream", "h:1")})
+    assert found["monkey_proxy_upstream_requests_total", key] == 0

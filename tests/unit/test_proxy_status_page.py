@@ -1,0 +1,189 @@
+"""The statistics page: URL-to-format mapping, client address checks, and the HTML and
+JSON made from a report."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import xml.etree.ElementTree as ET
+from types import SimpleNamespace
+
+import pytest
+
+from monkey_py_plugins.proxy_reverse.stats import HISTORY_SECONDS, ProxyStats
+from monkey_py_plugins.proxy_reverse.status_html import render_html, sparkline
+from monkey_py_plugins.proxy_reverse.status_page import (
+    allowed,
+    build_report,
+    chosen_format,
+    implied_format,
+    render_json,
+)
+
+SVG = "{http://www.w3.org/2000/svg}"
+HOSTILE = "<script>alert('x')</script>&"
+
+
+def fake_state(labels, entries, workers=1, now=500.5):
+    """A ProxyState stand-in: the settings the page reads and real shared statistics."""
+    stats = ProxyStats(labels, workers, clock=lambda: now)
+    stats.worker_started(0)
+    settings = SimpleNamespace(entries=entries, site_entries={},
+                               statistics_url="/proxy-status")
+    return SimpleNamespace(settings=settings, stats=stats)
+
+
+def entry_settings(location: str, *patterns: str, balancer="RoundRobin"):
+    return SimpleNamespace(location=location, balancer=balancer,
+                           match=[re.compile(p) for p in patterns])
+
+
+# -- URLs and formats -----------------------------------------------------------------------
+@pytest.mark.parametrize("path, expected", [
+    (b"/proxy-status", ""),
+    (b"/proxy-status.json", "json"),
+    (b"/proxy-status/metrics", "prometheus"),
+    (b"/proxy-status/", None),
+    (b"/proxy-statusx", None),
+    (b"/proxy-status/metrics/x", None),
+    (b"/other", None),
+])
+def test_status_urls(path, expected):
+    assert implied_format(path, b"/proxy-status") == expected
+
+
+def test_a_statistics_url_with_a_trailing_slash_keeps_one_slash_before_metrics():
+    assert implied_format(b"/status/metrics", b"/status/") == "prometheus"
+
+
+@pytest.mark.parametrize("query, implied, expected", [
+    (None, "", "html"),
+    (b"format=json", "", "json"),
+    (b"format=Prometheus", "", "prometheus"),
+    (b"format=html&x=1", "", "html"),
+    (None, "json", "json"),
+    (b"format=json", "json", "json"),
+    (b"refresh=1", "prometheus", "prometheus"),
+])
+def test_format_parameter(query, implied, expected):
+    assert chosen_format(query, implied, b"/proxy-status") == expected
+
+
+@pytest.mark.parametrize("query, implied", [
+    (b"format=xml", ""),
+    (b"format=html", "json"),
+    (b"format=json", "prometheus"),
+])
+def test_an_unknown_or_contradicting_format_is_refused_with_the_choices(query, implied):
+    with pytest.raises(ValueError, match="html, json or prometheus"):
+        chosen_format(query, implied, b"/proxy-status")
+
+
+# -- who may read it ------------------------------------------------------------------------
+LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+
+
+@pytest.mark.parametrize("peer, networks, expected", [
+    (("127.0.0.1", 5000), LOOPBACK, True),
+    (("::1", 5000, 0, 0), LOOPBACK, True),
+    (("::ffff:127.0.0.1", 5000, 0, 0), LOOPBACK, True),
+    (("192.168.1.9", 5000), LOOPBACK, False),
+    (("10.1.2.3", 5000), [ipaddress.ip_network("10.0.0.0/8")], True),
+    (("127.0.0.1", 5000), [ipaddress.ip_network("10.0.0.0/8")], False),
+    (("fe80::1%eth0", 5000, 0, 2), [ipaddress.ip_network("fe80::/10")], True),
+    ("/run/monkey.sock", LOOPBACK, False),
+])
+def test_client_addresses(peer, networks, expected):
+    assert allowed(SimpleNamespace(peer=peer), networks) is expected
+
+
+# -- the report, HTML and JSON ---------------------------------------------------------------
+def test_the_report_groups_upstreams_by_entry_in_order():
+    labels = [("a.conf:2", "h1:80", False), ("a.conf:2", "h2:80", True), ("s/x:5", "h3:80", False)]
+    state = fake_state(labels, [entry_settings("a.conf:2", "^/api/")])
+    state.settings.site_entries = {1: [entry_settings("s/x:5", "img", balancer="Naive")]}
+    report = build_report(state)
+    assert [(e.label, e.match, e.balancer, [u.name for u in e.upstreams])
+            for e in report.entries] == [("a.conf:2", ["^/api/"], "RoundRobin", ["h1:80", "h2:80"]),
+                                         ("s/x:5", ["img"], "Naive", ["h3:80"])]
+
+
+def hostile_report(now=500.5):
+    labels = [(HOSTILE, HOSTILE, False), (HOSTILE, "ok:80", True)]
+    state = fake_state(labels, [entry_settings(HOSTILE, HOSTILE)], now=now)
+    stats = state.stats
+    state.settings.statistics_url = "/st\"atus"
+    for _ in range(3):
+        stats.responded(0, 0.004)
+    stats.failed(0, HOSTILE, 0.0)
+    stats.failed(1, "connect: Connection refused", now + 30)
+    return state
+
+
+def test_html_is_well_formed_self_contained_and_escapes_every_value():
+    state = hostile_report()
+    state.stats.clock = lambda: 501.5
+    page = render_html(build_report(state)).decode()
+    root = ET.fromstring(page)               # well-formed: every element is closed
+    assert page.startswith("<!DOCTYPE html>")
+    assert "<script" not in page and "<link" not in page and " src=" not in page
+    assert not re.search(r"""href=["'](https?:)?//""", page)
+    assert root.find(".//{*}meta[@http-equiv='refresh']") is not None
+    assert root.find("head/style") is not None
+    text = "".join(root.itertext())
+    assert HOSTILE in text                   # shown as text, not markup
+    hrefs = [a.get("href") for a in root.iter("a")]
+    assert hrefs == ['/st"atus.json', '/st"atus/metrics']
+    rows = root.findall(".//tbody/tr")
+    assert len(rows) == 2
+    cells = ["".join(td.itertext()) for td in rows[0].findall("td")]
+    assert cells[0] == HOSTILE and cells[1] == "up"
+    assert cells[2:6] == ["0", "4", "1", "4.0 ms"]
+    assert cells[6].startswith(HOSTILE)
+    backup = ["".join(td.itertext()) for td in rows[1].findall("td")]
+    assert backup[0] == "ok:80 (backup)" and backup[1] == "offline, retried in 29 s"
+    assert len(root.findall(f".//{SVG}svg")) == 2
+
+
+def test_html_says_so_when_no_entry_is_configured():
+    page = render_html(build_report(fake_state([], []))).decode()
+    ET.fromstring(page)
+    assert "No proxy entry is configured" in page
+
+
+def test_sparkline_scales_to_the_peak_and_marks_failures():
+    requests = [0] * (HISTORY_SECONDS - 2) + [10, 5]
+    svg = ET.fromstring(sparkline(requests, [0] * (HISTORY_SECONDS - 1) + [2]))
+    polygon = svg.find(f"{SVG}polygon")
+    points = [tuple(map(float, p.split(","))) for p in polygon.get("points").split()]
+    height = float(svg.get("height"))
+    ys = [y for _, y in points[1:-1]]
+    assert ys[0] == height and min(ys) == ys[-2] and ys[-1] > ys[-2]
+    assert svg.find(f"{SVG}polyline") is not None
+    assert "peak 10" in svg.find(f"{SVG}title").text
+
+
+def test_sparkline_of_an_idle_upstream_has_no_failure_line():
+    svg = ET.fromstring(sparkline([0] * HISTORY_SECONDS, [0] * HISTORY_SECONDS))
+    assert svg.find(f"{SVG}polyline") is None
+
+
+def test_json_document():
+    state = hostile_report()
+    state.stats.clock = lambda: 502.0
+    document = json.loads(render_json(build_report(state)))
+    assert document["workers"] == 1 and document["since"] > 0
+    (entry,) = document["entries"]
+    assert entry["entry"] == HOSTILE and entry["match"] == [HOSTILE]
+    first, backup = entry["upstreams"]
+    assert first["upstream"] == HOSTILE and first["state"] == "up"
+    assert (first["requests"], first["responses"], first["failures"]) == (4, 3, 1)
+    assert first["mean_latency_ms"] == 4.0
+    assert first["latency_seconds"]["buckets"]["0.005"] == 3
+    assert first["latency_seconds"]["buckets"]["+Inf"] == 3
+    assert first["last_error"] == HOSTILE and first["last_error_age"] == 1.5
+    assert first["requests_per_second"][-2:] == [4, 0]
+    assert len(first["failures_per_second"]) == HISTORY_SECONDS
+    assert backup["state"] == "offline" and backup["offline_for"] == 28.5
+    assert backup["backup"] is True and backup["mean_latency_ms"] is None
