@@ -84,7 +84,8 @@ class StaticHandler:
 
     def _open(self, root: str, rel: str):
         """Open ``rel`` below ``root``: (fd, stat, path). Raises Forbidden or OSError."""
-        path = resolve(root, rel, self.follow_symlinks)
+        # The last component is opened with O_NOFOLLOW: resolve need not lstat it.
+        path = resolve(root, rel, self.follow_symlinks, check_last=False)
         fd = os.open(path, self._flags)
         try:
             return fd, os.fstat(fd), path

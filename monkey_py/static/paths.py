@@ -111,7 +111,9 @@ def _normalise(path: str) -> str:
     return rel
 
 
-def resolve(document_root: str, relpath: str, follow_symlinks: bool) -> str:
+def resolve(
+    document_root: str, relpath: str, follow_symlinks: bool, check_last: bool = True
+) -> str:
     """Join ``relpath`` (from ``url_to_relpath``) to the root; return it without trailing slash.
 
     With ``follow_symlinks`` False, every component below the root is checked with one
@@ -120,6 +122,8 @@ def resolve(document_root: str, relpath: str, follow_symlinks: bool) -> str:
     the first missing component: the caller's own open then fails and answers 404. With
     ``follow_symlinks`` True, links are followed wherever they lead (the administrator
     opted in). A ``relpath`` that is absolute, holds NUL or a ``..`` segment is Forbidden.
+    ``check_last=False`` leaves the last component to a caller that opens it with
+    ``O_NOFOLLOW``, saving one ``lstat``.
     """
     if relpath[:1] == "/" or "\x00" in relpath or (
         ".." in relpath and ".." in relpath.split("/")
@@ -139,6 +143,8 @@ def resolve(document_root: str, relpath: str, follow_symlinks: bool) -> str:
     lstat = os.lstat
     while True:
         end = path.find("/", start)
+        if end < 0 and not check_last:
+            return path
         component = path if end < 0 else path[:end]
         try:
             mode = lstat(component).st_mode

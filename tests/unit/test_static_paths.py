@@ -204,3 +204,14 @@ def test_end_to_end_traversal_never_reaches_outside(root) -> None:
     for raw in (b"/../secret.txt", b"/%2e%2e/secret.txt", b"/sub/..%2f..%2fsecret.txt"):
         with pytest.raises(Forbidden):
             resolve(str(root), url_to_relpath(raw), False)
+
+
+def test_resolve_can_leave_the_last_component_to_an_o_nofollow_open(tmp_path):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "dir").mkdir()
+    (root / "link").symlink_to(root / "dir")
+    (root / "dir" / "last").symlink_to(tmp_path)
+    assert resolve(str(root), "dir/last", False, check_last=False) == str(root / "dir" / "last")
+    with pytest.raises(Forbidden):
+        resolve(str(root), "link/file", False, check_last=False)
