@@ -64,6 +64,7 @@ class Forward:
         self.interim = False
         self.started = False
         self.response_done = False
+        self.upstream_keep_alive = False
         self.request_sent = False
         self.body_paused = False
         self.delivered = False
@@ -358,9 +359,10 @@ class Forward:
         if self.started and not self.response_done and (
             self.req.method == "HEAD" or self.status in (204, 304)
         ):
+            self.upstream_keep_alive = self.parser.should_keep_alive()
             self.response_done = True
         if self.response_done:
-            self._complete(keep=self.parser.should_keep_alive())
+            self._complete(keep=self.upstream_keep_alive)
 
     def _upstream_closed(self, reason: str) -> None:
         if self.started:
@@ -413,6 +415,8 @@ class Forward:
         if self.interim:
             self.interim = False
             return
+        # llhttp forgets the message's keep-alive flag once the callback returns.
+        self.upstream_keep_alive = self.parser.should_keep_alive()
         self.response_done = True
 
     def _complete(self, keep: bool) -> None:
