@@ -83,7 +83,7 @@ class Server:
         conn = Connection(sock, peer, self)
         if self.hooks.accepted is not None:
             try:
-                refused = self.hooks.accepted(connection=conn) is False
+                refused = self.hooks.accepted(conn) is False
             except Exception as exc:
                 self.hooks.report(exc, "at connection accepted")
                 refused = True
@@ -97,7 +97,7 @@ class Server:
         self.connections.discard(conn)
         if self.hooks.closed is not None:
             try:
-                self.hooks.closed(connection=conn)
+                self.hooks.closed(conn)
             except Exception as exc:
                 self.hooks.report(exc, "at connection closed")
         if self.draining and not self.connections and self.on_empty is not None:
@@ -115,7 +115,7 @@ class Server:
         site = req.site = self.vhosts.resolve(req.host)
         hooks = self.hooks
         try:
-            if hooks.received is not None and hooks.received(request=req):
+            if hooks.received is not None and hooks.received(req):
                 return
             if site.redirect:
                 target = site.redirect.rstrip("/").encode() + req.target
@@ -129,7 +129,7 @@ class Server:
                         rule.plugin, req, rule.params
                     ):
                         return
-            if hooks.handler is not None and hooks.handler(request=req, params=[]):
+            if hooks.handler is not None and hooks.handler(req, []):
                 return
         except Exception as exc:
             hooks.report(exc, f"handling {req.method} {req.target.decode('latin-1')}")
@@ -150,7 +150,7 @@ class Server:
     def response_sent(self, req: Request) -> None:
         if self.hooks.sent is not None:
             try:
-                self.hooks.sent(request=req)
+                self.hooks.sent(req)
             except Exception as exc:
                 self.hooks.report(exc, "at response sent")
 

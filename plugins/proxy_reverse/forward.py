@@ -108,6 +108,9 @@ class Forward:
         sock = None if fresh else self.proxy.pool.get(upstream)
         if sock is not None:
             self.reused = True
+            self.sock = sock
+            self.mask = EVENT_READ  # the pool keeps its sockets registered for reading
+            self.loop.modify(sock, EVENT_READ, self._on_event)
             self._connected(sock)
             return
         self.reused = False
@@ -166,9 +169,6 @@ class Forward:
         if sock is None:
             return
         self.sock = None
-        if self.mask:
-            self.loop.remove(sock)
-            self.mask = 0
         if self.timer is not None:
             self.loop.cancel(self.timer)
             self.timer = None
@@ -176,9 +176,12 @@ class Forward:
         self.wq_size = 0
         self.parser = None
         if keep:
-            self.proxy.pool.put(self.upstream, sock)
+            self.proxy.pool.put(self.upstream, sock, registered=bool(self.mask))
         else:
+            if self.mask:
+                self.loop.remove(sock)
             sock.close()
+        self.mask = 0
         self.proxy.closed(self.entry, self.upstream)
 
     # -- timers -----------------------------------------------------------------------

@@ -62,48 +62,77 @@ class Upstream:
 class Pool:
     """Idle keep-alive connections to upstreams, per worker.
 
-    An idle socket stays registered for reading: the upstream closing it (or sending
-    anything unasked) removes it at once, and a timer drops it after the idle timeout.
+    An idle socket stays registered for reading, so the upstream closing it (or sending
+    anything unasked) drops it at once; handing it out or taking it back only swaps the
+    callback, which costs no system call. A sweep once a second closes connections idle
+    for longer than the entry's ``KeepAliveTimeout``.
     """
+
+    SWEEP_SECONDS = 1.0
 
     def __init__(self, loop) -> None:
         self.loop = loop
+        self.holders: set[Upstream] = set()
+        self.sweeper = None
 
     def get(self, upstream: Upstream):
-        """A live idle connection to ``upstream``, or None."""
+        """A live idle connection to ``upstream``, still registered for reading, or None."""
         while upstream.idle:
-            sock, timer = upstream.idle.pop()
-            self.loop.cancel(timer)
-            self.loop.remove(sock)
+            sock, _since = upstream.idle.pop()
             if _alive(sock):
                 return sock
+            self.loop.remove(sock)
             sock.close()
         return None
 
-    def put(self, upstream: Upstream, sock) -> None:
+    def put(self, upstream: Upstream, sock, registered: bool) -> None:
+        """Keep ``sock`` for reuse; ``registered``: it is in the loop's selector already."""
         if len(upstream.idle) >= upstream.pool_size:
+            if registered:
+                self.loop.remove(sock)
             sock.close()
             return
-        entry = [sock, None]
+        entry = (sock, self.loop.time())
 
-        def drop(_mask: int = 0) -> None:
+        def drop(_mask: int) -> None:
             if entry in upstream.idle:
                 upstream.idle.remove(entry)
-                self.loop.cancel(entry[1])
+            self.loop.remove(sock)
+            sock.close()
+
+        if registered:
+            self.loop.modify(sock, EVENT_READ, drop)
+        else:
+            self.loop.add(sock, EVENT_READ, drop)
+        upstream.idle.append(entry)
+        self.holders.add(upstream)
+        if self.sweeper is None:
+            self.sweeper = self.loop.call_later(self.SWEEP_SECONDS, self._sweep)
+
+    def _sweep(self) -> None:
+        self.sweeper = None
+        now = self.loop.time()
+        for upstream in list(self.holders):
+            idle = upstream.idle
+            while idle and idle[0][1] + upstream.pool_timeout <= now:
+                sock, _since = idle.popleft()
                 self.loop.remove(sock)
                 sock.close()
-
-        entry[1] = self.loop.call_later(upstream.pool_timeout, drop)
-        self.loop.add(sock, EVENT_READ, drop)
-        upstream.idle.append(entry)
+            if not idle:
+                self.holders.discard(upstream)
+        if self.holders:
+            self.sweeper = self.loop.call_later(self.SWEEP_SECONDS, self._sweep)
 
     def close_all(self, upstreams) -> None:
         for upstream in upstreams:
             while upstream.idle:
-                sock, timer = upstream.idle.pop()
-                self.loop.cancel(timer)
+                sock, _since = upstream.idle.pop()
                 self.loop.remove(sock)
                 sock.close()
+        self.holders.clear()
+        if self.sweeper is not None:
+            self.loop.cancel(self.sweeper)
+            self.sweeper = None
 
 
 def _alive(sock: socket.socket) -> bool:
