@@ -1,0 +1,81 @@
+"""Helpers for the reverse proxy's integration tests: its configuration, a server running
+it, and its statistics."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+from rawhttp import Client
+from support import section
+
+STATUS_URL = "/proxy-status"
+
+
+def servers(*items) -> str:
+    """A ServerList value: upstreams (by address) and plain words like ``weight=2``."""
+    return " ".join(getattr(item, "address", item) for item in items)
+
+
+def entry(match: str, *server_list, **keys) -> str:
+    """A ``[PROXY_ENTRY]`` section; ``keys`` are config keys, e.g. ``LoadBalancer="Naive"``."""
+    lines = [f"Match {match}"]
+    if server_list:
+        lines.append(f"ServerList {servers(*server_list)}")
+    lines.extend(f"{key} {value}" for key, value in keys.items())
+    return section("PROXY_ENTRY", *lines)
+
+
+def proxy_conf(*entries: str, **defaults) -> str:
+    """``proxy_reverse.conf``: ``[PROXY_DEFAULTS]`` (StatisticsURL on) and the entries."""
+    defaults.setdefault("StatisticsURL", STATUS_URL)
+    lines = [f"{key} {value}" for key, value in defaults.items()]
+    return section("PROXY_DEFAULTS", *lines) + "".join(entries)
+
+
+def start_proxy(factory, *entries: str, workers: int = 1, sites=None, server=(), **defaults):
+    """A server running the proxy with ``entries``; ``factory`` is start_monkey or module_monkey."""
+    return factory(
+        server=[f"Workers {workers}", *server], sites=sites, plugins=["proxy_reverse"],
+        plugin_confs={"proxy_reverse": proxy_conf(*entries, **defaults)},
+    )
+
+
+def get(port: int, target: str, **kwargs):
+    """One request on a fresh connection; returns the rawhttp Response."""
+    with Client(port) as client:
+        return client.request("GET", target, **kwargs)
+
+
+class ClientFrom(Client):
+    """A rawhttp Client whose connection leaves from ``source`` (e.g. ``127.0.0.5``)."""
+
+    def __init__(self, port: int, source: str, timeout: float = 5.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout,
+                                             source_address=(source, 0))
+        self.timeout = timeout
+        self.buffer = bytearray()
+
+
+def proxy_stats(port: int) -> list[dict]:
+    """Every upstream's figures from the statistics page's JSON, all entries together."""
+    with Client(port) as client:
+        response = client.request("GET", STATUS_URL + ".json")
+    assert response.status == 200, response
+    return [upstream for found in json.loads(response.body)["entries"]
+            for upstream in found["upstreams"]]
+
+
+def total_active(port: int) -> int:
+    return sum(row["active"] for row in proxy_stats(port))
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    """Poll ``predicate`` until it returns something true or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.02)
