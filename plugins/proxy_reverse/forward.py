@@ -313,6 +313,9 @@ class Forward:
     def _on_body(self, chunk: bytes) -> None:
         if self.sock is None:
             return
+        # ReadTimeout bounds the upstream's silence after the last byte it was given,
+        # not the time the client takes to upload.
+        self.deadline = self.loop.time() + self.settings.read_timeout
         if self.req.content_length == -1:
             chunk = b"%x\r\n%s\r\n" % (len(chunk), chunk)
         self._send(chunk)
@@ -321,6 +324,7 @@ class Forward:
             self.req.pause_body()
 
     def _on_body_end(self) -> None:
+        self.deadline = self.loop.time() + self.settings.read_timeout
         if self.sock is not None and self.req.content_length == -1:
             self._send(b"0\r\n\r\n")
         self.request_sent = True
