@@ -1,0 +1,82 @@
+"""Fields the cache stores and serves: storage filter, Age, Cache-Status (RFC 9111, RFC 9211)."""
+
+from __future__ import annotations
+
+from monkey_py_plugins.proxy_reverse.cache.fields import (
+    age_header,
+    cache_status,
+    served_headers,
+    storage_headers,
+)
+
+
+def test_storage_drops_hop_by_hop_proxy_and_cookie_fields() -> None:
+    received = [
+        (b"Content-Type", b"text/plain"), (b"Connection", b"close, X-Hop"), (b"X-Hop", b"1"),
+        (b"Keep-Alive", b"timeout=5"), (b"Transfer-Encoding", b"chunked"), (b"TE", b"x"),
+        (b"Trailer", b"X-T"), (b"Upgrade", b"h2c"), (b"Proxy-Authenticate", b"Basic"),
+        (b"Proxy-Authentication-Info", b"x"), (b"Set-Cookie", b"a=1"), (b"set-cookie2", b"b"),
+        (b"Date", b"d"), (b"Age", b"3"), (b"Content-Length", b"5"), (b"ETag", b'"e"'),
+    ]
+    assert storage_headers(received) == [
+        (b"Content-Type", b"text/plain"), (b"Date", b"d"), (b"Age", b"3"),
+        (b"Content-Length", b"5"), (b"ETag", b'"e"'),
+    ]
+
+
+def test_age_header() -> None:
+    assert age_header(0) == b"0"
+    assert age_header(41.9) == b"41"
+    assert age_header(-3) == b"0"
+    assert age_header(1e12) == b"2147483648"
+
+
+STORED = [
+    (b"Date", b"Sun, 06 Nov 1994 08:49:37 GMT"), (b"Content-Type", b"text/plain"),
+    (b"Content-Length", b"999"), (b"Age", b"7"), (b"ETag", b'"e"'),
+    (b"Cache-Status", b"origin-cache; hit"), (b"Cache-Control", b"max-age=60"),
+    (b"Set-Cookie", b"never=served"),
+]
+
+
+def test_served_headers_replace_age_and_length_and_append_cache_status() -> None:
+    status = cache_status(hit=True, ttl=30)
+    assert served_headers(STORED, 200, 11, 42.5, status) == [
+        (b"Date", b"Sun, 06 Nov 1994 08:49:37 GMT"), (b"Content-Type", b"text/plain"),
+        (b"ETag", b'"e"'), (b"Cache-Status", b"origin-cache; hit"),
+        (b"Cache-Control", b"max-age=60"), (b"Content-Length", b"11"), (b"Age", b"42"),
+        (b"Cache-Status", b"monkey_py; hit; ttl=30"),
+    ]
+
+
+def test_served_204_has_no_content_length() -> None:
+    names = [name for name, _ in served_headers([], 204, 0, 1, b"c")]
+    assert names == [b"Age", b"Cache-Status"]
+
+
+def test_served_304_keeps_only_the_not_modified_fields() -> None:
+    headers = served_headers(STORED + [(b"Expires", b"x"), (b"Vary", b"Accept"),
+                                       (b"Content-Location", b"/c")],
+                             200, 11, 3, b"monkey_py; hit", not_modified=True)
+    assert [name for name, _ in headers] == [
+        b"Date", b"ETag", b"Cache-Control", b"Expires", b"Vary", b"Content-Location",
+        b"Age", b"Cache-Status"]
+
+
+def test_cache_status_values() -> None:
+    assert cache_status(hit=True) == b"monkey_py; hit"
+    assert cache_status(fwd="miss", stored=True) == b"monkey_py; fwd=miss; stored"
+    assert cache_status(fwd="stale", fwd_status=304, ttl=60.9) == (
+        b"monkey_py; fwd=stale; fwd-status=304; ttl=60")
+    assert cache_status(hit=True, ttl=-4.5, detail="stale-while-revalidate") == (
+        b"monkey_py; hit; ttl=-5; detail=stale-while-revalidate")
+    assert cache_status(fwd="stale", fwd_status=502, detail="stale-if-error") == (
+        b"monkey_py; fwd=stale; fwd-status=502; detail=stale-if-error")
+    assert cache_status(fwd="uri-miss", collapsed=True, key='http://h/"a"') == (
+        b'monkey_py; fwd=uri-miss; collapsed; key="http://h/\\"a\\""')
+
+
+def test_cache_status_quotes_non_token_names_and_details() -> None:
+    assert cache_status(hit=True, name="edge cache") == b'"edge cache"; hit'
+    assert cache_status(fwd="miss", detail='too "large"') == (
+        b'monkey_py; fwd=miss; detail="too \\"large\\""')
