@@ -1,0 +1,133 @@
+"""Upstream connections: keep-alive reuse, stale pooled connections, and what happens to
+the other side when the upstream or the client goes away in the middle of a body."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from proxy_support import entry, get, start_proxy, total_active, wait_for
+from rawhttp import Client, ServerClosed
+from upstreams import Exchange, Upstreams, die_mid_body, idle_close, large, one_per_connection
+
+HUGE = 64 * 1024 * 1024
+
+
+def die_mid_chunks(exchange: Exchange) -> bool:
+    """A chunked answer that stops after its first chunk."""
+    exchange.send(exchange.head(200, [("Transfer-Encoding", "chunked")]) + b"5\r\nhello\r\n")
+    return False
+
+
+@pytest.fixture(scope="module")
+def module_upstreams():
+    with Upstreams() as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def setup(module_monkey, module_upstreams):
+    ups = {name: module_upstreams(name, behaviour) for name, behaviour in [
+        ("plain", None), ("stale", one_per_connection), ("idle", idle_close(0.2)),
+        ("unpooled", None), ("short-pool", None), ("dies", die_mid_body),
+        ("dies-chunked", die_mid_chunks), ("huge", large(HUGE)),
+    ]}
+    proxy = start_proxy(module_monkey, *(
+        entry(f"^/{name}/", upstream, **keys) for name, upstream, keys in [
+            ("plain", ups["plain"], {}),
+            ("stale", ups["stale"], {}),
+            ("idle", ups["idle"], {}),
+            ("unpooled", ups["unpooled"], {"KeepAliveConnections": 0}),
+            ("short-pool", ups["short-pool"], {"KeepAliveTimeout": 0.3}),
+            ("dies", ups["dies"], {}),
+            ("dies-chunked", ups["dies-chunked"], {}),
+            ("huge", ups["huge"], {}),
+        ]
+    ))
+    return proxy, ups
+
+
+@pytest.fixture
+def proxy(setup):
+    for upstream in setup[1].values():
+        upstream.reset()
+    return setup[0]
+
+
+@pytest.fixture
+def ups(setup):
+    return setup[1]
+
+
+def ok(port: int, target: str) -> None:
+    response = get(port, target)
+    assert response.status == 200, response
+
+
+def test_requests_reuse_one_upstream_connection(proxy, ups):
+    for _ in range(5):
+        ok(proxy.port, "/plain/x")
+    with Client(proxy.port) as client:
+        for _ in range(5):
+            assert client.request("GET", "/plain/y").status == 200
+    assert (ups["plain"].requests, ups["plain"].connections) == (10, 1)
+
+
+def test_keep_alive_connections_0_opens_a_connection_per_request(proxy, ups):
+    for _ in range(3):
+        ok(proxy.port, "/unpooled/x")
+    assert ups["unpooled"].connections == 3
+
+
+def test_an_idle_pooled_connection_is_closed_after_keep_alive_timeout(proxy, ups):
+    ok(proxy.port, "/short-pool/x")
+    assert ups["short-pool"].wait_until(lambda up: up.peer_closes == 1, timeout=3)
+    ok(proxy.port, "/short-pool/x")
+    assert ups["short-pool"].connections == 2
+
+
+def test_a_pooled_connection_closed_as_the_request_arrives_is_retried_on_a_fresh_one(
+    proxy, ups,
+):
+    with Client(proxy.port) as client:
+        for _ in range(3):
+            response = client.request("GET", "/stale/x")
+            assert response.status == 200 and response.header("X-Upstream") == "stale"
+    stale = ups["stale"]
+    # Requests 2 and 3 went first to the previous, pooled connection, which closed.
+    assert stale.connections == 3
+    assert [r.connection for r in stale.received] == [1, 1, 2, 2, 3]
+
+
+def test_a_pooled_connection_the_upstream_closed_while_idle_is_not_used(proxy, ups):
+    ok(proxy.port, "/idle/x")
+    assert ups["idle"].wait_until(lambda up: up.open_connections == 0)
+    ok(proxy.port, "/idle/x")
+    assert (ups["idle"].requests, ups["idle"].connections) == (2, 2)
+
+
+@pytest.mark.parametrize("target", ["/dies/x", "/dies-chunked/x"])
+def test_an_upstream_dying_mid_body_cuts_the_client_response(proxy, target):
+    with Client(proxy.port) as client:
+        client.send(b"GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % target.encode())
+        head = client.read_head()
+        assert head.status == 200
+        with pytest.raises(ServerClosed):
+            if head.header("Content-Length"):
+                client._take(int(head.header("Content-Length")))
+            else:
+                client._read_chunked()
+    assert wait_for(lambda: total_active(proxy.port) == 0)
+
+
+def test_a_client_leaving_mid_body_closes_the_upstream_connection(proxy, ups):
+    with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /huge/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
+        assert ups["huge"].wait_until(lambda up: up.requests == 1)
+        assert total_active(proxy.port) == 1
+    # The upstream notices: its write fails once the proxy closed the connection.
+    assert ups["huge"].wait_until(lambda up: up.peer_closes == 1)
+    assert wait_for(lambda: total_active(proxy.port) == 0)

@@ -1,0 +1,142 @@
+"""What a client gets when upstreams fail: 502, 504, 503 while every server is offline,
+failover to the next server, and no replay of a request an upstream may have acted on."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from proxy_support import entry, get, start_proxy, wait_for
+from rawhttp import Client
+from support import free_port
+from upstreams import FullBacklog, Upstreams, hang_up, silent
+
+KEEP_DEAD_ONLINE = {"AttemptsCount": 1000}
+
+
+@pytest.fixture(scope="module")
+def module_upstreams():
+    with Upstreams() as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def backlog():
+    full = FullBacklog()
+    yield full
+    full.close()
+
+
+@pytest.fixture(scope="module")
+def setup(module_monkey, module_upstreams, backlog):
+    dead = f"127.0.0.1:{free_port()}"
+    offline_ports = [free_port(), free_port()]
+    ups = {name: module_upstreams(name, behaviour) for name, behaviour in [
+        ("live", None), ("silent", silent), ("hang-up", hang_up), ("after", None),
+    ]}
+    proxy = start_proxy(
+        module_monkey,
+        entry("^/refused/", dead, **KEEP_DEAD_ONLINE),
+        entry("^/silent/", ups["silent"], ReadTimeout=1, **KEEP_DEAD_ONLINE),
+        entry("^/unconnectable/", backlog, ConnectTimeout=0.5, **KEEP_DEAD_ONLINE),
+        entry("^/offline/", *(f"127.0.0.1:{port}" for port in offline_ports),
+              AttemptsCount=2, OfflineTimeOut=1),
+        entry("^/failover/", dead, ups["live"], LoadBalancer="First-Alive",
+              **KEEP_DEAD_ONLINE),
+        entry("^/hang-up/", ups["hang-up"], ups["after"], LoadBalancer="First-Alive",
+              **KEEP_DEAD_ONLINE),
+    )
+    return proxy, ups, offline_ports
+
+
+@pytest.fixture
+def proxy(setup):
+    for upstream in setup[1].values():
+        upstream.reset()
+    return setup[0]
+
+
+@pytest.fixture
+def ups(setup):
+    return setup[1]
+
+
+def assert_short_error_page(response, status: int) -> None:
+    assert response.status == status, response
+    assert response.header("Content-Type").startswith("text/html")
+    assert str(status).encode() in response.body and len(response.body) < 1024
+
+
+def test_an_unreachable_upstream_gives_502(proxy):
+    assert_short_error_page(get(proxy.port, "/refused/x"), 502)
+    # The connection stays usable.
+    with Client(proxy.port) as client:
+        assert client.request("GET", "/refused/x").status == 502
+        assert client.request("GET", "/refused/y").status == 502
+
+
+def test_an_upstream_that_never_answers_gives_504_after_read_timeout(proxy, ups):
+    started = time.monotonic()
+    response = get(proxy.port, "/silent/x")
+    elapsed = time.monotonic() - started
+    assert_short_error_page(response, 504)
+    assert 0.9 <= elapsed < 3, elapsed
+    # The proxy gave up on the upstream connection too.
+    assert ups["silent"].wait_until(lambda up: up.peer_closes == 1)
+
+
+def test_a_connect_that_never_completes_gives_504_after_connect_timeout(proxy):
+    started = time.monotonic()
+    response = get(proxy.port, "/unconnectable/x")
+    elapsed = time.monotonic() - started
+    assert_short_error_page(response, 504)
+    assert 0.4 <= elapsed < 2, elapsed
+
+
+def test_servers_go_offline_after_attempts_count_failures_and_come_back(proxy, setup):
+    ports = setup[2]
+    # Each request tries both servers; the second failure of each takes it offline.
+    assert get(proxy.port, "/offline/x").status == 502
+    assert get(proxy.port, "/offline/x").status == 502
+    assert_short_error_page(get(proxy.port, "/offline/x"), 503)
+    with Upstreams() as start:
+        back = start("back", port=ports[0])
+        # Listening again, but offline for the rest of OfflineTimeOut: not even tried.
+        assert get(proxy.port, "/offline/x").status == 503
+        assert back.requests == 0
+        assert wait_for(lambda: get(proxy.port, "/offline/x").status == 200, timeout=3)
+        assert back.requests == 1
+
+
+def test_a_refused_connection_fails_over_to_the_next_server(proxy, ups):
+    with Client(proxy.port) as client:
+        for _ in range(3):
+            response = client.request("GET", "/failover/x")
+            assert response.status == 200 and response.header("X-Upstream") == "live"
+    assert ups["live"].requests == 3
+
+
+def test_a_post_fails_over_when_the_first_server_refuses(proxy, ups):
+    with Client(proxy.port) as client:
+        response = client.request("POST", "/failover/form", body=b"a=1&b=2",
+                                  headers=[("Content-Length", "7")])
+    assert response.status == 200 and response.header("X-Upstream") == "live"
+    assert ups["live"].last().body == b"a=1&b=2"
+
+
+def test_a_post_an_upstream_received_is_not_replayed(proxy, ups):
+    with Client(proxy.port) as client:
+        response = client.request("POST", "/hang-up/order", body=b"buy=1",
+                                  headers=[("Content-Length", "5")])
+    assert_short_error_page(response, 502)
+    received = ups["hang-up"].last()
+    assert (received.method, received.body) == ("POST", b"buy=1")
+    assert ups["after"].requests == 0
+
+
+def test_a_get_an_upstream_dropped_is_retried_on_the_next_server(proxy, ups):
+    response = get(proxy.port, "/hang-up/page")
+    assert response.status == 200 and response.header("X-Upstream") == "after"
+    assert ups["hang-up"].last().target == "/hang-up/page"
+    assert ups["after"].last().target == "/hang-up/page"
