@@ -90,11 +90,14 @@ def main(ctx, confdir, port, listen, workers, log_level):
 
 
 @main.command()
-@click.option("-c", "--confdir", default="/etc/monkey", show_default=True,
-              type=click.Path(file_okay=False), help=CONF_HELP)
-def check(confdir):
+@click.option("-c", "--confdir", type=click.Path(file_okay=False),
+              help=CONF_HELP + "  [default: the one given before 'check', or /etc/monkey]")
+@click.pass_context
+def check(ctx, confdir):
     """Validate the configuration, plugins' own files included, and exit."""
     from .master import prepare
+
+    confdir = confdir or ctx.parent.params["confdir"]
 
     try:
         config = load(confdir)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from .config import Config, ConfigError
 from .loop import EventLoop
 from .pluginmanager import build_plugin_manager, claimed_site_sections
-from .worker import Worker
+from .worker import STOP_SIGNALS, Worker
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,11 @@ class Master:
             self._remove_pid()
             for sock in self.listeners.values():
                 sock.close()
+            for generation in (self.current, *self.old):
+                try:
+                    generation.pm.hook.monkey_unconfigure(config=generation.config)
+                except Exception:
+                    log.exception("a plugin failed to release its configuration")
         return 0
 
     def _listeners_for(self, gen: Generation) -> dict[int, list[socket.socket]]:
@@ -95,7 +100,14 @@ class Master:
         return slots
 
     def _spawn(self, gen: Generation, slot: int) -> None:
-        pid = os.fork()
+        # Stop signals stay blocked across the fork until the worker has its handlers,
+        # so a SIGTERM sent right after a start or reload is not lost.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+        except OSError:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            raise
         if pid == 0:
             status = 1
             try:
@@ -111,6 +123,7 @@ class Master:
                 log.exception("worker %d crashed", slot)
             finally:
                 os._exit(status)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         gen.workers[pid] = (slot, time.monotonic())
 
     # -- signals ------------------------------------------------------------------

@@ -17,6 +17,7 @@ from .server import Server
 log = logging.getLogger(__name__)
 
 ACCEPT_BATCH = 64
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP}
 
 
 class Worker:
@@ -42,6 +43,9 @@ class Worker:
         loop.add_signal_handler(signal.SIGINT, self._graceful)
         loop.add_signal_handler(signal.SIGQUIT, lambda _: loop.stop())
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        # The master blocked these around the fork; a signal that came since is
+        # delivered now, to the handlers above.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         for sock in self.listeners:
             sock.setblocking(False)
             loop.add(sock, EVENT_READ, partial(self._accept, sock))

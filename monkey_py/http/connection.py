@@ -239,6 +239,7 @@ class Connection:
                     self._begin(req)
                     if req._body_error is not None:
                         error = req._body_error
+                        req.site = self.server.vhosts.resolve(req.host)
                         self.respond_error(req, error.status, error.detail, ())
                     else:
                         self.server.dispatch(req)
@@ -262,7 +263,8 @@ class Connection:
 
     def _answer_parse_error(self) -> None:
         exc = self._parse_error
-        req = Request("GET", b"/", "1.1", [], b"", False, 0)
+        # No request could be read: an empty method and target say so to stage 40.
+        req = Request("", b"", "1.1", [], b"", False, 0)
         self._begin(req)
         req.site = self.server.default_site
         self.respond_error(req, exc.status, exc.detail, ())

@@ -131,9 +131,13 @@ class Logger:
         address = peer[0].encode() if isinstance(peer, tuple) else b"-"
         referer = request.header(b"referer") or b"-"
         agent = request.header(b"user-agent") or b"-"
-        line = b'%s - - %s "%s %s HTTP/%s" %d %s "%s" "%s"\n' % (
-            address, self.timestamp(request), request.method.encode(), _quote(request.target),
-            request.version.encode(), request.status,
+        if request.method:
+            request_line = b"%s %s HTTP/%s" % (
+                request.method.encode(), _quote(request.target), request.version.encode())
+        else:
+            request_line = b"-"  # nothing parsable arrived (Apache and nginx log "-")
+        line = b'%s - - %s "%s" %d %s "%s" "%s"\n' % (
+            address, self.timestamp(request), request_line, request.status,
             b"%d" % request.bytes_sent if request.bytes_sent else b"-",
             _quote(referer), _quote(agent),
         )

@@ -112,12 +112,13 @@ def test_every_hook_is_called_in_its_process(example, record):
     ]]
     assert order == sorted(order)
     assert first.index(("monkey_connection_accepted", "127.0.0.1")) < order[0]
-    # Start, then the reload: each configuration is checked before it is configured.
+    # Start, then the reload: each configuration is checked before it is configured;
+    # the replaced one is released when its worker is gone, the last one at shutdown.
     in_master = [hook for hook, pid, _ in calls if pid == master]
     assert in_master == [
         "monkey_site_sections", "monkey_check_config", "monkey_configure",
         "monkey_site_sections", "monkey_check_config", "monkey_configure",
-        "monkey_unconfigure",
+        "monkey_unconfigure", "monkey_unconfigure",
     ]
 
 
