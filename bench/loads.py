@@ -124,7 +124,7 @@ def download(url: str, *, cpu: int, watch_pids: list[int], timeout: float = 300.
         while not stop.wait(0.05):
             try:
                 peak = max(peak, procfs.total_memory(watch_pids).rss)
-            except OSError:
+            except procfs.ProcessGone:
                 return
 
     sampler = threading.Thread(target=sample, daemon=True)

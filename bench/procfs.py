@@ -10,9 +10,24 @@ PROC = Path("/proc")
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
+class ProcessGone(RuntimeError):
+    """A process the harness was measuring has exited."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(f"process {pid} exited during the measurement")
+        self.pid = pid
+
+
+def _read(pid: int, name: str) -> str:
+    try:
+        return (PROC / str(pid) / name).read_text()
+    except FileNotFoundError:
+        raise ProcessGone(pid) from None
+
+
 def _stat_fields(pid: int) -> list[str]:
     """Fields of /proc/<pid>/stat after the command name (which may hold spaces)."""
-    text = (PROC / str(pid) / "stat").read_text()
+    text = _read(pid, "stat")
     return text[text.rindex(")") + 2:].split()
 
 
@@ -24,7 +39,7 @@ def parent_map() -> dict[int, int]:
             continue
         try:
             parents[int(entry.name)] = int(_stat_fields(int(entry.name))[1])
-        except (OSError, ValueError, IndexError):
+        except (ProcessGone, OSError, ValueError, IndexError):
             continue
     return parents
 
@@ -50,7 +65,7 @@ def group_alive(pgid: int) -> bool:
             continue
         try:
             fields = _stat_fields(int(entry.name))
-        except (OSError, ValueError):
+        except (ProcessGone, OSError, ValueError):
             continue
         if int(fields[2]) == pgid and fields[0] != "Z":
             return True
@@ -80,7 +95,7 @@ class Memory:
 def memory(pid: int) -> Memory:
     """VmRSS and VmHWM of one process."""
     values = {}
-    for line in (PROC / str(pid) / "status").read_text().splitlines():
+    for line in _read(pid, "status").splitlines():
         key, _, rest = line.partition(":")
         if key in ("VmRSS", "VmHWM"):
             values[key] = int(rest.split()[0]) * 1024

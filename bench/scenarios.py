@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 import loads
+import procfs
 from measures import download, measure_idle, throughput, url
 from model import MONKEY, Context, Outcome, Scenario, Setup, SetupError
 from servers import (ServerFailed, ServerProcess, free_port, monkey_server, nginx_proxy_config,
@@ -195,9 +196,10 @@ def run_scenario(scenario: Scenario, ctx: Context) -> Outcome:
         scenario.measure(ctx, setup, outcome)
     except ServerFailed as exc:
         outcome.status, outcome.error, outcome.output_tail = "FAILED", str(exc), exc.output_tail
-    except (loads.LoadError, OSError) as exc:
-        outcome.status, outcome.error = "FAILED", str(exc)
-        outcome.output_tail = setup.monkey.output_tail()
+    except (loads.LoadError, procfs.ProcessGone, OSError) as exc:
+        culprit = next((server for server in started if not server.alive()), setup.monkey)
+        outcome.status, outcome.error = "FAILED", f"{exc} ({culprit.name} output below)"
+        outcome.output_tail = culprit.output_tail()
     finally:
         for server in reversed(started):
             server.stop()

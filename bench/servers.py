@@ -103,6 +103,10 @@ class ServerProcess:
         except OSError:
             return False
 
+    def alive(self) -> bool:
+        """Whether the master is running."""
+        return self.proc is not None and self.proc.poll() is None
+
     def _check_alive(self) -> None:
         if self.proc is not None and self.proc.poll() is not None:
             raise ServerFailed(self.name, f"exited with status {self.proc.returncode}",
@@ -129,18 +133,28 @@ class ServerProcess:
         return "\n".join(collected[-lines:])
 
     def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the master, wait, then SIGKILL its process group if it lingers."""
-        if self.proc is None or self.proc.poll() is not None:
+        """SIGTERM the master and wait; SIGKILL whatever is left of its process group.
+
+        The group is the server's own (it was started in a new session), so this also
+        ends workers orphaned by a master that died.
+        """
+        if self.proc is None:
             return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
         deadline = time.monotonic() + timeout
-        while procfs.group_alive(self.proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                deadline = 0.0
+            while procfs.group_alive(self.proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if procfs.group_alive(self.proc.pid):
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait()
 
 
 def _section(name: str, lines: list[str]) -> str:
