@@ -75,8 +75,8 @@ def make_docroot(path: Path, files: dict[str, bytes | int]) -> Path:
     return path
 
 
-def static_servers(ctx: Context, workdir: Path) -> tuple[ServerProcess, ServerProcess, bytes]:
-    """monkey_py and nginx serving the same 8 KB file from one document root."""
+def prepare_static(ctx: Context, workdir: Path) -> Setup:
+    """monkey_py and nginx serving the same random 8 KB file from one document root."""
     body = os.urandom(STATIC_SIZE)
     docroot = make_docroot(workdir / "htdocs", {STATIC_FILE: body})
     monkey = monkey_server(workdir, MONKEY, free_port(), ctx.server_cpu, docroot=docroot)
@@ -84,15 +84,11 @@ def static_servers(ctx: Context, workdir: Path) -> tuple[ServerProcess, ServerPr
     conf = write_nginx_config(workdir / "nginx", port, nginx_static_body(docroot),
                               connections=max(16384, ctx.idle_connections + 1024))
     nginx = nginx_server(workdir, "nginx", port, ctx.server_cpu, conf)
-    return monkey, nginx, body
-
-
-def prepare_static(ctx: Context, workdir: Path) -> Setup:
-    monkey, nginx, body = static_servers(ctx, workdir)
     return Setup(monkey, nginx, f"/{STATIC_FILE}", expect_body(body))
 
 
 def prepare_idle(ctx: Context, workdir: Path) -> Setup:
+    """The static setup, once the machine is known to allow that many connections."""
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if hard != resource.RLIM_INFINITY and hard < ctx.idle_connections + 100:
         raise SetupError(f"the hard open-file limit is {hard}, too low for "
@@ -108,7 +104,7 @@ def prepare_idle(ctx: Context, workdir: Path) -> Setup:
 
 def upstreams(ctx: Context, workdir: Path, server_body: Callable[[int, Path], str]
               ) -> list[ServerProcess]:
-    """Two nginx upstreams on the load CPU; ``server_body(index, docroot)`` says what each serves.
+    """Two nginx upstreams on the load CPU, serving what ``server_body(index, docroot)`` says.
 
     They share the load CPU with wrk so that the server CPU runs nothing but the proxy
     under test, and its CPU time per request is the proxy's alone.
@@ -142,6 +138,7 @@ def small_body(index: int) -> bytes:
 
 
 def prepare_proxy(ctx: Context, workdir: Path) -> Setup:
+    """Both proxies in front of two upstreams that answer 200 bytes from memory."""
     def answer(index: int, _docroot: Path) -> str:
         # nginx answers from memory: the cheapest upstream, to spare the load CPU.
         return f'location / {{ return 200 "{small_body(index).decode()}"; }}'
@@ -153,6 +150,7 @@ def prepare_proxy(ctx: Context, workdir: Path) -> Setup:
 
 
 def prepare_proxy_large(ctx: Context, workdir: Path) -> Setup:
+    """Both proxies in front of two upstreams that serve a 1 GB sparse file."""
     def large_file(_index: int, docroot: Path) -> str:
         make_docroot(docroot, {LARGE_FILE: LARGE_SIZE})
         return nginx_static_body(docroot)

@@ -193,7 +193,7 @@ def write_monkey_config(confdir: Path, port: int, docroot: Path, *,
 
 
 def _nginx_user_line() -> str:
-    """Run workers as the invoking user: as root they could not read a 0700 temp dir."""
+    """Under root, keep nginx workers root: as 'nobody' they could not read a 0700 temp dir."""
     if os.geteuid() != 0:
         return ""
     return f"user {pwd.getpwuid(0).pw_name};\n"
