@@ -10,6 +10,7 @@ from __future__ import annotations
 from monkey_py.hookspec import hookimpl
 from monkey_py_plugins.balancers.registry import load_balancer
 
+from .loops import new_token
 from .runtime import ProxyState, ProxyWorker
 from .settings import ENTRY, SITE, read_settings
 from .status_page import serve_status
@@ -21,6 +22,8 @@ class ProxyReverse:
     def __init__(self) -> None:
         self.states: dict[int, ProxyState] = {}
         self.worker: ProxyWorker | None = None
+        # This instance's loop-detection token, drawn at the first configuration.
+        self.token: bytes | None = None
 
     @hookimpl
     def monkey_site_sections(self):
@@ -29,13 +32,16 @@ class ProxyReverse:
     @hookimpl
     def monkey_check_config(self, config):
         settings = read_settings(config)
+        load_balancer(settings.balancer, settings.balancer_location)
         for entry in [*settings.entries, *(e for own in settings.site_entries.values()
                                             for e in own)]:
             load_balancer(entry.balancer, entry.balancer_location)
 
     @hookimpl
     def monkey_configure(self, config):
-        self.states[id(config)] = ProxyState(config)
+        if self.token is None:
+            self.token = new_token()
+        self.states[id(config)] = ProxyState(config, self.token)
 
     @hookimpl
     def monkey_unconfigure(self, config):

@@ -21,6 +21,7 @@ import httptools
 from monkey_py.loop import EVENT_READ, EVENT_WRITE
 
 from .headers import IDEMPOTENT, is_upgrade, request_head, response_headers
+from .loops import LOOP_DETECTED
 from .tunnel import Tunnel
 
 log = logging.getLogger("monkey_py.proxy_reverse")
@@ -80,9 +81,18 @@ class Forward:
         now = self.loop.time()
         plan = [entry.primaries[server.index] for server in entry.balancer.candidates(self.req)]
         plan.extend(entry.backups)
-        self.queue.extend(upstream for upstream in plan if upstream.available(now))
+        looping = False
+        for upstream in plan:
+            if upstream.itself and self.proxy.loops_back(self.req, upstream):
+                looping = True
+            elif upstream.available(now):
+                self.queue.append(upstream)
         if not self.queue:
-            self._answer(503, "Every upstream server is offline; try again later.")
+            if looping:
+                self._answer(LOOP_DETECTED, "Every upstream left is this server itself, "
+                             "which would forward the request again.")
+            else:
+                self._answer(503, "Every upstream server is offline; try again later.")
             return
         self.req.on_abort = self._client_gone
         if self.req.has_body:
@@ -237,9 +247,7 @@ class Forward:
         self.sock = sock
         req = self.req
         settings = self.settings
-        spec = self.upstream.spec
-        host = req.host if settings.preserve_host and req.host else (
-            f"{spec.host}:{spec.port}".encode())
+        host = upstream_host(req, settings, self.upstream)
         head = request_head(req, host, self.proxy.via, settings.forwarded_headers,
                             req.content_length == -1, self.upgrade)
         self.parser = httptools.HttpResponseParser(self)
@@ -448,3 +456,11 @@ class Forward:
         self.proxy.upstream_ok(upstream)
         Tunnel(self.loop, client_sock, upstream_sock, unsent + from_upstream, from_client,
                self.settings.tunnel_timeout, lambda: self.proxy.closed(entry, upstream))
+
+
+def upstream_host(request, settings, upstream) -> bytes:
+    """The Host header the upstream gets: the client's, or the upstream's own address."""
+    if settings.preserve_host and request.host:
+        return request.host
+    spec = upstream.spec
+    return f"{spec.host}:{spec.port}".encode()

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from monkey_py_plugins.balancers.base import Balancer, Server
 from monkey_py_plugins.balancers.registry import load_balancer
 
-from .forward import Forward
+from .forward import Forward, upstream_host
+from .loops import LOOP_DETECTED, LoopGuard
 from .settings import EntrySettings, ProxySettings, read_settings
 from .stats import ProxyStats
 from .upstreams import Pool, Upstream
 
-VIA = b"1.1 monkey_py"
 
 
 @dataclass
@@ -32,8 +32,9 @@ class Entry:
 class ProxyState:
     """Everything one configuration of the proxy needs, created before the fork."""
 
-    def __init__(self, config) -> None:
+    def __init__(self, config, token: bytes) -> None:
         self.settings: ProxySettings = read_settings(config)
+        self.guard = LoopGuard(token, config.server.listen)
         workers = config.server.worker_count()
         labels = []
         self._entries: dict[int, Entry] = {}
@@ -48,10 +49,10 @@ class ProxyState:
             labels.extend((label, spec.name, spec.backup) for spec in primaries + backups)
             self._entries[id(settings)] = Entry(
                 settings, label, balancer,
-                [Upstream(spec, balancer.servers[i], first + i, settings)
-                 for i, spec in enumerate(primaries)],
-                [Upstream(spec, None, first + len(primaries) + i, settings)
-                 for i, spec in enumerate(backups)],
+                [Upstream(spec, balancer.servers[i], first + i, settings,
+                          self.guard.is_self(spec)) for i, spec in enumerate(primaries)],
+                [Upstream(spec, None, first + len(primaries) + i, settings,
+                          self.guard.is_self(spec)) for i, spec in enumerate(backups)],
             )
         self.stats = ProxyStats(labels, workers)
 
@@ -82,7 +83,9 @@ class ProxyWorker:
         self.state = state
         self.loop = worker.loop
         self.pool = Pool(self.loop)
-        self.via = VIA
+        self.vhosts = worker.server.vhosts
+        self.guard = state.guard
+        self.via = state.guard.via
         workers = worker.config.server.worker_count()
         for entry in state._entries.values():
             entry.balancer.worker_started(worker.index, workers)
@@ -95,9 +98,22 @@ class ProxyWorker:
         target = request.target.decode("latin-1")
         for entry in entries:
             if entry.matches(target):
-                Forward(self, entry, request).start()
+                if self.guard.marked(request):
+                    request.error(LOOP_DETECTED, "This request was already forwarded by "
+                                  "this server: its upstreams lead back to it.")
+                else:
+                    Forward(self, entry, request).start()
                 return True
         return False
+
+    def loops_back(self, request, upstream: Upstream) -> bool:
+        """True when forwarding ``request`` to ``upstream`` (this server) would proxy it again."""
+        site = self.vhosts.resolve(upstream_host(request, upstream.entry, upstream).lower())
+        entries = self.state.entries_for(site)
+        if not entries:
+            return False
+        target = request.target.decode("latin-1")
+        return any(entry.matches(target) for entry in entries)
 
     def stop(self) -> None:
         self.pool.close_all(self.state.upstreams())

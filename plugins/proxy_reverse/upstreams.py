@@ -21,11 +21,13 @@ class Upstream:
 
     __slots__ = (
         "spec", "server", "slot", "attempts", "offline_timeout", "failures",
-        "offline_until", "idle", "pool_size", "pool_timeout",
+        "offline_until", "idle", "pool_size", "pool_timeout", "entry", "itself",
     )
 
-    def __init__(self, spec, server, slot: int, entry) -> None:
+    def __init__(self, spec, server, slot: int, entry, itself: bool) -> None:
         self.spec = spec
+        self.entry = entry            # the EntrySettings it belongs to
+        self.itself = itself          # this server's own listener (loop detection)
         self.server = server          # the balancer's Server, or None for a backup
         self.slot = slot              # the statistics row of this upstream
         self.attempts = entry.attempts
