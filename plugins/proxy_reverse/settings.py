@@ -66,6 +66,9 @@ class ProxySettings:
     disabled_sites: set[int] = field(default_factory=set)
     statistics_url: str | None = None
     statistics_allow: list = field(default_factory=list)
+    # [PROXY_DEFAULTS]' LoadBalancer: checked even when no entry inherits it.
+    balancer: str = "RoundRobin"
+    balancer_location: Location | None = None
 
     def entries_for(self, site) -> list[EntrySettings] | None:
         """The entries that apply to ``site``; None when the proxy is off there."""
@@ -167,7 +170,7 @@ def _present(section: Section) -> set[str]:
     return {entry.key.lower() for entry in section.entries}
 
 
-def _entry(section: Section, defaults: dict, defaults_location: Location) -> EntrySettings:
+def _entry(section: Section, defaults: dict, balancer_location: Location) -> EntrySettings:
     raw = read_section(section, _entry_keys())
     given = _present(section)
     merged = {key.attribute: (raw[key.attribute] if key.name.lower() in given
@@ -186,7 +189,7 @@ def _entry(section: Section, defaults: dict, defaults_location: Location) -> Ent
         match=raw["match"],
         servers=servers,
         balancer=merged["load_balancer"],
-        balancer_location=balancer_entry.location if balancer_entry else defaults_location,
+        balancer_location=balancer_entry.location if balancer_entry else balancer_location,
         attempts=merged["attempts"],
         offline_timeout=merged["offline_timeout"],
         connect_timeout=merged["connect_timeout"],
@@ -211,10 +214,13 @@ def read_settings(config) -> ProxySettings:
         defaults_section = found[0] if found else None
     if defaults_section is not None:
         defaults = read_section(defaults_section, _defaults_keys())
-        defaults_location = defaults_section.location
+        balancer_line = defaults_section.get("LoadBalancer")
+        defaults_location = (balancer_line or defaults_section).location
     else:
         defaults = {key.attribute: key.absent_value() for key in _defaults_keys()}
         defaults_location = Location(str(config.plugin_config_path(NAME)))
+    settings.balancer = defaults["load_balancer"]
+    settings.balancer_location = defaults_location
     settings.statistics_url = defaults["statistics_url"]
     settings.statistics_allow = defaults["statistics_allow"] or [
         ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]

@@ -1,0 +1,97 @@
+"""Mistakes in the proxy's configuration stop ``monkey check`` (and the server) with the
+file, the line and what to write instead."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from proxy_support import entry, proxy_conf
+from support import free_port, section, site, write_confdir
+
+INSTALLED = ("installed balancers: First-Alive, HeaderHash, LeastConnections, "
+             "LockingRoundRobin, Naive, RandomTwoChoices, RoundRobin, SourceHash")
+
+
+def confdir_with(tmp_path, conf: str, *site_sections: str):
+    docroot = tmp_path / "htdocs"
+    docroot.mkdir()
+    return write_confdir(
+        tmp_path, [f"Listen 127.0.0.1:{free_port()}", "Workers 1"],
+        {"default": site("localhost", docroot, *site_sections)},
+        ["proxy_reverse"], {"proxy_reverse": conf},
+    )
+
+
+def monkey(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "monkey_py", *args],
+                          capture_output=True, text=True, timeout=20)
+
+
+def line_of(path, text: str) -> int:
+    """The 1-based number of the first line of ``path`` containing ``text``."""
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if text in line:
+            return number
+    raise AssertionError(f"{text!r} is not in {path}")
+
+
+def assert_check_fails(confdir, path, culprit: str, *message: str) -> None:
+    result = monkey("check", "-c", str(confdir))
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"monkey: {path}:{line_of(path, culprit)}: "), result.stderr
+    for part in message:
+        assert part in result.stderr
+
+
+def conf_path(confdir):
+    return confdir / "plugins" / "proxy_reverse" / "proxy_reverse.conf"
+
+
+@pytest.mark.parametrize("conf, culprit, message", [
+    (proxy_conf(entry("^/a/", "127.0.0.1:8080", LoadBalancer="Fastest")),
+     "LoadBalancer Fastest", ["unknown load balancer 'Fastest'", INSTALLED]),
+    (proxy_conf(entry("^/a/", "127.0.0.1:8080"), LoadBalancer="RoundRobbin"),
+     "LoadBalancer RoundRobbin", ["unknown load balancer 'RoundRobbin'", INSTALLED]),
+    # Even when no entry inherits it.
+    (proxy_conf(LoadBalancer="RoundRobbin"),
+     "LoadBalancer RoundRobbin", ["unknown load balancer 'RoundRobbin'", INSTALLED]),
+    (proxy_conf(entry("^/a/", "127.0.0.1:8080"), entry("^/(unclosed", "127.0.0.1:8080")),
+     "Match ^/(unclosed", ["invalid regular expression '^/(unclosed'"]),
+    (proxy_conf(entry("^/a/", "127.0.0.1:8080 nohost.invalid:8080")),
+     "nohost.invalid", ["cannot resolve upstream host 'nohost.invalid'"]),
+], ids=["unknown-balancer", "unknown-default-balancer", "unused-default-balancer",
+        "invalid-regex", "unresolvable-host"])
+def test_check_names_the_file_and_line(tmp_path, conf, culprit, message):
+    confdir = confdir_with(tmp_path, conf)
+    assert_check_fails(confdir, conf_path(confdir), culprit, *message)
+
+
+def test_a_site_entry_is_checked_in_the_site_file(tmp_path):
+    confdir = confdir_with(tmp_path, proxy_conf(),
+                           entry("^/b/", "127.0.0.1:8080", LoadBalancer="Sticky"))
+    assert_check_fails(confdir, confdir / "sites" / "default", "LoadBalancer Sticky",
+                       "unknown load balancer 'Sticky'", INSTALLED)
+
+
+def test_the_server_does_not_start_with_an_unknown_balancer(tmp_path):
+    confdir = confdir_with(tmp_path, proxy_conf(entry("^/a/", "127.0.0.1:8080",
+                                                      LoadBalancer="Fastest")))
+    result = monkey("-c", str(confdir))
+    assert result.returncode == 2
+    assert "unknown load balancer 'Fastest'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_correct_configuration_passes(tmp_path):
+    confdir = confdir_with(tmp_path, proxy_conf(
+        entry("^/a/", "127.0.0.1:8080 weight=2 localhost:8081 127.0.0.1:8082 backup",
+              LoadBalancer="header_hash"),
+        LoadBalancer="least-connections",
+    ), section("PROXY_REVERSE", "Enabled Off"))
+    result = monkey("check", "-c", str(confdir))
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout
