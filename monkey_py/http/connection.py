@@ -55,7 +55,7 @@ class Connection:
 
     __slots__ = (
         "sock", "fd", "server", "loop", "peer", "parser", "requests", "current",
-        "_wq", "_wq_size", "_mask", "_paused", "_closed", "_eof", "deadline", "_timer",
+        "_wq", "_wq_size", "_mask", "_paused", "_closed", "deadline", "_timer",
         "_phase", "_chunked", "_remaining", "_no_body", "_ending", "_keep", "_processing",
         "_parse_error", "_upgraded", "_detached", "_continue_sent", "_head_buf", "notes",
     )
@@ -74,7 +74,6 @@ class Connection:
         self._mask = 0
         self._paused = False
         self._closed = False
-        self._eof = False
         self.deadline = 0.0
         self._timer = None
         self._phase = IDLE
@@ -163,7 +162,7 @@ class Connection:
         if self._closed or self._detached:
             return
         want_read = not (
-            self._paused or self._eof or self._upgraded or self._parse_error is not None
+            self._paused or self._upgraded or self._parse_error is not None
             or len(self.parser.ready) >= MAX_PIPELINED or self._wq_size > HIGH_WATER
         ) or self._phase == LINGER
         mask = (EVENT_READ if want_read else 0) | (EVENT_WRITE if self._wq else 0)
@@ -206,7 +205,6 @@ class Connection:
             return
         if not data:
             # The client is gone (nginx's "client closed"): whatever is in flight stops.
-            self._eof = True
             self.close()
             return
         parser = self.parser
@@ -274,7 +272,7 @@ class Connection:
         """Status line and headers; decides keep-alive and the body framing."""
         params = self.server.params
         keep = (
-            req.keep_alive and params.keepalive and not self._eof and not self._upgraded
+            req.keep_alive and params.keepalive and not self._upgraded
             and self._parse_error is None and self.requests + 1 < params.max_keepalive_requests
             and not self.server.draining and req.body_complete
         )
