@@ -1,0 +1,55 @@
+"""docs/proxy_reverse.md covers every key of the proxy and every metric it exports."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monkey_py_plugins.proxy_reverse import settings
+from monkey_py_plugins.proxy_reverse.stats import ProxyStats
+from monkey_py_plugins.proxy_reverse.status_page import EntryStatus, StatusReport
+from monkey_py_plugins.proxy_reverse.status_prometheus import render_prometheus
+
+PAGE = Path(__file__).resolve().parents[2] / "docs" / "proxy_reverse.md"
+
+
+def key_table_rows() -> set[str]:
+    """The keys named in the first cell of a table row: ``| `Key` | ...``."""
+    return set(re.findall(r"^\| `(\w+)` \|", PAGE.read_text(), re.M))
+
+
+def proxy_keys() -> list[str]:
+    names = {key.name for key in settings._defaults_keys() + settings._entry_keys()}
+    return sorted(names)
+
+
+def exported_metrics() -> list[str]:
+    stats = ProxyStats([("e:1", "h:1", False)], workers=1)
+    report = StatusReport("/s", 0.0, 1, [EntryStatus("e:1", ["^/"], "Naive", stats.snapshot())])
+    text = render_prometheus(report).decode()
+    names = set()
+    for family in text_string_to_metric_families(text):
+        suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
+        names.add(family.name + suffix)
+    return sorted(names)
+
+
+def test_the_key_list_is_found():
+    assert {"ServerList", "Match", "StatisticsURL"} <= set(proxy_keys())
+
+
+@pytest.mark.parametrize("key", proxy_keys())
+def test_every_key_has_a_row_in_the_key_table(key):
+    assert key in key_table_rows(), f"docs/proxy_reverse.md has no table row for {key}"
+
+
+def test_the_site_switch_is_documented():
+    assert "`[PROXY_REVERSE] Enabled Off`" in PAGE.read_text()
+
+
+@pytest.mark.parametrize("metric", exported_metrics())
+def test_every_metric_is_documented(metric):
+    assert f"`{metric}`" in PAGE.read_text(), f"docs/proxy_reverse.md omits {metric}"
