@@ -47,7 +47,7 @@ class MemoryStore:
         self._lru: OrderedDict[tuple[bytes, bytes], int] = OrderedDict()
         self._bytes = 0
         self._counts = dict.fromkeys(
-            ("stores", "aborts", "evictions", "hits", "misses", "invalidations"), 0)
+            ("stores", "aborts", "errors", "evictions", "hits", "misses", "invalidations"), 0)
 
     def lookup(self, primary: bytes, request_headers: Headers) -> Stored | None:
         group = self._groups.get(primary)

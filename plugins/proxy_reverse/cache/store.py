@@ -119,11 +119,13 @@ class Store(Protocol):
 
     def purge(self, primary: bytes | None = None) -> int:
         """Remove the primary key's variants, or everything with None; returns how many
-        responses were removed."""
+        were removed (responses in memory; files on disk, where a resource that varies
+        counts once for all its variants)."""
 
     def stats(self) -> dict[str, int]:
-        """Counters: ``entries``, ``bytes``, ``stores``, ``aborts``, ``evictions``,
-        ``hits``, ``misses``, ``invalidations``."""
+        """Counters: ``entries``, ``bytes``, ``stores``, ``aborts`` (too large, or short
+        of its Content-Length), ``errors`` (I/O), ``evictions``, ``hits``, ``misses``,
+        ``invalidations``."""
 
 
 def content_length(headers: Headers) -> int | None:

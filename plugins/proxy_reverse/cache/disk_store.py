@@ -1,0 +1,537 @@
+"""A store in a directory shared by every worker: it survives restarts, serves bodies
+with ``os.sendfile``, and stays near ``max_bytes`` by evicting the least recently used.
+
+One file per stored response, named by the SHA-256 of its key: a fixed head (magic,
+version, kind, lengths, CRC-32 of the metadata), the metadata as JSON (keys, status,
+times, header fields), then the body. A response that varies is reached through a small
+*marker* file at the name of its primary key, holding the Vary header names and a
+generation; each variant is named by primary key, generation and secondary key.
+Invalidating a resource removes its marker, which orphans every variant at once (a new
+marker gets a new generation, so an old variant can never come back); orphans are
+removed by eviction like any other unused file.
+
+Concurrency across processes rests on atomic renames: a response is written to a
+temporary file in the same directory as its body streams (one write per chunk) and
+``os.replace``-d into place on commit, so a reader sees the old file or the new one,
+whole, never a partial one. A reader keeps reading through its open descriptor even if
+the file is replaced or evicted meanwhile. A file whose head, metadata or length does
+not check out (a crash, a full disk, a foreign file) is a miss and is removed. Files
+are not fsync-ed: after a power loss a file may be truncated, which the length check
+catches.
+
+Eviction approximates LRU by modification time, which a hit refreshes (at most every
+``TOUCH_INTERVAL`` seconds). Each store scans the directory after writing a
+sixteenth of ``max_bytes`` or when its estimate of the total exceeds it, and then
+removes the oldest files down to 90%; several workers scanning at once only race to
+unlink the same files, which is harmless. Temporary files untouched for
+``TEMP_GRACE`` seconds belong to a writer that died and are removed by the scan.
+
+Every operation is small, bounded file I/O on a local directory (a head read, chunk
+writes, a rename); the exceptions are the scan, which stats every file, and
+``update_headers``, which copies the body within the kernel (``os.copy_file_range``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import stat
+import struct
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from hashlib import sha256
+
+from .control import Headers
+from .key import secondary_key, vary_names
+from .store import Meta, Stored, content_length, length_mismatch
+
+MAGIC = b"MPYCACHE"
+VERSION = 1
+ENTRY = 1
+MARKER = 2
+HEAD = struct.Struct(">8sBBxxIQI")  # magic, version, kind, meta length, body length, CRC
+MAX_META = 1 << 20
+TEMP_PREFIX = ".tmp-"
+TEMP_GRACE = 3600.0
+TOUCH_INTERVAL = 10.0
+LOW_WATER = 0.9
+SCAN_FRACTION = 16
+COPY_CHUNK = 1 << 20
+_NAME = re.compile(r"[0-9a-f]{64}")
+
+
+def file_name(primary: bytes, generation: bytes = b"", secondary: bytes = b"") -> str:
+    """The file of a response (or marker): a hash of its primary key, and for a variant
+    also of its marker's generation and its secondary key."""
+    if not generation:
+        return sha256(primary).hexdigest()
+    return sha256(b"%s\0%s\0%s" % (primary, generation, secondary)).hexdigest()
+
+
+def encode(kind: int, meta: dict, body_length: int = 0) -> tuple[bytes, int]:
+    """The head and metadata bytes of a file; also the metadata length."""
+    raw = json.dumps(meta, separators=(",", ":")).encode("ascii")
+    return HEAD.pack(MAGIC, VERSION, kind, len(raw), body_length, zlib.crc32(raw)) + raw, len(raw)
+
+
+@dataclass
+class _File:
+    """A cache file opened and checked: its descriptor, kind, metadata and body span."""
+
+    fd: int
+    kind: int
+    meta: dict
+    body_offset: int
+    body_length: int
+    st: os.stat_result
+
+
+def _text(data: bytes) -> str:
+    return data.decode("latin-1")
+
+
+def _bytes(text: str) -> bytes:
+    return text.encode("latin-1")
+
+
+def _identity(st: os.stat_result) -> tuple[int, int]:
+    return st.st_ino, st.st_dev
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class DiskStore:
+    """Responses kept in files under ``directory`` (see the module notes)."""
+
+    def __init__(self, directory: str, max_bytes: int, max_object: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        if max_bytes <= 0 or max_object <= 0:
+            raise ValueError("the cache sizes must be positive")
+        try:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+            if not os.access(directory, os.R_OK | os.W_OK | os.X_OK):
+                raise PermissionError(13, "not readable and writable")
+        except OSError as exc:
+            raise ValueError(
+                f"cache directory {directory}: {exc.strerror or exc}") from None
+        self.directory = directory
+        self.max_bytes = max_bytes
+        self.max_object = min(max_object, max_bytes)
+        self._clock = clock
+        self._counts = dict.fromkeys(
+            ("stores", "aborts", "errors", "evictions", "hits", "misses", "invalidations"), 0)
+        self._total = 0
+        self._entries = 0
+        self._since_scan = 0
+        self.evict()
+
+    # -- reading ----------------------------------------------------------------------
+    def _path(self, name: str) -> str:
+        return os.path.join(self.directory, name)
+
+    def _open(self, path: str) -> _File | None:
+        """Open and check a cache file; a damaged one is removed. None if absent or bad."""
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return None
+        st = None
+        try:
+            st = os.fstat(fd)
+            head = os.pread(fd, HEAD.size, 0)
+            magic, version, kind, meta_length, body_length, crc = HEAD.unpack(head)
+            if (magic != MAGIC or version != VERSION or kind not in (ENTRY, MARKER)
+                    or meta_length > MAX_META
+                    or st.st_size != HEAD.size + meta_length + body_length):
+                raise ValueError("bad head")
+            raw = os.pread(fd, meta_length, HEAD.size)
+            if len(raw) != meta_length or zlib.crc32(raw) != crc:
+                raise ValueError("bad metadata")
+            meta = json.loads(raw)
+            if not isinstance(meta, dict) or not isinstance(meta.get("p"), str):
+                raise ValueError("bad metadata")
+            return _File(fd, kind, meta, HEAD.size + meta_length, body_length, st)
+        except (OSError, ValueError, struct.error):
+            os.close(fd)
+            if st is not None:
+                self._remove_if_same(path, st)
+            return None
+
+    def _remove_if_same(self, path: str, st: os.stat_result) -> None:
+        """Unlink ``path`` unless another process has replaced it since it was opened."""
+        try:
+            if _identity(os.stat(path)) == _identity(st):
+                os.unlink(path)
+        except OSError:
+            pass
+
+    def _touch(self, found: _File) -> None:
+        now = self._clock()
+        if found.st.st_mtime < now - TOUCH_INTERVAL:
+            try:
+                os.utime(found.fd, (now, now))
+            except OSError:
+                pass
+
+    def _marker(self, primary: bytes) -> tuple[tuple[bytes, ...], bytes] | None:
+        """The Vary names and generation of the primary key's marker, if it has one."""
+        found = self._open(self._path(file_name(primary)))
+        if found is None:
+            return None
+        os.close(found.fd)
+        if found.kind != MARKER or found.meta["p"] != _text(primary):
+            return None
+        try:
+            return tuple(_bytes(name) for name in found.meta["v"]), _bytes(found.meta["g"])
+        except (KeyError, TypeError, AttributeError):
+            return None
+
+    def lookup(self, primary: bytes, request_headers: Headers) -> Stored | None:
+        stored = self._lookup(primary, request_headers)
+        self._counts["hits" if stored is not None else "misses"] += 1
+        return stored
+
+    def _lookup(self, primary: bytes, request_headers: Headers) -> Stored | None:
+        path = self._path(file_name(primary))
+        found = self._open(path)
+        if found is None or found.meta["p"] != _text(primary):
+            if found is not None:
+                os.close(found.fd)
+            return None
+        secondary = b""
+        if found.kind == MARKER:
+            self._touch(found)
+            os.close(found.fd)
+            try:
+                names = tuple(_bytes(name) for name in found.meta["v"])
+                generation = _bytes(found.meta["g"])
+            except (KeyError, TypeError, AttributeError):
+                return None
+            secondary = secondary_key(names, request_headers)
+            path = self._path(file_name(primary, generation, secondary))
+            found = self._open(path)
+            if found is None:
+                return None
+        try:
+            meta = found.meta
+            if found.kind != ENTRY or meta["p"] != _text(primary) or (
+                    meta["s"] != _text(secondary)):
+                raise ValueError("another key")
+            headers = [(_bytes(name), _bytes(value)) for name, value in meta["h"]]
+            stored = Stored(
+                primary, secondary, int(meta["st"]), headers, float(meta["rq"]),
+                float(meta["rs"]), found.body_length, fd=found.fd,
+                body_offset=found.body_offset,
+                handle=(path, found.st.st_ino, found.st.st_dev),
+            )
+        except (KeyError, TypeError, ValueError):
+            os.close(found.fd)
+            return None
+        self._touch(found)
+        return stored
+
+    # -- writing ----------------------------------------------------------------------
+    def _temp(self) -> tuple[int, str]:
+        path = self._path(f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}")
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), path
+
+    def begin(self, primary: bytes, request_headers: Headers, meta: Meta) -> DiskWriter | None:
+        names = vary_names(meta.headers)
+        announced = content_length(meta.headers)
+        if names is None or (announced is not None and announced > self.max_object):
+            return None
+        marker = None
+        name = file_name(primary)
+        secondary = b""
+        if names:
+            current = self._marker(primary)
+            generation = current[1] if current is not None and current[0] == names else (
+                secrets.token_hex(8).encode("ascii"))
+            if current is None or current[0] != names:
+                marker = (names, generation)
+            secondary = secondary_key(names, request_headers)
+            name = file_name(primary, generation, secondary)
+        record = {
+            "p": _text(primary), "s": _text(secondary), "st": meta.status,
+            "rq": meta.request_time, "rs": meta.response_time,
+            "h": [[_text(n), _text(v)] for n, v in meta.headers],
+        }
+        head, meta_length = encode(ENTRY, record)
+        if meta_length > MAX_META:
+            return None
+        try:
+            fd, temp = self._temp()
+        except OSError:
+            self._counts["errors"] += 1
+            return None
+        writer = DiskWriter(self, fd, temp, self._path(name), primary, marker, head,
+                            meta_length, meta.headers)
+        return writer if writer.write_raw(head) else None
+
+    def _write_marker(self, primary: bytes, names: tuple[bytes, ...], generation: bytes) -> None:
+        data, _ = encode(MARKER, {"p": _text(primary), "v": [_text(n) for n in names],
+                                  "g": _text(generation)})
+        fd, temp = self._temp()
+        try:
+            _write_all(fd, data)
+        finally:
+            os.close(fd)
+        try:
+            os.replace(temp, self._path(file_name(primary)))
+        except OSError:
+            os.unlink(temp)
+            raise
+        self._committed(len(data), entries=0)
+
+    def _committed(self, size: int, entries: int = 1) -> None:
+        self._total += size
+        self._entries += entries
+        self._since_scan += size
+        if self._total > self.max_bytes or self._since_scan >= max(
+                self.max_bytes // SCAN_FRACTION, 1):
+            self.evict()
+
+    def update_headers(self, stored: Stored, headers: Headers, request_time: float,
+                       response_time: float) -> bool:
+        """Rewrite the entry with the new head, copying the body; the replacement is
+        atomic, and skipped when another process has replaced the file meanwhile."""
+        path, ino, dev = stored.handle
+        record = {
+            "p": _text(stored.primary), "s": _text(stored.secondary), "st": stored.status,
+            "rq": request_time, "rs": response_time,
+            "h": [[_text(n), _text(v)] for n, v in headers],
+        }
+        head, meta_length = encode(ENTRY, record, stored.body_length)
+        if meta_length > MAX_META:
+            return False
+        own = stored.fd is None
+        try:
+            source = os.open(path, os.O_RDONLY) if own else stored.fd
+        except OSError:
+            return False
+        try:
+            if own and _identity(os.fstat(source)) != (ino, dev):
+                return False
+            if not self._rewrite(path, (ino, dev), head, source, stored):
+                return False
+        finally:
+            if own:
+                os.close(source)
+        try:
+            stored.handle = (path, *_identity(os.stat(path)))
+        except OSError:
+            return False
+        self._total += len(head) - stored.body_offset
+        return True
+
+    def _rewrite(self, path: str, identity: tuple[int, int], head: bytes, source: int,
+                 stored: Stored) -> bool:
+        try:
+            fd, temp = self._temp()
+        except OSError:
+            self._counts["errors"] += 1
+            return False
+        try:
+            try:
+                _write_all(fd, head)
+                _copy(source, stored.body_offset, fd, stored.body_length)
+            finally:
+                os.close(fd)
+            if _identity(os.stat(path)) != identity:
+                os.unlink(temp)
+                return False
+            os.replace(temp, path)
+        except OSError:
+            self._counts["errors"] += 1
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
+            return False
+        return True
+
+    # -- removing ---------------------------------------------------------------------
+    def invalidate(self, primary: bytes) -> None:
+        if self.purge(primary):
+            self._counts["invalidations"] += 1
+
+    def purge(self, primary: bytes | None = None) -> int:
+        """Remove the primary key's response or marker (its variants go with it), or
+        every cache file with None; returns how many files were removed."""
+        if primary is not None:
+            try:
+                os.unlink(self._path(file_name(primary)))
+            except OSError:
+                return 0
+            return 1
+        removed = 0
+        for _, _, path in self._files():
+            try:
+                os.unlink(path)
+                removed += 1
+            except OSError:
+                pass
+        self._total = self._entries = 0
+        return removed
+
+    def _files(self) -> list[tuple[float, int, str]]:
+        """(mtime, size, path) of every cache file; stale temporary files are removed."""
+        files = []
+        dead = self._clock() - TEMP_GRACE
+        try:
+            scan = os.scandir(self.directory)
+        except OSError:
+            return files
+        with scan:
+            for item in scan:
+                try:
+                    st = item.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                if item.name.startswith(TEMP_PREFIX):
+                    if st.st_mtime < dead:
+                        try:
+                            os.unlink(item.path)
+                        except OSError:
+                            pass
+                elif _NAME.fullmatch(item.name):
+                    files.append((st.st_mtime, st.st_size, item.path))
+        return files
+
+    def evict(self) -> None:
+        """Scan the directory; if over ``max_bytes``, remove the least recently used
+        files down to 90% of it."""
+        files = self._files()
+        total = sum(size for _, size, _ in files)
+        count = len(files)
+        if total > self.max_bytes:
+            files.sort()
+            target = self.max_bytes * LOW_WATER
+            for _, size, path in files:
+                if total <= target:
+                    break
+                try:
+                    os.unlink(path)
+                    self._counts["evictions"] += 1
+                except OSError:
+                    pass
+                total -= size
+                count -= 1
+        self._total = total
+        self._entries = count
+        self._since_scan = 0
+
+    def stats(self) -> dict[str, int]:
+        """Counters of this process; ``entries`` and ``bytes`` are the directory's (markers
+        included) as of the last scan plus this process's writes since."""
+        return {"entries": self._entries, "bytes": self._total, **self._counts}
+
+
+def _copy(source: int, offset: int, target: int, length: int) -> None:
+    """Copy ``length`` bytes of ``source`` from ``offset`` to the end of ``target``."""
+    end = offset + length
+    position = offset
+    try:
+        while position < end:
+            copied = os.copy_file_range(source, target, min(COPY_CHUNK, end - position),
+                                        position)
+            if copied == 0:
+                raise OSError("the source file is shorter than its head says")
+            position += copied
+        return
+    except OSError as exc:
+        if exc.errno is None or position != offset:
+            raise
+    while position < end:
+        data = os.pread(source, min(COPY_CHUNK, end - position), position)
+        if not data:
+            raise OSError("the source file is shorter than its head says")
+        _write_all(target, data)
+        position += len(data)
+
+
+class DiskWriter:
+    """A response streaming into its temporary file until ``commit`` renames it in place."""
+
+    def __init__(self, store: DiskStore, fd: int, temp: str, path: str, primary: bytes,
+                 marker: tuple[tuple[bytes, ...], bytes] | None, head: bytes,
+                 meta_length: int, headers: Headers) -> None:
+        self._store = store
+        self._fd: int | None = fd
+        self._temp = temp
+        self._path = path
+        self._primary = primary
+        self._marker = marker
+        self._head = head[:HEAD.size]
+        self._meta_length = meta_length
+        self._headers = headers
+        self.written = 0
+
+    def write_raw(self, data: bytes) -> bool:
+        try:
+            _write_all(self._fd, data)
+        except OSError:
+            self._store._counts["errors"] += 1
+            self.abort()
+            return False
+        return True
+
+    def write(self, chunk: bytes) -> bool:
+        if self._fd is None:
+            return False
+        self.written += len(chunk)
+        if self.written > self._store.max_object:
+            self._store._counts["aborts"] += 1
+            self.abort()
+            return False
+        return self.write_raw(chunk)
+
+    def commit(self) -> bool:
+        fd = self._fd
+        if fd is None:
+            return False
+        store = self._store
+        if length_mismatch(self._headers, self.written):
+            store._counts["aborts"] += 1
+            self.abort()
+            return False
+        magic, version, kind, meta_length, _, crc = HEAD.unpack(self._head)
+        try:
+            os.pwrite(fd, HEAD.pack(magic, version, kind, meta_length, self.written, crc), 0)
+            os.close(fd)
+            self._fd = None
+            os.replace(self._temp, self._path)
+        except OSError:
+            store._counts["errors"] += 1
+            self.abort()
+            return False
+        store._counts["stores"] += 1
+        try:
+            if self._marker is not None:
+                store._write_marker(self._primary, *self._marker)
+        except OSError:
+            store._counts["errors"] += 1
+        store._committed(HEAD.size + self._meta_length + self.written)
+        return True
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+        try:
+            os.unlink(self._temp)
+        except OSError:
+            pass
