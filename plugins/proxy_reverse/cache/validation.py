@@ -8,6 +8,7 @@ from monkey_py.static.conditional import evaluate
 
 from .control import Headers, date_value, header_value, last_modified
 from .fields import UNSTORED, connection_named
+from .policy import StoredResponse
 
 # Fields a 304 never changes in the stored response (RFC 9111 §3.2): framing and the
 # fields the stored body or its cache key depend on, besides those never stored.
@@ -87,8 +88,7 @@ def updated_headers(stored_headers: Headers, not_modified_headers: Headers
     return kept + incoming
 
 
-def client_not_modified(request_headers: Headers, stored_headers: Headers,
-                        response_time: float) -> bool:
+def client_not_modified(request_headers: Headers, stored: StoredResponse) -> bool:
     """Whether the client's own conditional GET/HEAD is answered 304 from the cache.
 
     If-None-Match (weak comparison, ``*`` matches) takes precedence over
@@ -101,6 +101,7 @@ def client_not_modified(request_headers: Headers, stored_headers: Headers,
             return None
         return header_value(request_headers, name)
 
+    stored_headers = stored.headers
     etag = header_value(stored_headers, b"etag")
     if etag is None:
         if_none_match = header_value(request_headers, b"if-none-match")
@@ -110,6 +111,6 @@ def client_not_modified(request_headers: Headers, stored_headers: Headers,
     if modified is None:
         modified = date_value(stored_headers)
     if modified is None:
-        modified = response_time
+        modified = stored.response_time
     tag = "" if etag is None else etag.strip(b" \t").decode("latin-1")
     return evaluate("GET", get, tag, modified) == 304

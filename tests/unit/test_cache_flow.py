@@ -1,0 +1,87 @@
+"""The cache API used end to end as the proxy uses it, over both stores."""
+
+from __future__ import annotations
+
+import pytest
+
+from monkey_py.static.conditional import http_date
+from monkey_py_plugins.proxy_reverse.cache.disk_store import DiskStore
+from monkey_py_plugins.proxy_reverse.cache.fields import (
+    cache_status,
+    served_headers,
+    storage_headers,
+)
+from monkey_py_plugins.proxy_reverse.cache.key import primary_key
+from monkey_py_plugins.proxy_reverse.cache.memory_store import MemoryStore
+from monkey_py_plugins.proxy_reverse.cache.policy import (
+    Action,
+    decide,
+    invalidation_targets,
+    stale_if_error_allows,
+    storable,
+)
+from monkey_py_plugins.proxy_reverse.cache.store import Meta
+from monkey_py_plugins.proxy_reverse.cache.validation import (
+    client_not_modified,
+    conditional_headers,
+    not_modified_matches,
+    updated_headers,
+)
+
+T0 = 1_700_000_000.0
+
+
+@pytest.fixture(params=["memory", "disk"])
+def store(request, tmp_path):
+    if request.param == "memory":
+        return MemoryStore(1 << 20, 1 << 16)
+    return DiskStore(str(tmp_path / "cache"), 1 << 20, 1 << 16)
+
+
+def test_miss_store_hit_revalidate_invalidate(store) -> None:
+    key = primary_key("http", b"Example.com", b"/page")
+    request = [(b"host", b"Example.com"), (b"accept-encoding", b"gzip")]
+    decision = decide("GET", request, store.lookup(key, request), T0)
+    assert decision.action is Action.MISS
+
+    upstream = [
+        (b"Date", http_date(T0).encode()), (b"Cache-Control", b"max-age=60, stale-if-error=600"),
+        (b"ETag", b'"v1"'), (b"Vary", b"Accept-Encoding"), (b"Content-Length", b"5"),
+        (b"Connection", b"keep-alive"), (b"Keep-Alive", b"timeout=5"),
+    ]
+    assert storable("GET", 200, request, upstream)
+    writer = store.begin(key, request, Meta(200, storage_headers(upstream), T0, T0))
+    assert writer.write(b"hel") and writer.write(b"lo")
+    assert writer.commit()
+    assert store.lookup(key, [(b"accept-encoding", b"br")]) is None
+
+    stored = store.lookup(key, request)
+    decision = decide("HEAD", request, stored, T0 + 10)
+    assert decision.action is Action.FRESH
+    headers = served_headers(stored.headers, stored.status, stored.body_length, decision.age,
+                             cache_status(hit=True, ttl=decision.ttl))
+    assert (b"Age", b"10") in headers and (b"Content-Length", b"5") in headers
+    assert (b"Cache-Status", b"monkey_py; hit; ttl=50") in headers
+    assert not any(name in (b"Connection", b"Keep-Alive") for name, _ in headers)
+    assert client_not_modified([(b"if-none-match", b'"v1"')], stored)
+
+    decision = decide("GET", request, stored, T0 + 61)
+    assert decision.action is Action.REVALIDATE and decision.fwd == "stale"
+    assert conditional_headers(stored.headers) == [(b"if-none-match", b'"v1"')]
+    assert stale_if_error_allows(stored, T0 + 61, request)
+    answer = [(b"Date", http_date(T0 + 61).encode()), (b"Cache-Control", b"max-age=120"),
+              (b"ETag", b'"v1"')]
+    assert not_modified_matches(stored.headers, answer)
+    assert store.update_headers(stored, updated_headers(stored.headers, answer),
+                                T0 + 61, T0 + 61)
+    stored.close()
+
+    again = store.lookup(key, request)
+    decision = decide("GET", request, again, T0 + 100)
+    assert decision.action is Action.FRESH and decision.ttl == 81
+    assert again.read(0, 100) == b"hello"
+    again.close()
+
+    for target in invalidation_targets("POST", 201, key, [(b"Location", b"/page")]):
+        store.invalidate(target)
+    assert store.lookup(key, request) is None
