@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import socket
 
 import pytest
@@ -407,3 +408,15 @@ def test_concurrent_writers_in_two_processes(directory) -> None:
     assert store.stats()["bytes"] <= 120_000
     found = [check_entry(store, b"http://h/%d" % index) for index in range(25)]
     assert sum(found) >= 5
+
+
+def test_io_trouble_means_not_stored_never_an_exception(directory) -> None:
+    store = DiskStore(directory, MB, 4096)
+    writer = store.begin(b"k", [], meta())
+    assert writer.write(b"partial")
+    shutil.rmtree(directory)
+    assert not writer.commit()
+    assert store.begin(b"k", [], meta()) is None
+    assert store.lookup(b"k", []) is None
+    store.evict()
+    assert store.stats()["errors"] == 2

@@ -281,13 +281,16 @@ class DiskStore:
                                   "g": _text(generation)})
         fd, temp = self._temp()
         try:
-            _write_all(fd, data)
-        finally:
-            os.close(fd)
-        try:
+            try:
+                _write_all(fd, data)
+            finally:
+                os.close(fd)
             os.replace(temp, self._path(file_name(primary)))
         except OSError:
-            os.unlink(temp)
+            try:
+                os.unlink(temp)
+            except OSError:
+                pass
             raise
         self._committed(len(data), entries=0)
 
