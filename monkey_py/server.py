@@ -104,10 +104,14 @@ class Server:
             self.on_empty()
 
     def drain(self) -> None:
-        """Stop keeping connections alive; close the idle ones now."""
+        """Stop keeping connections alive; close the idle ones now.
+
+        A connection that has not sent its first request yet is not idle: its client
+        just connected and is owed an answer (it gets one, with ``Connection: close``).
+        """
         self.draining = True
         for conn in list(self.connections):
-            if conn.current is None and not conn.parser.in_message:
+            if conn.requests and conn.current is None and not conn.parser.in_message:
                 conn.close()
 
     # -- requests -----------------------------------------------------------------
