@@ -147,6 +147,9 @@ class Exchange:
             self.sock.sendall(data)
         except OSError as exc:
             raise PeerClosed(str(exc)) from None
+        with self.upstream.cond:
+            self.upstream.sent += len(data)
+            self.upstream.cond.notify_all()
 
     def head(self, status: int, headers: list[tuple[str, str]], reason: str = "OK") -> bytes:
         lines = [f"HTTP/1.1 {status} {reason}", f"X-Upstream: {self.upstream.name}"]
@@ -187,6 +190,7 @@ class Upstream:
         self.received: list[Received] = []
         self.connections = 0
         self.peer_closes = 0
+        self.sent = 0
         # Connections on which one_per_connection answered already.
         self.answered_connections: set[int] = set()
         self.stopped = False
@@ -222,6 +226,7 @@ class Upstream:
             self.received.clear()
             self.connections = 0
             self.peer_closes = 0
+            self.sent = 0
 
     def wait_until(self, predicate: Callable[["Upstream"], bool], timeout: float = 5.0) -> bool:
         """Wait until ``predicate(self)`` holds; False if it still does not after ``timeout``."""
@@ -332,9 +337,10 @@ class FullBacklog:
 
 # -- behaviours ---------------------------------------------------------------------
 def answer_name(exchange: Exchange) -> bool:
-    """200 with the upstream's name as the body."""
+    """200 with the upstream's name as the body, and the request target in X-Target."""
     return exchange.respond(200, exchange.upstream.name.encode(),
-                            [("Content-Type", "text/plain")])
+                            [("Content-Type", "text/plain"),
+                             ("X-Target", exchange.request.target)])
 
 
 def slow(seconds: float) -> Behaviour:
@@ -399,6 +405,14 @@ def large(size: int) -> Behaviour:
                 exchange.send(body[start:start + 65536])
         return exchange.keep_alive
     return behaviour
+
+
+def endless(exchange: Exchange) -> bool:
+    """A chunked body that never ends: 64 KiB chunks for as long as they are taken."""
+    exchange.send(exchange.head(200, [("Transfer-Encoding", "chunked")]))
+    block = b"%x\r\n%s\r\n" % (65536, b"x" * 65536)
+    while True:
+        exchange.send(block)
 
 
 def one_per_connection(exchange: Exchange) -> bool:

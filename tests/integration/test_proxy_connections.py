@@ -4,20 +4,27 @@ the other side when the upstream or the client goes away in the middle of a body
 from __future__ import annotations
 
 import socket
+import time
 
 import pytest
 
 from proxy_support import entry, get, start_proxy, total_active, wait_for
 from rawhttp import Client, ServerClosed
-from upstreams import Exchange, Upstreams, die_mid_body, idle_close, large, one_per_connection
-
-HUGE = 64 * 1024 * 1024
-
+from upstreams import (
+    Exchange, Upstreams, answer_name, die_mid_body, endless, idle_close, one_per_connection,
+)
 
 def die_mid_chunks(exchange: Exchange) -> bool:
     """A chunked answer that stops after its first chunk."""
     exchange.send(exchange.head(200, [("Transfer-Encoding", "chunked")]) + b"5\r\nhello\r\n")
     return False
+
+
+def interim_then_answer(exchange: Exchange) -> bool:
+    """103 Early Hints and 100 Continue before the answer."""
+    exchange.send(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                  b"HTTP/1.1 100 Continue\r\n\r\n")
+    return answer_name(exchange)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +38,8 @@ def setup(module_monkey, module_upstreams):
     ups = {name: module_upstreams(name, behaviour) for name, behaviour in [
         ("plain", None), ("stale", one_per_connection), ("idle", idle_close(0.2)),
         ("unpooled", None), ("short-pool", None), ("dies", die_mid_body),
-        ("dies-chunked", die_mid_chunks), ("huge", large(HUGE)),
+        ("dies-chunked", die_mid_chunks), ("endless", endless),
+        ("interim", interim_then_answer),
     ]}
     proxy = start_proxy(module_monkey, *(
         entry(f"^/{name}/", upstream, **keys) for name, upstream, keys in [
@@ -42,7 +50,8 @@ def setup(module_monkey, module_upstreams):
             ("short-pool", ups["short-pool"], {"KeepAliveTimeout": 0.3}),
             ("dies", ups["dies"], {}),
             ("dies-chunked", ups["dies-chunked"], {}),
-            ("huge", ups["huge"], {}),
+            ("endless", ups["endless"], {}),
+            ("interim", ups["interim"], {}),
         ]
     ))
     return proxy, ups
@@ -123,11 +132,59 @@ def test_an_upstream_dying_mid_body_cuts_the_client_response(proxy, target):
 
 def test_a_client_leaving_mid_body_closes_the_upstream_connection(proxy, ups):
     with socket.create_connection(("127.0.0.1", proxy.port), timeout=5) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-        sock.sendall(b"GET /huge/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        sock.sendall(b"GET /endless/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
-        assert ups["huge"].wait_until(lambda up: up.requests == 1)
+        assert ups["endless"].wait_until(lambda up: up.requests == 1)
         assert total_active(proxy.port) == 1
     # The upstream notices: its write fails once the proxy closed the connection.
-    assert ups["huge"].wait_until(lambda up: up.peer_closes == 1)
+    assert ups["endless"].wait_until(lambda up: up.peer_closes == 1)
     assert wait_for(lambda: total_active(proxy.port) == 0)
+
+
+def test_pipelined_requests_are_answered_in_order(proxy, ups):
+    with Client(proxy.port) as client:
+        client.send(b"".join(b"GET /plain/%d HTTP/1.1\r\nHost: localhost\r\n\r\n" % n
+                             for n in range(5)))
+        targets = [client.read_response().header("X-Target") for _ in range(5)]
+    assert targets == [f"/plain/{n}" for n in range(5)]
+
+
+def test_interim_answers_from_the_upstream_are_not_relayed(proxy, ups):
+    with Client(proxy.port) as client:
+        for _ in range(2):
+            response = client.request("GET", "/interim/x")
+            assert (response.status, response.body) == (200, b"interim")
+        assert b"HTTP/1.1 1" not in client.buffer
+    assert ups["interim"].connections == 1
+
+
+def sent_settles(upstream, quiet: float = 0.3, timeout: float = 5.0) -> int:
+    """How much ``upstream`` has sent once that stopped growing for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        current = upstream.sent
+        if current == last:
+            return current
+        last = current
+        time.sleep(quiet)
+    raise AssertionError(f"{upstream} kept sending for {timeout}s")
+
+
+def test_a_client_that_stops_reading_holds_the_upstream_back(proxy, ups):
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.settimeout(5)
+    with sock:
+        sock.connect(("127.0.0.1", proxy.port))
+        sock.sendall(b"GET /endless/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert ups["endless"].wait_until(lambda up: up.sent > 0)
+        # The body never ends: only backpressure stops the upstream. Socket buffers on
+        # each side hold some megabytes, the proxy itself a few hundred kilobytes.
+        held = sent_settles(ups["endless"])
+        assert held < 64 * 1024 * 1024
+        taken = 0
+        while taken < 16 * 1024 * 1024:
+            taken += len(sock.recv(1 << 20))
+        # Reading again lets the upstream go on.
+        assert ups["endless"].wait_until(lambda up: up.sent > held)

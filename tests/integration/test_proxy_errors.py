@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from proxy_support import entry, get, start_proxy, wait_for
+from proxy_support import entry, get, start_proxy, total_active, wait_for
 from rawhttp import Client
 from support import free_port
 from upstreams import FullBacklog, Upstreams, hang_up, silent
@@ -39,7 +39,9 @@ def setup(module_monkey, module_upstreams, backlog):
         module_monkey,
         entry("^/refused/", dead, **KEEP_DEAD_ONLINE),
         entry("^/silent/", ups["silent"], ReadTimeout=1, **KEEP_DEAD_ONLINE),
+        entry("^/patient/", ups["silent"], ReadTimeout=60),
         entry("^/unconnectable/", backlog, ConnectTimeout=0.5, **KEEP_DEAD_ONLINE),
+        entry("^/connecting/", backlog, ConnectTimeout=60),
         entry("^/offline/", *(f"127.0.0.1:{port}" for port in offline_ports),
               AttemptsCount=2, OfflineTimeOut=1),
         entry("^/failover/", dead, ups["live"], LoadBalancer="First-Alive",
@@ -84,6 +86,21 @@ def test_an_upstream_that_never_answers_gives_504_after_read_timeout(proxy, ups)
     assert 0.9 <= elapsed < 3, elapsed
     # The proxy gave up on the upstream connection too.
     assert ups["silent"].wait_until(lambda up: up.peer_closes == 1)
+
+
+def test_a_client_leaving_before_the_answer_closes_the_upstream_connection(proxy, ups):
+    with Client(proxy.port) as client:
+        client.send(b"GET /patient/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert ups["silent"].wait_until(lambda up: up.requests == 1)
+    assert ups["silent"].wait_until(lambda up: up.peer_closes == 1)
+    assert wait_for(lambda: total_active(proxy.port) == 0)
+
+
+def test_a_client_leaving_while_the_proxy_connects_ends_the_attempt(proxy):
+    with Client(proxy.port) as client:
+        client.send(b"GET /connecting/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert wait_for(lambda: total_active(proxy.port) == 1)
+    assert wait_for(lambda: total_active(proxy.port) == 0)
 
 
 def test_a_connect_that_never_completes_gives_504_after_connect_timeout(proxy):
