@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 from dataclasses import dataclass
 
 from . import __version__
@@ -17,6 +18,14 @@ log = logging.getLogger(__name__)
 
 MAX_ERROR_PAGE = 256 * 1024
 HTML = b"text/html; charset=utf-8"
+
+
+def _has_unread_input(sock) -> bool:
+    """True when the client sent bytes the server has not read yet (EOF is not input)."""
+    try:
+        return bool(sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -108,10 +117,14 @@ class Server:
 
         A connection that has not sent its first request yet is not idle: its client
         just connected and is owed an answer (it gets one, with ``Connection: close``).
+        Nor is one whose next request is already waiting in the socket, unread.
         """
         self.draining = True
         for conn in list(self.connections):
-            if conn.requests and conn.current is None and not conn.parser.in_message:
+            if (
+                conn.requests and conn.current is None and not conn.parser.in_message
+                and not _has_unread_input(conn.sock)
+            ):
                 conn.close()
 
     # -- requests -----------------------------------------------------------------
