@@ -475,21 +475,28 @@ def read_websocket_frame(read: Callable[[int], bytes]) -> tuple[int, bytes]:
     return first & 0x0F, data
 
 
-def websocket_echo(exchange: Exchange) -> bool:
-    """Complete the WebSocket handshake, then echo every text frame until close or EOF."""
-    key = exchange.request.header("Sec-WebSocket-Key")
-    if key is None:
-        return exchange.respond(400, b"not a WebSocket handshake")
-    exchange.send(exchange.head(101, [
-        ("Upgrade", "websocket"), ("Connection", "Upgrade"),
-        ("Sec-WebSocket-Accept", websocket_accept(key)),
-    ], "Switching Protocols"))
-    while True:
-        opcode, data = read_websocket_frame(exchange.reader.exactly)
-        if opcode == 0x8:
-            exchange.send(websocket_frame(0x8, data))
-            return False
-        exchange.send(websocket_frame(opcode, data))
+def websocket_server(greeting: bytes = b"") -> Behaviour:
+    """Complete the WebSocket handshake, then echo every frame until close or EOF.
+
+    ``greeting``: a text frame sent in the same packet as the 101.
+    """
+    def behaviour(exchange: Exchange) -> bool:
+        key = exchange.request.header("Sec-WebSocket-Key")
+        if key is None:
+            return exchange.respond(400, b"not a WebSocket handshake")
+        exchange.send(exchange.head(101, [
+            ("Upgrade", "websocket"), ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Accept", websocket_accept(key)),
+        ], "Switching Protocols") + (websocket_frame(0x1, greeting) if greeting else b""))
+        while True:
+            opcode, data = read_websocket_frame(exchange.reader.exactly)
+            exchange.send(websocket_frame(opcode, data))
+            if opcode == 0x8:
+                return False
+    return behaviour
+
+
+websocket_echo = websocket_server()
 
 
 # -- a set of upstreams ------------------------------------------------------------------

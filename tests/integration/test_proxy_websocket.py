@@ -11,6 +11,7 @@ from proxy_support import entry, start_proxy, total_active, wait_for
 from rawhttp import Client
 from upstreams import (
     Upstreams, read_websocket_frame, websocket_accept, websocket_echo, websocket_frame,
+    websocket_server,
 )
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -31,7 +32,10 @@ def module_upstreams():
 @pytest.fixture(scope="module")
 def setup(module_monkey, module_upstreams):
     echo = module_upstreams("echo", websocket_echo)
-    return start_proxy(module_monkey, entry("^/ws/", echo)), echo
+    greeter = module_upstreams("greeter", websocket_server(greeting=b"welcome"))
+    proxy = start_proxy(module_monkey, entry("^/ws/", echo), entry("^/greet/", greeter),
+                        entry("^/short/", echo, TunnelTimeout=0.5))
+    return proxy, echo
 
 
 @pytest.fixture
@@ -49,9 +53,9 @@ def masked(opcode: int, data: bytes) -> bytes:
     return websocket_frame(opcode, data, os.urandom(4))
 
 
-def open_socket(client: Client, first_frames: bytes = b"") -> None:
+def open_socket(client: Client, first_frames: bytes = b"", target: str = "/ws/chat") -> None:
     """Send the handshake (and any frames right behind it); check the 101."""
-    client.send(HANDSHAKE + first_frames)
+    client.send(HANDSHAKE.replace(b"/ws/chat", target.encode()) + first_frames)
     response = client.read_head()
     assert response.status == 101, response
     assert response.header("Upgrade").lower() == "websocket"
@@ -93,3 +97,28 @@ def test_the_tunnel_closes_when_the_upstream_closes(proxy):
         assert read_websocket_frame(client._take) == (CLOSE, b"\x03\xe8")
         assert client.is_closed(timeout=3)
     assert wait_for(lambda: total_active(proxy.port) == 0)
+
+
+def test_a_frame_sent_with_the_101_is_not_lost(proxy):
+    with Client(proxy.port) as client:
+        open_socket(client, target="/greet/chat")
+        assert read_websocket_frame(client._take) == (TEXT, b"welcome")
+        client.send(masked(TEXT, b"hi"))
+        assert read_websocket_frame(client._take) == (TEXT, b"hi")
+
+
+def test_an_idle_tunnel_closes_after_tunnel_timeout(proxy):
+    with Client(proxy.port) as client:
+        open_socket(client, target="/short/chat")
+        client.send(masked(TEXT, b"hi"))
+        assert read_websocket_frame(client._take) == (TEXT, b"hi")
+        assert client.is_closed(timeout=3)
+    assert wait_for(lambda: total_active(proxy.port) == 0)
+
+
+def test_a_refused_upgrade_is_an_ordinary_answer(proxy):
+    with Client(proxy.port) as client:
+        client.send(HANDSHAKE.replace(f"Sec-WebSocket-Key: {KEY}\r\n".encode(), b""))
+        response = client.read_response()
+        assert response.status == 400 and response.body == b"not a WebSocket handshake"
+        assert client.is_closed()
