@@ -466,6 +466,10 @@ class Connection:
             # An unread body is not worth reading just to find the next request.
             self._linger()
             return
+        if self.server.draining and not self.parser.ready and not self.parser.in_message:
+            # The worker is stopping: this connection was kept alive before it knew.
+            self._linger()
+            return
         if self.parser.in_message:
             self._set_deadline(READING, self.server.params.timeout)
         else:
