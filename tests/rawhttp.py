@@ -65,7 +65,7 @@ class Client:
         self.timeout = timeout
         self.sock.settimeout(timeout)
         self.sock.connect(("127.0.0.1", port))
-        self.buffer = b""
+        self.buffer = bytearray()
 
     def __enter__(self) -> "Client":
         return self
@@ -99,22 +99,26 @@ class Client:
         while len(self.buffer) < count:
             if not self._fill():
                 raise ServerClosed(f"closed {count - len(self.buffer)} bytes short of the body")
-        data, self.buffer = self.buffer[:count], self.buffer[count:]
+        data = bytes(self.buffer[:count])
+        del self.buffer[:count]
         return data
 
     def _take_line(self) -> bytes:
         while b"\r\n" not in self.buffer:
             if not self._fill():
                 raise ServerClosed("closed in the middle of a line")
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line
+        line, _, rest = self.buffer.partition(b"\r\n")
+        self.buffer = rest
+        return bytes(line)
 
     def read_head(self) -> Response:
         """Read a status line and headers; the body is left in the stream."""
         while b"\r\n\r\n" not in self.buffer:
             if not self._fill():
                 raise ServerClosed(f"closed before a complete response head: {self.buffer!r}")
-        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        head, _, rest = self.buffer.partition(b"\r\n\r\n")
+        self.buffer = rest
+        head = bytes(head)
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         version, status, reason = (status_line.split(" ", 2) + [""])[:3]
         headers = []
@@ -156,7 +160,8 @@ class Client:
         """Everything until the server closes the connection."""
         while self._fill():
             pass
-        data, self.buffer = self.buffer, b""
+        data = bytes(self.buffer)
+        self.buffer.clear()
         return data
 
     def wait_closed(self, timeout: float) -> float | None:

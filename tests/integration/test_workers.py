@@ -1,0 +1,257 @@
+"""Worker processes: the master replaces dead workers, drains on SIGTERM, reloads on SIGHUP."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from rawhttp import Client
+from support import site
+
+INDEX = b"<h1>workers</h1>\n"
+BIG_SIZE = 32 * 1024 * 1024
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.05):
+    """Poll ``predicate`` until it returns a true value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def make_docroot(base):
+    root = base / "htdocs"
+    root.mkdir(exist_ok=True)
+    (root / "index.html").write_bytes(INDEX)
+    return root
+
+
+def get_index(port: int, host: str = "localhost"):
+    with Client(port, timeout=5) as client:
+        return client.request("GET", "/", host=host)
+
+
+def replaced(server, old_pids: set[int], count: int = 2):
+    """True once ``count`` workers run and none of them is one of ``old_pids``."""
+    pids = set(server.worker_pids())
+    return len(pids) == count and not pids & old_pids
+
+
+@pytest.fixture(scope="module")
+def shared(module_monkey, tmp_path_factory):
+    root = make_docroot(tmp_path_factory.mktemp("workers"))
+    server = module_monkey(server=["Workers 2"], sites={"default": site("localhost", root)})
+    wait_until(lambda: len(server.worker_pids()) == 2)
+    return server
+
+
+@pytest.fixture
+def two_workers(start_monkey, tmp_path):
+    """A server of its own, for tests that signal or reconfigure it."""
+    root = make_docroot(tmp_path)
+    with open(root / "big.bin", "wb") as f:
+        f.write(os.urandom(1024) * (BIG_SIZE // 1024))
+    server = start_monkey(server=["Workers 2", "Timeout 5"],
+                          sites={"default": site("localhost", root)})
+    wait_until(lambda: len(server.worker_pids()) == 2)
+    return server
+
+
+def test_workers_setting_starts_that_many_processes(shared):
+    pids = shared.worker_pids()
+    assert len(pids) == 2
+    assert shared.pid not in pids
+    for pid in pids:
+        status = open(f"/proc/{pid}/status").read()
+        assert f"PPid:\t{shared.pid}\n" in status
+
+
+def test_killed_worker_is_replaced_and_requests_go_on(shared):
+    before = wait_until(lambda: len(shared.worker_pids()) == 2 and shared.worker_pids())
+    victim = before[0]
+    os.kill(victim, signal.SIGKILL)
+    statuses = [get_index(shared.port).status for _ in range(20)]
+    assert statuses == [200] * 20
+    wait_until(lambda: len(shared.worker_pids()) == 2 and victim not in shared.worker_pids())
+    assert before[1] in shared.worker_pids()
+    assert [get_index(shared.port).status for _ in range(20)] == [200] * 20
+    assert "exited with signal SIGKILL" in shared.log()
+
+
+def test_sigterm_finishes_the_request_in_flight_then_exits_0(two_workers):
+    with Client(two_workers.port, timeout=10, rcvbuf=65536) as client:
+        client.send(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        head = client.read_head()
+        assert head.status == 200 and head.header("Content-Length") == str(BIG_SIZE)
+        two_workers.signal(signal.SIGTERM)
+        start = time.monotonic()
+        time.sleep(0.5)
+        # The response is far from sent: the server must still be waiting for it.
+        assert two_workers.proc.poll() is None
+        body = client.read_to_close()
+        # The connection closes as soon as the response is complete, not at a timeout.
+        assert time.monotonic() - start < 3.0
+    assert len(body) == BIG_SIZE
+    with open(two_workers.confdir.parent / "htdocs" / "big.bin", "rb") as f:
+        assert body == f.read()
+    assert two_workers.proc.wait(10) == 0
+    assert time.monotonic() - start < 4.0
+    with pytest.raises(OSError):
+        Client(two_workers.port, timeout=1)
+
+
+def test_sigterm_closes_idle_keepalive_connections_and_exits_at_once(two_workers):
+    idle = [Client(two_workers.port) for _ in range(3)]
+    try:
+        for client in idle:
+            assert client.request("GET", "/").status == 200
+        start = time.monotonic()
+        two_workers.signal(signal.SIGTERM)
+        assert two_workers.proc.wait(10) == 0
+        assert time.monotonic() - start < 2.0
+        for client in idle:
+            assert client.is_closed()
+    finally:
+        for client in idle:
+            client.close()
+
+
+def test_sigterm_answers_a_connection_whose_request_had_not_arrived(two_workers):
+    with Client(two_workers.port) as client:
+        # Give the worker a moment to accept the connection before it is told to stop.
+        time.sleep(0.2)
+        two_workers.signal(signal.SIGTERM)
+        time.sleep(0.2)
+        response = client.request("GET", "/")
+        assert (response.status, response.body) == (200, INDEX)
+        assert response.header("Connection") == "close"
+        assert client.is_closed()
+    assert two_workers.proc.wait(10) == 0
+
+
+class LoadClient(threading.Thread):
+    """Requests the index in a loop: a new connection each time, or one kept alive.
+
+    A kept-alive connection the server closes while idle is retried once on a new
+    connection, as HTTP clients do (RFC 9112 §9.3.1): the request never reached a
+    worker. Any other failure is recorded.
+    """
+
+    def __init__(self, port: int, keepalive: bool) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.keepalive = keepalive
+        self.stop = threading.Event()
+        self.ok = 0
+        self.retried = 0
+        self.failures: list[str] = []
+
+    def run(self) -> None:
+        conn = None
+        while not self.stop.is_set():
+            reused = conn is not None and conn.sock is not None
+            try:
+                if conn is None or not self.keepalive:
+                    conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+                status, body = self._get(conn)
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
+                conn.close()
+                if not (self.keepalive and reused):
+                    self.failures.append(f"new connection: {exc!r}")
+                    continue
+                self.retried += 1
+                try:
+                    status, body = self._get(conn)
+                except Exception as retry_exc:
+                    self.failures.append(f"retry: {retry_exc!r}")
+                    continue
+            except Exception as exc:
+                self.failures.append(repr(exc))
+                conn.close()
+                continue
+            if status == 200 and body == INDEX:
+                self.ok += 1
+            else:
+                self.failures.append(f"status {status}, body {body[:60]!r}")
+            if not self.keepalive:
+                conn.close()
+        if conn is not None:
+            conn.close()
+
+    @staticmethod
+    def _get(conn: http.client.HTTPConnection):
+        conn.request("GET", "/", headers={"Host": "localhost"})
+        response = conn.getresponse()
+        return response.status, response.read()
+
+
+def test_sighup_under_load_refuses_nothing(two_workers):
+    clients = [LoadClient(two_workers.port, keepalive) for keepalive in (False, False, True, True)]
+    for client in clients:
+        client.start()
+    seen = set()
+    try:
+        wait_until(lambda: all(client.ok for client in clients))
+        for _ in range(3):
+            old = set(two_workers.worker_pids())
+            seen |= old
+            before = [client.ok for client in clients]
+            two_workers.signal(signal.SIGHUP)
+            wait_until(lambda: replaced(two_workers, old))
+            wait_until(lambda: all(c.ok > ok for c, ok in zip(clients, before)))
+    finally:
+        for client in clients:
+            client.stop.set()
+        for client in clients:
+            client.join(10)
+    failures = [failure for client in clients for failure in client.failures]
+    assert failures == []
+    assert not seen & set(two_workers.worker_pids())
+    assert len(seen) == 6
+
+
+def test_sighup_loads_a_new_site(two_workers, tmp_path):
+    new_root = tmp_path / "new_root"
+    new_root.mkdir()
+    (new_root / "index.html").write_bytes(b"the new site\n")
+    assert get_index(two_workers.port, "new.test").body == INDEX
+    (two_workers.confdir / "sites" / "new").write_text(site("new.test", new_root))
+    old = set(two_workers.worker_pids())
+    two_workers.signal(signal.SIGHUP)
+    # Until the old workers have stopped, either generation may answer.
+    wait_until(lambda: replaced(two_workers, old))
+    # Every worker of the new generation serves it, and the old site is still there.
+    for _ in range(10):
+        assert get_index(two_workers.port, "new.test").body == b"the new site\n"
+        assert get_index(two_workers.port, "localhost").body == INDEX
+
+
+def test_sighup_with_a_broken_config_keeps_the_old_one(two_workers):
+    conf = two_workers.confdir / "monkey.conf"
+    good = conf.read_text()
+    conf.write_text(good + "    NoSuchKey 1\n")
+    broken_line = len(good.splitlines()) + 1
+    pids = set(two_workers.worker_pids())
+    two_workers.signal(signal.SIGHUP)
+    wait_until(lambda: "reload refused" in two_workers.log())
+    log = two_workers.log()
+    assert f"monkey.conf:{broken_line}:" in log
+    assert "NoSuchKey" in log
+    assert "Traceback" not in log
+    assert [get_index(two_workers.port).status for _ in range(10)] == [200] * 10
+    assert set(two_workers.worker_pids()) == pids
+    # Fixed again, the configuration reloads.
+    conf.write_text(good)
+    two_workers.signal(signal.SIGHUP)
+    wait_until(lambda: replaced(two_workers, pids))
+    assert get_index(two_workers.port).status == 200
