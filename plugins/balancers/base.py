@@ -3,8 +3,9 @@ the shared memory through which the workers of one server see the same state."""
 
 from __future__ import annotations
 
+import fcntl
 import mmap
-import multiprocessing
+import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -25,6 +26,38 @@ class Server:
     weight: int = 1
 
 
+class ProcessLock:
+    """A lock between forked processes that the kernel frees if its holder dies.
+
+    An ``fcntl`` record lock on an anonymous file made before the fork: record locks
+    belong to a process, so the workers exclude each other, and a worker killed while
+    holding one cannot stop the others. Use it as a context manager. Within one process
+    it does not exclude (the workers are single-threaded).
+    """
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile()
+
+    def acquire(self, blocking: bool = True) -> bool:
+        """Take the lock; with ``blocking=False``, return False at once if it is held."""
+        flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
+        try:
+            fcntl.lockf(self._file.fileno(), flags)
+        except BlockingIOError:
+            return False
+        return True
+
+    def release(self) -> None:
+        fcntl.lockf(self._file.fileno(), fcntl.LOCK_UN)
+
+    def __enter__(self) -> "ProcessLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
 class SharedMemory:
     """Int64 slots and a lock shared by the master and every worker forked after it.
 
@@ -39,7 +72,7 @@ class SharedMemory:
             raise ValueError(f"shared memory needs at least one slot, not {slots}")
         self._map = mmap.mmap(-1, slots * SLOT_BYTES, flags=mmap.MAP_SHARED)
         self.slots = memoryview(self._map).cast("q")
-        self.lock = multiprocessing.get_context("fork").Lock()
+        self.lock = ProcessLock()
 
     @classmethod
     def of_size(cls, size: int) -> SharedMemory:

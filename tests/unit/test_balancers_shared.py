@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import traceback
 from collections import Counter
@@ -86,9 +85,9 @@ def test_the_lock_excludes_forked_processes():
     shared = SharedMemory(1)
 
     def work(index: int) -> bool:
-        return shared.lock.acquire(timeout=0)
+        return shared.lock.acquire(blocking=False)
 
-    assert shared.lock.acquire(timeout=0)
+    shared.lock.acquire()
     try:
         assert in_children(work, 1) == [False]
     finally:
@@ -130,35 +129,15 @@ def test_locking_round_robin_never_gives_a_turn_twice():
     assert sorted(turns) == list(range(12000))
 
 
-def test_locking_round_robin_takes_over_the_lock_of_a_dead_worker(caplog):
+def test_a_worker_dying_with_the_lock_does_not_stop_the_others():
     balancer = LockingRoundRobin.create(servers(1, 1), 2)
-    balancer.lock_timeout = 0.05
 
     def die_holding_the_lock(index: int) -> bool:
-        return balancer.shared.lock.acquire(timeout=1)
+        return balancer.shared.lock.acquire(blocking=False)
 
     assert in_children(die_holding_the_lock, 1) == [True]
-    with caplog.at_level(logging.ERROR):
-        assert balancer.take_turn() == 0
-    assert "presumably by a worker that died holding it" in caplog.text
-    assert balancer.shared.lock.acquire(timeout=0)
-    balancer.shared.lock.release()
-    assert balancer.take_turn() == 1
-
-
-def test_locking_round_robin_survives_a_lock_taken_over_from_it():
-    class TakenOver:
-        """A lock another worker took over and released while this one held it."""
-
-        def acquire(self, timeout: float) -> bool:
-            return True
-
-        def release(self) -> None:
-            raise ValueError("semaphore or lock released too many times")
-
-    balancer = LockingRoundRobin.create(servers(1, 1), 1)
-    balancer.shared.lock = TakenOver()
     assert [balancer.take_turn() for _ in range(2)] == [0, 1]
+    assert in_children(lambda index: balancer.take_turn(), 1) == [2]
 
 
 # -- LeastConnections -------------------------------------------------------------------
