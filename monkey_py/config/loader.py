@@ -17,6 +17,7 @@ from .values import (
     integer,
     listen,
     path,
+    regex,
     seconds,
     size_kb,
     system_user,
@@ -299,10 +300,7 @@ def _handler(plugins: list[str]) -> Converter[Handler]:
             raise ConfigError(
                 f"'Match {value}': write 'Match <regex> <plugin> [params...]'", location
             )
-        try:
-            pattern = re.compile(parts[0])
-        except re.error as exc:
-            raise ConfigError(f"invalid regular expression '{parts[0]}': {exc}", location) from None
+        pattern = regex()(parts[0], location)
         if parts[1] not in plugins:
             loaded = ", ".join(plugins) or "none"
             raise ConfigError(

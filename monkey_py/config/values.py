@@ -257,3 +257,36 @@ def _resolve(host: str, number: int, location: Location) -> Listen:
         ) from None
     family, _, _, _, sockaddr = infos[0]
     return Listen(str(sockaddr[0]), number, socket.AddressFamily(family))
+
+
+# POSIX bracket classes (Monkey compiles Match rules as POSIX extended regexes) and what
+# they mean inside a Python character class.
+_POSIX_CLASSES = {
+    "alpha": "A-Za-z", "digit": "0-9", "alnum": "A-Za-z0-9", "upper": "A-Z", "lower": "a-z",
+    "xdigit": "0-9A-Fa-f", "space": r" \t\n\r\f\v", "blank": r" \t",
+    "punct": r"!-/:-@\[-`{-~", "cntrl": r"\x00-\x1f\x7f", "print": r"\x20-\x7e",
+    "graph": r"\x21-\x7e", "word": "A-Za-z0-9_",
+}
+_POSIX_CLASS_RE = re.compile(r"\[:([a-z]+):\]")
+
+
+def regex(flags: int = 0) -> Converter[re.Pattern[str]]:
+    """A regular expression (Python syntax, plus POSIX classes such as ``[[:digit:]]``)."""
+
+    def convert_regex(value: str, location: Location) -> re.Pattern[str]:
+        def posix(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in _POSIX_CLASSES:
+                raise ConfigError(
+                    f"unknown character class '[:{name}:]' in '{value}'; valid: "
+                    + ", ".join(f"[:{known}:]" for known in _POSIX_CLASSES),
+                    location,
+                )
+            return _POSIX_CLASSES[name]
+
+        try:
+            return re.compile(_POSIX_CLASS_RE.sub(posix, value), flags)
+        except re.error as exc:
+            raise ConfigError(f"invalid regular expression '{value}': {exc}", location) from None
+
+    return convert_regex

@@ -72,6 +72,7 @@ class Forward:
         self.finished = False
         self.attempt_start = 0.0
         self.last_status = 502
+        self.invalid: str | None = None
         self.upgrade = is_upgrade(request)
         self.replayable = request.method in IDEMPOTENT and not request.has_body
 
@@ -143,10 +144,18 @@ class Forward:
         upstream = self.upstream
         self._release(keep=False)
         req = self.req
-        log.error("upstream %s failed for %s %s: %s", upstream.name, req.method,
-                  req.target.decode("latin-1"), error)
         self.proxy.failed(self.entry, upstream, str(error), self.started)
         self.last_status = error.status
+        if self.started:
+            outcome = "the response was cut short"
+        elif error.delivered and not self.replayable:
+            outcome = f"answering {error.status} (a {req.method} with a body is not replayed)"
+        elif self.queue:
+            outcome = "trying the next server"
+        else:
+            outcome = "no server left"
+        log.error("upstream %s (entry %s) failed for %s %s: %s; %s", upstream.name,
+                  self.entry.label, req.method, req.target.decode("latin-1"), error, outcome)
         if self.started:
             self._finish()
             req.abort()
@@ -367,7 +376,9 @@ class Forward:
             return
         except httptools.HttpParserError as exc:
             if not self.finished:
-                self._fail(UpstreamError(f"invalid response: {exc}", 502, True))
+                # httptools wraps a callback's own error; say what it was.
+                reason = self.invalid or str(exc)
+                self._fail(UpstreamError(f"invalid response: {reason}", 502, True))
             return
         if self.finished:
             return
@@ -406,10 +417,11 @@ class Forward:
             self.interim = True
             self.resp_headers = []
             return
+        if status == 101 and not self.upgrade:
+            self.invalid = "101 Switching Protocols was not asked for"
+            raise httptools.HttpParserError(self.invalid)
         self.status = status
         self.proxy.responded(self.entry, self.upstream, self.loop.time() - self.attempt_start)
-        if status == 101 and not self.upgrade:
-            raise httptools.HttpParserError("101 Switching Protocols was not asked for")
         headers = response_headers(self.resp_headers, self.proxy.via, status == 101)
         self.started = True
         self.req.start_response(status, headers)
@@ -463,4 +475,6 @@ def upstream_host(request, settings, upstream) -> bytes:
     if settings.preserve_host and request.host:
         return request.host
     spec = upstream.spec
+    if spec.family == socket.AF_INET6:
+        return f"[{spec.host}]:{spec.port}".encode()
     return f"{spec.host}:{spec.port}".encode()

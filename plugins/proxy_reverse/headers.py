@@ -56,7 +56,8 @@ def request_head(request, host: bytes, via: bytes, forwarded: bool, chunked: boo
         client = request.peer[0].encode() if isinstance(request.peer, tuple) else b"unknown"
         lines.append(b"X-Forwarded-For: %s\r\n" % b", ".join([*previous_for, client]))
         lines.append(b"X-Forwarded-Proto: http\r\n")
-        lines.append(b"X-Forwarded-Host: %s\r\n" % request.host)
+        if request.host:
+            lines.append(b"X-Forwarded-Host: %s\r\n" % request.host)
     lines.append(b"Via: %s\r\n" % b", ".join([*previous_via, via]))
     if chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")

@@ -94,7 +94,11 @@ def _server_list(value: str, location: Location) -> list[ServerSpec]:
                 weight = values.integer(1, 1000)(word[7:], location)
                 servers[-1] = replace(last, weight=weight)
             continue
-        servers.append(_server(word, location))
+        server = _server(word, location)
+        if any(known.name == server.name for known in servers):
+            raise ConfigError(f"{word} is listed twice in this ServerList; list each server "
+                              "once (use weight=N to give it more requests)", location)
+        servers.append(server)
     return servers
 
 
@@ -114,13 +118,6 @@ def _server(word: str, location: Location) -> ServerSpec:
         raise ConfigError(f"cannot resolve upstream host '{host}' ({reason})", location) from None
     family, _, _, _, address = infos[0]
     return ServerSpec(word, host, port, family, address)
-
-
-def _regex(value: str, location: Location) -> re.Pattern:
-    try:
-        return re.compile(value, re.IGNORECASE)
-    except re.error as exc:
-        raise ConfigError(f"invalid regular expression '{value}': {exc}", location) from None
 
 
 def _url_path(value: str, location: Location) -> str:
@@ -163,7 +160,7 @@ def _defaults_keys() -> list[Key]:
 
 
 def _entry_keys() -> list[Key]:
-    return _option_keys() + [Key("Match", _regex, repeatable=True, required=True)]
+    return _option_keys() + [Key("Match", values.regex(re.IGNORECASE), repeatable=True, required=True)]
 
 
 def _present(section: Section) -> set[str]:

@@ -267,3 +267,16 @@ def test_one_section() -> None:
     with pytest.raises(ConfigError) as info:
         one_section(document, "B", required=True)
     assert str(info.value) == "s.conf: no [B] section: add one"
+
+
+def test_regex_accepts_posix_classes_and_names_unknown_ones() -> None:
+    from monkey_py.config.values import regex
+
+    here = Location("f.conf", 3)
+    pattern = regex()(r"^/v[[:digit:]]+/[[:alpha:]_]+$", here)
+    assert pattern.match("/v12/items_x") and not pattern.match("/vx/items")
+    assert regex()("[[:space:]]", here).search("a b")
+    with pytest.raises(ConfigError, match=r"f.conf:3: unknown character class '\[:digits:\]'"):
+        regex()("[[:digits:]]", here)
+    with pytest.raises(ConfigError, match="invalid regular expression"):
+        regex()("(", here)
