@@ -48,6 +48,15 @@ def fail(message: str, code: int = 2) -> None:
     sys.exit(code)
 
 
+def os_error_message(exc: OSError) -> str:
+    """``exc`` as a user reads it: no ``[Errno N]`` prefix, the file named if there is one."""
+    if exc.strerror is None:
+        return str(exc)
+    if exc.filename is not None:
+        return f"{exc.strerror}: {exc.filename}"
+    return exc.strerror
+
+
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-c", "--confdir", default="/etc/monkey", show_default=True,
               type=click.Path(file_okay=False), help=CONF_HELP)
@@ -86,7 +95,7 @@ def main(ctx, confdir, port, listen, workers, log_level):
     except ConfigError as exc:
         fail(str(exc))
     except OSError as exc:
-        fail(str(exc), 1)
+        fail(os_error_message(exc), 1)
 
 
 @main.command()
