@@ -28,6 +28,8 @@ log = logging.getLogger("monkey_py.proxy_reverse")
 
 RECV_SIZE = 65536
 HIGH_WATER = 256 * 1024
+# Status line and headers of an upstream's answer (1xx answers before it included).
+MAX_RESPONSE_HEAD = 64 * 1024
 CONNECTING, WAITING, PAUSED = range(3)
 
 
@@ -62,6 +64,7 @@ class Forward:
         self.parser = None
         self.status = 0
         self.resp_headers: list = []
+        self.head_size = 0
         self.interim = False
         self.started = False
         self.response_done = False
@@ -262,6 +265,7 @@ class Forward:
         self.parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.resp_headers = []
+        self.head_size = 0
         self.interim = False
         self.delivered = False
         self._arm(WAITING, settings.read_timeout)
@@ -382,6 +386,13 @@ class Forward:
             return
         if self.finished:
             return
+        if not self.started:
+            # Still in the head: httptools would buffer a header of any length.
+            self.head_size += len(data)
+            if self.head_size > MAX_RESPONSE_HEAD:
+                self._fail(UpstreamError(
+                    f"invalid response: head larger than {MAX_RESPONSE_HEAD} bytes", 502, True))
+                return
         if self.started and not self.response_done and (
             self.req.method == "HEAD" or self.status in (204, 304)
         ):

@@ -10,9 +10,17 @@ import pytest
 from proxy_support import entry, get, start_proxy, total_active, wait_for
 from rawhttp import Client
 from support import free_port
-from upstreams import FullBacklog, Upstreams, hang_up, silent
+from upstreams import Exchange, FullBacklog, Upstreams, hang_up, silent
 
 KEEP_DEAD_ONLINE = {"AttemptsCount": 1000}
+
+
+def endless_head(exchange: Exchange) -> bool:
+    """A status line, then header lines that never end."""
+    exchange.send(b"HTTP/1.1 200 OK\r\n")
+    line = b"X-Padding: " + b"p" * 1000 + b"\r\n"
+    while True:
+        exchange.send(line * 16)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +42,7 @@ def setup(module_monkey, module_upstreams, backlog):
     offline_ports = [free_port(), free_port()]
     ups = {name: module_upstreams(name, behaviour) for name, behaviour in [
         ("live", None), ("silent", silent), ("hang-up", hang_up), ("after", None),
+        ("endless-head", endless_head),
     ]}
     proxy = start_proxy(
         module_monkey,
@@ -46,6 +55,7 @@ def setup(module_monkey, module_upstreams, backlog):
               AttemptsCount=2, OfflineTimeOut=1),
         entry("^/failover/", dead, ups["live"], LoadBalancer="First-Alive",
               **KEEP_DEAD_ONLINE),
+        entry("^/endless-head/", ups["endless-head"], **KEEP_DEAD_ONLINE),
         entry("^/hang-up/", ups["hang-up"], ups["after"], LoadBalancer="First-Alive",
               **KEEP_DEAD_ONLINE),
     )
@@ -157,3 +167,9 @@ def test_a_get_an_upstream_dropped_is_retried_on_the_next_server(proxy, ups):
     assert response.status == 200 and response.header("X-Upstream") == "after"
     assert ups["hang-up"].last().target == "/hang-up/page"
     assert ups["after"].last().target == "/hang-up/page"
+
+
+def test_a_response_head_without_end_gives_502(proxy, ups):
+    with Client(proxy.port, timeout=10) as client:
+        assert_short_error_page(client.request("GET", "/endless-head/x"), 502)
+    assert ups["endless-head"].wait_until(lambda up: up.peer_closes == 1)
