@@ -35,7 +35,7 @@ def proxy_conf(*entries: str, **defaults) -> str:
 
 
 def start_proxy(factory, *entries: str, workers: int = 1, sites=None, server=(), **defaults):
-    """A server running the proxy with ``entries``; ``factory`` is start_monkey or module_monkey."""
+    """A server running the proxy with ``entries``; ``factory``: start_monkey or module_monkey."""
     return factory(
         server=[f"Workers {workers}", *server], sites=sites, plugins=["proxy_reverse"],
         plugin_confs={"proxy_reverse": proxy_conf(*entries, **defaults)},

@@ -223,6 +223,9 @@ class Forward:
             self.timer = self.loop.call_at(self.deadline, self._on_timer)
         elif self.phase == CONNECTING:
             self._fail(UpstreamError("connect timed out", 504, False))
+        elif not self.request_sent and not self.wq:
+            # The upstream has all the body the client sent: the client is the one silent.
+            self._client_failed(408, "The request body did not arrive in time.")
         else:
             self._fail(UpstreamError("read timed out", 504, True))
 
@@ -351,14 +354,17 @@ class Forward:
         self.request_sent = True
 
     def _on_body_error(self, error) -> None:
-        if self.finished:
-            return
+        if not self.finished:
+            self._client_failed(error.status, error.detail)
+
+    def _client_failed(self, status: int, detail: str) -> None:
+        """The client's body broke off or stalled: answer or cut, not blaming the upstream."""
         self._release(keep=False)
         if self.started:
             self._finish()
             self.req.abort()
         else:
-            self._answer(error.status, error.detail)
+            self._answer(status, detail)
 
     # -- the upstream's answer ----------------------------------------------------------
     def _on_readable(self) -> None:

@@ -42,7 +42,7 @@ def setup(module_monkey, module_upstreams, backlog):
     offline_ports = [free_port(), free_port()]
     ups = {name: module_upstreams(name, behaviour) for name, behaviour in [
         ("live", None), ("silent", silent), ("hang-up", hang_up), ("after", None),
-        ("endless-head", endless_head),
+        ("endless-head", endless_head), ("uploads", None),
     ]}
     proxy = start_proxy(
         module_monkey,
@@ -55,6 +55,7 @@ def setup(module_monkey, module_upstreams, backlog):
               AttemptsCount=2, OfflineTimeOut=1),
         entry("^/failover/", dead, ups["live"], LoadBalancer="First-Alive",
               **KEEP_DEAD_ONLINE),
+        entry("^/stalled-upload/", ups["uploads"], ReadTimeout=1, AttemptsCount=1),
         entry("^/endless-head/", ups["endless-head"], **KEEP_DEAD_ONLINE),
         entry("^/hang-up/", ups["hang-up"], ups["after"], LoadBalancer="First-Alive",
               **KEEP_DEAD_ONLINE),
@@ -173,3 +174,15 @@ def test_a_response_head_without_end_gives_502(proxy, ups):
     with Client(proxy.port, timeout=10) as client:
         assert_short_error_page(client.request("GET", "/endless-head/x"), 502)
     assert ups["endless-head"].wait_until(lambda up: up.peer_closes == 1)
+
+
+def test_a_stalled_upload_is_the_clients_fault_not_the_upstreams(proxy, ups):
+    with Client(proxy.port) as client:
+        client.send(b"POST /stalled-upload/x HTTP/1.1\r\nHost: localhost\r\n"
+                    b"Content-Length: 10\r\n\r\nhalf.")
+        assert_short_error_page(client.read_response(), 408)
+        assert client.is_closed()
+    # AttemptsCount 1: had the stall counted as the upstream's failure, it would be
+    # offline now.
+    response = get(proxy.port, "/stalled-upload/y")
+    assert response.status == 200 and response.header("X-Upstream") == "uploads"
