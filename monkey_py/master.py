@@ -88,15 +88,23 @@ class Master:
         return 0
 
     def _listeners_for(self, gen: Generation) -> dict[int, list[socket.socket]]:
-        """One listener per (address, slot), reusing the sockets that already exist."""
+        """One listener per (address, slot), reusing the sockets that already exist.
+
+        When a reload lowers the worker count, the listeners of the slots beyond it stay
+        open and go to the remaining workers: closing one would reset the connections
+        the kernel already queued on it.
+        """
         slots: dict[int, list[socket.socket]] = {}
-        for slot in range(gen.count):
-            for listen in gen.config.server.listen:
-                key = (listen.family, listen.host, listen.port, slot)
+        for listen in gen.config.server.listen:
+            slot = 0
+            key = (listen.family, listen.host, listen.port, slot)
+            while slot < gen.count or key in self.listeners:
                 sock = self.listeners.get(key)
                 if sock is None:
                     sock = self.listeners[key] = open_listener(listen)
-                slots.setdefault(slot, []).append(sock)
+                slots.setdefault(slot % gen.count, []).append(sock)
+                slot += 1
+                key = (listen.family, listen.host, listen.port, slot)
         return slots
 
     def _spawn(self, gen: Generation, slot: int) -> None:
