@@ -195,29 +195,52 @@ class LoadClient(threading.Thread):
         return response.status, response.read()
 
 
-def test_sighup_under_load_refuses_nothing(two_workers):
-    clients = [LoadClient(two_workers.port, keepalive) for keepalive in (False, False, True, True)]
+def reload_under_load(server, workers_after: list[int], before_reload=lambda step: None):
+    """SIGHUP once per entry of ``workers_after`` while clients request in a loop.
+
+    Each reload waits until the expected workers replaced the old ones and every
+    client was served again. Returns the pids of all replaced workers and the failures.
+    """
+    clients = [LoadClient(server.port, keepalive) for keepalive in (False, False, True, True)]
     for client in clients:
         client.start()
     seen = set()
     try:
         wait_until(lambda: all(client.ok for client in clients))
-        for _ in range(3):
-            old = set(two_workers.worker_pids())
+        for step, count in enumerate(workers_after):
+            old = set(server.worker_pids())
             seen |= old
             before = [client.ok for client in clients]
-            two_workers.signal(signal.SIGHUP)
-            wait_until(lambda: replaced(two_workers, old))
+            before_reload(step)
+            server.signal(signal.SIGHUP)
+            wait_until(lambda: replaced(server, old, count))
             wait_until(lambda: all(c.ok > ok for c, ok in zip(clients, before)))
     finally:
         for client in clients:
             client.stop.set()
         for client in clients:
             client.join(10)
-    failures = [failure for client in clients for failure in client.failures]
+    return seen, [failure for client in clients for failure in client.failures]
+
+
+def test_sighup_under_load_refuses_nothing(two_workers):
+    replaced_pids, failures = reload_under_load(two_workers, [2, 2, 2])
     assert failures == []
-    assert not seen & set(two_workers.worker_pids())
-    assert len(seen) == 6
+    assert len(replaced_pids) == 6
+    assert not replaced_pids & set(two_workers.worker_pids())
+
+
+def test_sighup_changing_the_worker_count_refuses_nothing(two_workers):
+    conf = two_workers.confdir / "monkey.conf"
+    text = conf.read_text()
+    counts = [3, 1, 2]
+
+    def set_workers(step):
+        conf.write_text(text.replace("Workers 2", f"Workers {counts[step]}"))
+
+    _, failures = reload_under_load(two_workers, counts, set_workers)
+    assert failures == []
+    assert len(two_workers.worker_pids()) == 2
 
 
 def test_sighup_loads_a_new_site(two_workers, tmp_path):
