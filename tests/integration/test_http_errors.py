@@ -257,3 +257,52 @@ def test_error_after_good_pipelined_request_answers_the_good_one(server):
 
 def test_binary_garbage_is_400(server):
     assert_closing_error(server.port, b"\x00\x01\x02\xff\r\n\r\n", 400)
+
+
+# -- [ERROR_PAGES] of the default site for requests that could not be parsed ---------------
+CUSTOM_PAGES = {status: f"<p>custom page {status}</p>\n".encode()
+                for status in (400, 405, 413, 501, 505)}
+
+
+@pytest.fixture(scope="module")
+def custom_default(module_monkey, tmp_path_factory):
+    root = tmp_path_factory.mktemp("custom_default") / "htdocs"
+    root.mkdir()
+    (root / "file.txt").write_bytes(FILE)
+    lines = []
+    for status, body in CUSTOM_PAGES.items():
+        (root / f"{status}.html").write_bytes(body)
+        lines.append(f"{status} {status}.html")
+    return module_monkey(
+        server=["MaxRequestSize 1"],
+        sites={"default": site("localhost", root, section("ERROR_PAGES", *lines))},
+    )
+
+
+@pytest.mark.parametrize("data, status", [
+    (b"GARBAGE\r\n\r\n", 400),
+    (build_request(host=None), 400),
+    (build_request("FOO"), 501),
+    (build_request(version="HTTP/2.0"), 505),
+    (build_request("POST", headers=[("Content-Length", str(MAX_SIZE + 1))]), 413),
+    (build_request("POST", headers=[("Content-Length", "5"), ("Transfer-Encoding", "chunked")]),
+     400),
+])
+def test_error_pages_of_the_default_site_answer_unparsed_requests(custom_default, data, status):
+    with Client(custom_default.port) as client:
+        client.send(data)
+        response = client.read_response()
+        assert response.status == status
+        assert response.body == CUSTOM_PAGES[status]
+        assert response.header("Content-Type").startswith("text/html")
+        assert response.header("Connection") == "close"
+        assert client.read_to_close() == b""
+
+
+def test_custom_405_page_keeps_the_allow_header(custom_default):
+    with Client(custom_default.port) as client:
+        response = client.request("DELETE", "/file.txt")
+        head = client.request("HEAD", "/missing.txt")
+    assert response.status == 405 and response.body == CUSTOM_PAGES[405]
+    assert response.header("Allow") == "GET, HEAD"
+    assert head.status == 404 and head.body == b""
