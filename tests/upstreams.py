@@ -85,8 +85,11 @@ class Reader:
         line, self.buffer = self.buffer.split(b"\r\n", 1)
         return line
 
-    def request(self, connection: int) -> Received | None:
-        """The next request, or None when the connection ends between requests."""
+    def request(self, connection: int, body: bool = True) -> Received | None:
+        """The next request, or None when the connection ends between requests.
+
+        ``body=False`` leaves the body unread in the socket.
+        """
         while b"\r\n\r\n" not in self.buffer:
             if len(self.buffer) > MAX_HEAD:
                 raise PeerClosed("request head too large")
@@ -105,10 +108,10 @@ class Reader:
             headers.append((name, value.strip()))
         received = Received(method, target, version, headers, b"", False, connection)
         encoding = received.header("Transfer-Encoding")
-        if encoding is not None and encoding.lower() == "chunked":
-            received.chunked = True
+        received.chunked = encoding is not None and encoding.lower() == "chunked"
+        if body and received.chunked:
             received.body = self._chunked_body()
-        else:
+        elif body:
             received.body = self.exactly(int(received.header("Content-Length") or 0))
         return received
 
@@ -184,6 +187,9 @@ class Upstream:
     def __init__(self, name: str, behaviour: Behaviour | None = None, port: int = 0) -> None:
         self.name = name
         self.behaviour = behaviour or answer_name
+        # False: request bodies are left unread for the behaviour (see ``stall``).
+        self.read_bodies = True
+        self.stopping = threading.Event()
         self.listener = socket.create_server(("127.0.0.1", port), backlog=128)
         self.port = self.listener.getsockname()[1]
         self.cond = threading.Condition()
@@ -241,6 +247,7 @@ class Upstream:
 
     def stop(self) -> None:
         """Stop listening and close every connection."""
+        self.stopping.set()
         with self.cond:
             self.stopped = True
             socks = list(self._socks)
@@ -283,7 +290,7 @@ class Upstream:
         reader = Reader(sock)
         try:
             while True:
-                request = reader.request(number)
+                request = reader.request(number, self.read_bodies)
                 if request is None:
                     raise PeerClosed("closed between requests")
                 with self.cond:
@@ -354,6 +361,12 @@ def slow(seconds: float) -> Behaviour:
 def silent(exchange: Exchange) -> bool:
     """Accept the request and never answer; notice when the other side gives up."""
     exchange.wait_for_close()
+    return False
+
+
+def stall(exchange: Exchange) -> bool:
+    """Read nothing more (with ``read_bodies`` off: not the body) until the server stops."""
+    exchange.upstream.stopping.wait()
     return False
 
 

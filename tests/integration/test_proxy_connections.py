@@ -12,6 +12,7 @@ from proxy_support import entry, get, start_proxy, total_active, wait_for
 from rawhttp import Client, ServerClosed
 from upstreams import (
     Exchange, Upstreams, answer_name, die_mid_body, endless, idle_close, one_per_connection,
+    stall,
 )
 
 def die_mid_chunks(exchange: Exchange) -> bool:
@@ -39,8 +40,9 @@ def setup(module_monkey, module_upstreams):
         ("plain", None), ("stale", one_per_connection), ("idle", idle_close(0.2)),
         ("unpooled", None), ("short-pool", None), ("dies", die_mid_body),
         ("dies-chunked", die_mid_chunks), ("endless", endless),
-        ("interim", interim_then_answer),
+        ("interim", interim_then_answer), ("stall", stall),
     ]}
+    ups["stall"].read_bodies = False
     proxy = start_proxy(module_monkey, *(
         entry(f"^/{name}/", upstream, **keys) for name, upstream, keys in [
             ("plain", ups["plain"], {}),
@@ -52,8 +54,9 @@ def setup(module_monkey, module_upstreams):
             ("dies-chunked", ups["dies-chunked"], {}),
             ("endless", ups["endless"], {}),
             ("interim", ups["interim"], {}),
+            ("stall", ups["stall"], {"ReadTimeout": 2}),
         ]
-    ))
+    ), server=["MaxRequestSize 1048576"])
     return proxy, ups
 
 
@@ -188,3 +191,29 @@ def test_a_client_that_stops_reading_holds_the_upstream_back(proxy, ups):
             taken += len(sock.recv(1 << 20))
         # Reading again lets the upstream go on.
         assert ups["endless"].wait_until(lambda up: up.sent > held)
+
+
+def test_an_upstream_that_stops_reading_holds_the_upload_back(proxy, ups):
+    with socket.create_connection(("127.0.0.1", proxy.port)) as sock:
+        sock.sendall(b"POST /stall/x HTTP/1.1\r\nHost: localhost\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        assert ups["stall"].wait_until(lambda up: up.requests == 1)
+        sock.setblocking(False)
+        chunk = b"%x\r\n%s\r\n" % (65536, b"u" * 65536)
+        sent, blocked_since = 0, None
+        deadline = time.monotonic() + 10
+        # Send until the proxy has taken nothing for half a second.
+        while blocked_since is None or time.monotonic() - blocked_since < 0.5:
+            assert time.monotonic() < deadline, f"the proxy took {sent} bytes and more"
+            try:
+                sent += sock.send(chunk)
+                blocked_since = None
+            except BlockingIOError:
+                blocked_since = blocked_since or time.monotonic()
+                time.sleep(0.01)
+        # Socket buffers on each side hold some megabytes, the proxy a few hundred kB.
+        assert sent < 64 * 1024 * 1024
+        assert total_active(proxy.port) == 1
+    # Not reading the client, the proxy cannot see it leave; the stalled upstream's
+    # ReadTimeout ends the attempt.
+    assert wait_for(lambda: total_active(proxy.port) == 0, timeout=5)
