@@ -2,17 +2,20 @@
 
 ``[PROXY_DEFAULTS]`` sets every key's default; each ``[PROXY_ENTRY]`` may override any
 of them and adds its ``Match`` rules. A site file may hold ``[PROXY_REVERSE]`` (to turn
-the proxy off for that virtual host) and its own ``[PROXY_ENTRY]`` sections, which then
-replace the global entries for that host. Host names are resolved here, at start and on
-reload, never on the request path.
+the proxy off for that virtual host, or its cache on or off) and its own ``[PROXY_ENTRY]``
+sections, which then replace the global entries for that host. The cache's store keys
+live in ``[PROXY_DEFAULTS]`` only (see docs/proxy_cache.md). Host names are resolved
+here, at start and on reload, never on the request path.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from monkey_py.config import ConfigError, Key, Location, Section, check_sections, read_section
 from monkey_py.config import values
@@ -55,6 +58,18 @@ class EntrySettings:
     forwarded_headers: bool
     preserve_host: bool
     cache: bool
+    cache_lock_timeout: float
+
+
+@dataclass
+class CacheSettings:
+    """The response cache's store, from ``[PROXY_DEFAULTS]`` (docs/proxy_cache.md)."""
+
+    store: str = "memory"
+    directory: Path | None = None
+    max_bytes: int = 64 * 1024 * 1024
+    max_object: int = 1024 * 1024
+    purge_allow: list = field(default_factory=list)
 
 
 @dataclass
@@ -69,12 +84,25 @@ class ProxySettings:
     # [PROXY_DEFAULTS]' LoadBalancer: checked even when no entry inherits it.
     balancer: str = "RoundRobin"
     balancer_location: Location | None = None
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    # A site's [PROXY_REVERSE] Cache On|Off, overriding its entries' Cache.
+    site_cache: dict[int, bool] = field(default_factory=dict)
 
     def entries_for(self, site) -> list[EntrySettings] | None:
         """The entries that apply to ``site``; None when the proxy is off there."""
         if id(site) in self.disabled_sites:
             return None
         return self.site_entries.get(id(site), self.entries)
+
+    def cache_for(self, site, entry: EntrySettings) -> bool:
+        """Whether ``entry``'s responses are cached on ``site``."""
+        return self.site_cache.get(id(site), entry.cache)
+
+    def cache_anywhere(self) -> bool:
+        """Whether an entry may cache on some site (the cache is then set up)."""
+        entries = [*self.entries, *(e for own in self.site_entries.values() for e in own)]
+        return any(entry.cache for entry in entries) or (
+            bool(entries) and any(self.site_cache.values()))
 
 
 def _server_list(value: str, location: Location) -> list[ServerSpec]:
@@ -134,6 +162,36 @@ def _network(value: str, location: Location) -> list:
                           location) from None
 
 
+def _megabytes(value: str, location: Location) -> int:
+    """A size in megabytes, fractions allowed (``0.5``), returned in bytes."""
+    try:
+        number = float(value)
+    except ValueError:
+        number = -1.0
+    if not number > 0 or number > 1 << 30 or not value[0].isdigit():
+        raise ConfigError(f"'{value}' is not a size in megabytes; write e.g. 64 or 0.5",
+                          location)
+    return max(1, int(number * 1024 * 1024))
+
+
+def _cache_directory(store: str, directory: Path | None, defaults_section) -> None:
+    """A disk store needs a directory it can create, read and write: checked at start."""
+    if store != "disk":
+        return
+    if directory is None:
+        line = defaults_section.get("CacheStore")
+        raise ConfigError("CacheStore disk needs a CacheDirectory, e.g. "
+                          "'CacheDirectory /var/cache/monkey_py'", line.location)
+    location = defaults_section.get("CacheDirectory").location
+    try:
+        os.makedirs(directory / ".locks", mode=0o700, exist_ok=True)
+        if not os.access(directory, os.R_OK | os.W_OK | os.X_OK):
+            raise PermissionError(13, "Permission denied")
+    except OSError as exc:
+        raise ConfigError(f"cache directory {directory}: {exc.strerror or exc}; give the "
+                          "server a directory it may create and write", location) from None
+
+
 def _option_keys() -> list[Key]:
     """The keys every entry inherits from [PROXY_DEFAULTS] and may override."""
     return [
@@ -149,13 +207,20 @@ def _option_keys() -> list[Key]:
         Key("ForwardedHeaders", values.boolean, default=True),
         Key("PreserveHost", values.boolean, default=True),
         Key("Cache", values.boolean, default=False),
+        Key("CacheLockTimeout", values.seconds, default=5.0),
     ]
 
 
-def _defaults_keys() -> list[Key]:
+def _defaults_keys(directory: Path | None = None) -> list[Key]:
+    """``directory``: the configuration directory, which a relative CacheDirectory is in."""
     return _option_keys() + [
         Key("StatisticsURL", _url_path, default=None, attr="statistics_url"),
         Key("StatisticsAllow", _network, repeatable=True, attr="statistics_allow"),
+        Key("CacheStore", values.choice(["memory", "disk"]), default="memory"),
+        Key("CacheDirectory", values.path(directory), default=None),
+        Key("CacheMaxSize", _megabytes, default=64 * 1024 * 1024),
+        Key("CacheMaxObjectSize", values.size_kb, default=1024 * 1024),
+        Key("CachePurgeAllow", _network, repeatable=True),
     ]
 
 
@@ -197,6 +262,7 @@ def _entry(section: Section, defaults: dict, balancer_location: Location) -> Ent
         forwarded_headers=merged["forwarded_headers"],
         preserve_host=merged["preserve_host"],
         cache=merged["cache"],
+        cache_lock_timeout=merged["cache_lock_timeout"],
     )
 
 
@@ -210,7 +276,7 @@ def read_settings(config) -> ProxySettings:
         found = document.sections_named(DEFAULTS)
         defaults_section = found[0] if found else None
     if defaults_section is not None:
-        defaults = read_section(defaults_section, _defaults_keys())
+        defaults = read_section(defaults_section, _defaults_keys(config.directory))
         balancer_line = defaults_section.get("LoadBalancer")
         defaults_location = (balancer_line or defaults_section).location
     else:
@@ -221,6 +287,12 @@ def read_settings(config) -> ProxySettings:
     settings.statistics_url = defaults["statistics_url"]
     settings.statistics_allow = defaults["statistics_allow"] or [
         ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    settings.cache = CacheSettings(
+        defaults["cache_store"], defaults["cache_directory"], defaults["cache_max_size"],
+        defaults["cache_max_object_size"], defaults["cache_purge_allow"] or [
+            ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")])
+    if defaults_section is not None:
+        _cache_directory(settings.cache.store, settings.cache.directory, defaults_section)
     if document is not None:
         settings.entries = [_entry(section, defaults, defaults_location)
                             for section in document.sections_named(ENTRY)]
@@ -230,10 +302,13 @@ def read_settings(config) -> ProxySettings:
             raise ConfigError(f"[{SITE}] appears twice in this site; merge them",
                               site_sections[1].location)
         if site_sections:
-            options = read_section(site_sections[0], [Key("Enabled", values.boolean,
-                                                          default=True)])
+            options = read_section(site_sections[0], [
+                Key("Enabled", values.boolean, default=True),
+                Key("Cache", values.boolean, default=None)])
             if not options["enabled"]:
                 settings.disabled_sites.add(id(site))
+            if options["cache"] is not None:
+                settings.site_cache[id(site)] = options["cache"]
         own = site.sections.get(ENTRY, [])
         if own:
             settings.site_entries[id(site)] = [
