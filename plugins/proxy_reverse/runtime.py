@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from monkey_py_plugins.balancers.base import Balancer, Server
 from monkey_py_plugins.balancers.registry import load_balancer
 
+from .caching import CacheState, ProxyCache
 from .forward import Forward, upstream_host
 from .loops import LOOP_DETECTED, LoopGuard
 from .settings import EntrySettings, ProxySettings, read_settings
@@ -55,6 +56,8 @@ class ProxyState:
                           self.guard.is_self(spec)) for i, spec in enumerate(backups)],
             )
         self.stats = ProxyStats(labels, workers)
+        # The response cache's shared part (docs/proxy_cache.md); None when it is off.
+        self.cache = CacheState.create(self.settings, list(self._entries.values()), workers)
 
     def _all_entries(self) -> list[EntrySettings]:
         entries = list(self.settings.entries)
@@ -90,6 +93,8 @@ class ProxyWorker:
         for entry in state._entries.values():
             entry.balancer.worker_started(worker.index, workers)
         state.stats.worker_started(worker.index)
+        self.cache = None if state.cache is None else ProxyCache(self, state.cache,
+                                                                 worker.index)
 
     def handle(self, request) -> bool:
         entries = self.state.entries_for(request.site)
@@ -98,13 +103,24 @@ class ProxyWorker:
         target = request.target.decode("latin-1")
         for entry in entries:
             if entry.matches(target):
-                if self.guard.marked(request):
-                    request.error(LOOP_DETECTED, "This request was already forwarded by "
-                                  "this server: its upstreams lead back to it.")
+                # The cache answers first: a hit is served even when the upstream is
+                # this server itself; what it forwards comes back through forward().
+                if self.cache is not None and self.cache.enabled(request.site, entry):
+                    self.cache.handle(request, entry)
                 else:
-                    Forward(self, entry, request).start()
+                    self.forward(request, entry)
                 return True
         return False
+
+    def forward(self, request, entry: Entry) -> Forward | None:
+        """Loop detection, then forwarding; ``request`` may be the cache's stand-in."""
+        if self.guard.marked(request):
+            request.error(LOOP_DETECTED, "This request was already forwarded by "
+                          "this server: its upstreams lead back to it.")
+            return None
+        forward = Forward(self, entry, request)
+        forward.start()
+        return forward
 
     def loops_back(self, request, upstream: Upstream) -> bool:
         """True when forwarding ``request`` to ``upstream`` (this server) would proxy it again."""
