@@ -11,6 +11,7 @@ import time
 from html import escape
 from typing import TYPE_CHECKING
 
+from .cache_stats import CacheFigures, StoreFigures
 from .stats import HISTORY_SECONDS, UpstreamSnapshot
 
 if TYPE_CHECKING:
@@ -58,6 +59,8 @@ def render_html(report: StatusReport) -> bytes:
         f"<a href=\"{escape(url + '.json')}\">JSON</a> and "
         f"<a href=\"{escape(url.rstrip('/') + '/metrics')}\">Prometheus text</a>.</p>\n",
     ]
+    if report.cache_store is not None:
+        parts.append(_store(report.cache_store, report.workers))
     if not report.entries:
         parts.append("<p>No proxy entry is configured.</p>\n")
     for entry in report.entries:
@@ -79,7 +82,35 @@ def _entry(entry: EntryStatus) -> str:
         "<th class=\"text\">Last error</th>"
         f"<th class=\"text\">Requests/s, last {HISTORY_SECONDS} s</th></tr></thead>\n"
         f"<tbody>\n{rows}</tbody>\n</table>\n"
+        + ("" if entry.cache is None else _cache(entry.cache))
     )
+
+
+def _cache(figures: CacheFigures) -> str:
+    """The entry's cache counters as a one-row table."""
+    ratio = figures.hit_ratio
+    shown = "<span class=\"muted\">-</span>" if ratio is None else f"{ratio * 100:.1f}%"
+    return (
+        "<table>\n<thead><tr><th class=\"text\">Cache</th><th>Hits</th><th>Stale</th>"
+        "<th>Misses</th><th>Revalidated</th><th>Stored</th><th>Purged</th>"
+        "<th>Collapsed</th><th>Hit ratio</th></tr></thead>\n"
+        f"<tbody>\n<tr><td class=\"text\">responses</td><td>{figures.hits}</td>"
+        f"<td>{figures.stale}</td><td>{figures.misses}</td><td>{figures.revalidated}</td>"
+        f"<td>{figures.stored}</td><td>{figures.purged}</td><td>{figures.collapsed}</td>"
+        f"<td>{shown}</td></tr>\n</tbody>\n</table>\n"
+    )
+
+
+def _store(store: StoreFigures, workers: int) -> str:
+    """One line on the cache's store: kind, size against its limit, evictions."""
+    scope = (f"in {workers} worker(s), at most {_mib(store.max_bytes)} each"
+             if store.kind == "memory" else f"on disk, at most {_mib(store.max_bytes)}")
+    return (f"<p>Cache store: {escape(store.kind)}, {_mib(store.bytes)} in "
+            f"{store.entries} response(s) {scope}; {store.evictions} eviction(s).</p>\n")
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.1f} MiB"
 
 
 def _row(up: UpstreamSnapshot) -> str:

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from urllib.parse import parse_qs
 
+from .cache_stats import COUNTERS, CacheFigures, StoreFigures
 from .stats import LATENCY_BUCKETS, UpstreamSnapshot
 from .status_html import render_html
 from .status_prometheus import PROMETHEUS_CONTENT_TYPE, render_prometheus
@@ -36,6 +37,8 @@ class EntryStatus:
     match: list[str]
     balancer: str
     upstreams: list[UpstreamSnapshot]
+    # The entry's cache figures; None when it caches on no site.
+    cache: CacheFigures | None = None
 
 
 @dataclass
@@ -46,6 +49,8 @@ class StatusReport:
     since: float
     workers: int
     entries: list[EntryStatus]
+    # The cache's store; None when no entry caches.
+    cache_store: StoreFigures | None = None
 
 
 def build_report(state) -> StatusReport:
@@ -55,20 +60,26 @@ def build_report(state) -> StatusReport:
     for entry in [*settings.entries, *(e for own in settings.site_entries.values()
                                        for e in own)]:
         described[str(entry.location)] = entry
+    cache = state.cache
+    figures = {} if cache is None else {found.entry: found for found in cache.stats.entries()}
+    any_site = cache is not None and any(settings.site_cache.values())
     entries: dict[str, EntryStatus] = {}
     for upstream in state.stats.snapshot():
         found = entries.get(upstream.entry)
         if found is None:
             entry = described.get(upstream.entry)
+            caches = cache is not None and entry is not None and (entry.cache or any_site)
             found = entries[upstream.entry] = EntryStatus(
                 upstream.entry,
                 [pattern.pattern for pattern in entry.match] if entry else [],
                 entry.balancer if entry else "",
                 [],
+                figures.get(upstream.entry) if caches else None,
             )
         found.upstreams.append(upstream)
     return StatusReport(settings.statistics_url, state.stats.since, state.stats.workers,
-                        list(entries.values()))
+                        list(entries.values()),
+                        None if cache is None else cache.stats.store())
 
 
 def render_json(report: StatusReport) -> bytes:
@@ -103,7 +114,13 @@ def render_json(report: StatusReport) -> bytes:
                 "requests_per_second": up.requests_per_second,
                 "failures_per_second": up.failures_per_second,
             } for up in entry.upstreams],
+            "cache": None if entry.cache is None else {
+                **{name: getattr(entry.cache, name) for name in COUNTERS},
+                "hit_ratio": (None if entry.cache.hit_ratio is None
+                              else round(entry.cache.hit_ratio, 4)),
+            },
         } for entry in report.entries],
+        "cache_store": None if report.cache_store is None else asdict(report.cache_store),
     }
     return json.dumps(document, indent=1).encode()
 

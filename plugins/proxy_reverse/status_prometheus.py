@@ -17,6 +17,7 @@ from prometheus_client.core import (
     Metric,
 )
 
+from .cache_stats import CacheFigures, StoreFigures
 from .stats import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
@@ -87,6 +88,51 @@ class ReportCollector:
                                    upstream.latency_sum)
         yield from (workers, since, info, requests, failures, active, up, offline, backup,
                     latency)
+        if report.cache_store is not None:
+            yield from cache_metrics(
+                [(entry.label, entry.cache) for entry in report.entries if entry.cache],
+                report.cache_store)
+
+
+def cache_metrics(entries: list[tuple[str, CacheFigures]], store: StoreFigures
+                  ) -> Iterator[Metric]:
+    """The cache's families: answers by result and counters per entry, the store's size."""
+    answers = CounterMetricFamily(
+        "monkey_proxy_cache_responses",
+        "Responses of cache-enabled entries by result: hit (fresh from the cache), "
+        "stale (stale from the cache), miss (forwarded upstream).",
+        labels=["entry", "result"])
+    counters = {
+        "revalidated": "Revalidations the upstream answered 304, served from the cache.",
+        "stored": "Responses stored in the cache.",
+        "purged": "Stored responses removed by PURGE.",
+        "collapsed": "Requests that waited for another request's fetch (collapsing).",
+    }
+    families = {name: CounterMetricFamily(f"monkey_proxy_cache_{name}", text,
+                                          labels=["entry"])
+                for name, text in counters.items()}
+    for label, figures in entries:
+        answers.add_metric([label, "hit"], figures.hits)
+        answers.add_metric([label, "stale"], figures.stale)
+        answers.add_metric([label, "miss"], figures.misses)
+        for name, family in families.items():
+            family.add_metric([label], getattr(figures, name))
+    size = GaugeMetricFamily("monkey_proxy_cache_store_bytes",
+                             "Bytes the cache's store holds (all workers' memory stores, "
+                             "or the disk directory).", labels=["store"])
+    size.add_metric([store.kind], store.bytes)
+    limit = GaugeMetricFamily("monkey_proxy_cache_store_max_bytes",
+                              "CacheMaxSize in bytes (per worker for the memory store).",
+                              labels=["store"])
+    limit.add_metric([store.kind], store.max_bytes)
+    count = GaugeMetricFamily("monkey_proxy_cache_store_entries",
+                              "Responses the store holds.", labels=["store"])
+    count.add_metric([store.kind], store.entries)
+    evictions = CounterMetricFamily("monkey_proxy_cache_store_evictions",
+                                    "Responses evicted to stay within CacheMaxSize.",
+                                    labels=["store"])
+    evictions.add_metric([store.kind], store.evictions)
+    yield from (answers, *families.values(), size, limit, count, evictions)
 
 
 def render_prometheus(report: StatusReport) -> bytes:

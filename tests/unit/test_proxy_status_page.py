@@ -31,7 +31,7 @@ def fake_state(labels, entries, workers=1, now=500.5):
     stats.worker_started(0)
     settings = SimpleNamespace(entries=entries, site_entries={},
                                statistics_url="/proxy-status")
-    return SimpleNamespace(settings=settings, stats=stats)
+    return SimpleNamespace(settings=settings, stats=stats, cache=None)
 
 
 def entry_settings(location: str, *patterns: str, balancer="RoundRobin"):
