@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from functools import reduce
 from math import gcd
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from .base import Server
+
+# Periods x servers up to this many are tabulated once instead of walked per request.
+PRECOMPUTE_LIMIT = 4096
 
 
 def smooth_sequence(weights: list[int]) -> list[int]:
@@ -39,13 +42,22 @@ class Rotation:
     def __init__(self, servers: Sequence[Server]) -> None:
         self.servers = servers
         self.sequence = smooth_sequence([server.weight for server in servers])
+        # The order from each turn of the period, ready when that table stays small.
+        self.orders = None
+        if len(self.sequence) * len(servers) <= PRECOMPUTE_LIMIT:
+            self.orders = [tuple(self._walk(start)) for start in range(len(self.sequence))]
 
     def __len__(self) -> int:
         """The period: the number of turns after which the order repeats."""
         return len(self.sequence)
 
-    def order(self, turn: int) -> Iterator[Server]:
+    def order(self, turn: int) -> Iterable[Server]:
         """The server of ``turn``, then the other servers as the rotation reaches them."""
+        if self.orders is not None:
+            return self.orders[turn % len(self.orders)]
+        return self._walk(turn)
+
+    def _walk(self, turn: int) -> Iterator[Server]:
         sequence = self.sequence
         period = len(sequence)
         remaining = len(self.servers)

@@ -23,6 +23,7 @@ from monkey_py.loop import EVENT_READ, EVENT_WRITE
 from .headers import IDEMPOTENT, is_upgrade, request_head, response_headers
 from .loops import LOOP_DETECTED
 from .tunnel import Tunnel
+from .upstreams import Channel
 
 log = logging.getLogger("monkey_py.proxy_reverse")
 
@@ -54,6 +55,7 @@ class Forward:
         self.queue: deque = deque()
         self.upstream = None
         self.sock: socket.socket | None = None
+        self.channel: Channel | None = None
         self.mask = 0
         self.reused = False
         self.timer = None
@@ -119,17 +121,18 @@ class Forward:
         self.upstream = upstream
         self.attempt_start = self.loop.time()
         self.proxy.opened(self.entry, upstream)
-        sock = None if fresh else self.proxy.pool.get(upstream)
-        if sock is not None:
+        channel = None if fresh else self.proxy.pool.get(upstream, check=not self.replayable)
+        if channel is not None:
             self.reused = True
-            self.sock = sock
+            channel.handler = self._on_event
+            self.channel = channel
             self.mask = EVENT_READ  # the pool keeps its sockets registered for reading
-            self.loop.modify(sock, EVENT_READ, self._on_event)
-            self._connected(sock)
+            self._connected(channel.sock)
             return
         self.reused = False
         spec = upstream.spec
         sock = self.sock = socket.socket(spec.family, socket.SOCK_STREAM)
+        self.channel = Channel(sock, self._on_event)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         err = sock.connect_ex(spec.address)
@@ -198,12 +201,13 @@ class Forward:
         self.wq_size = 0
         self.parser = None
         if keep:
-            self.proxy.pool.put(self.upstream, sock, registered=bool(self.mask))
+            self.proxy.pool.put(self.upstream, self.channel, registered=bool(self.mask))
         else:
             if self.mask:
                 self.loop.remove(sock)
             sock.close()
         self.mask = 0
+        self.channel = None
         self.proxy.closed(self.entry, self.upstream)
 
     # -- timers -----------------------------------------------------------------------
@@ -236,9 +240,9 @@ class Forward:
         if not mask:
             self.loop.remove(self.sock)
         elif not self.mask:
-            self.loop.add(self.sock, mask, self._on_event)
+            self.loop.add(self.sock, mask, self.channel)
         else:
-            self.loop.modify(self.sock, mask, self._on_event)
+            self.loop.modify(self.sock, mask, self.channel)
         self.mask = mask
 
     def _update_events(self) -> None:

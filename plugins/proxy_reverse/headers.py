@@ -19,25 +19,35 @@ FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-h
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 
 
-def connection_tokens(headers) -> frozenset[bytes]:
-    """The header names listed in ``Connection`` (lower-case)."""
+def connection_tokens(headers, names=None) -> frozenset[bytes]:
+    """The header names listed in ``Connection`` (lower-case).
+
+    ``names``: the header names already lower-cased, in order, when the caller has them.
+    """
+    if names is None:
+        names = [name.lower() for name, _ in headers]
     tokens = set()
-    for name, value in headers:
-        if name.lower() == b"connection":
+    for name, (_, value) in zip(names, headers):
+        if name == b"connection":
             tokens.update(t.strip().lower() for t in value.split(b",") if t.strip())
     return frozenset(tokens)
+
+
+def request_connection_tokens(request) -> frozenset[bytes]:
+    """``connection_tokens`` of a client request, whose header names are lower-case."""
+    return connection_tokens(request.headers, [name for name, _ in request.headers])
 
 
 def is_upgrade(request) -> bool:
     """A real upgrade: ``Connection: upgrade`` together with an ``Upgrade`` header."""
     return request.upgrade is not None and request.header(b"upgrade") is not None and (
-        b"upgrade" in connection_tokens(request.headers))
+        b"upgrade" in request_connection_tokens(request))
 
 
 def request_head(request, host: bytes, via: bytes, forwarded: bool, chunked: bool,
                  upgrade: bool) -> bytes:
     """The request line and headers sent upstream."""
-    named = connection_tokens(request.headers) - {b"host"}
+    named = request_connection_tokens(request) - {b"host"}
     lines = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (request.method.encode(), request.target,
                                                    host)]
     previous_for = []
@@ -69,11 +79,11 @@ def request_head(request, host: bytes, via: bytes, forwarded: bool, chunked: boo
 
 def response_headers(headers, via: bytes, upgrade: bool) -> list[tuple[bytes, bytes]]:
     """The upstream's response headers as the client gets them."""
-    named = connection_tokens(headers)
+    names = [name.lower() for name, _ in headers]
+    named = connection_tokens(headers, names)
     out = []
     previous_via = []
-    for name, value in headers:
-        lowered = name.lower()
+    for lowered, (name, value) in zip(names, headers):
         if lowered == b"via":
             previous_via.append(value)
         elif not (lowered in RESPONSE_DROP or lowered.startswith(b"proxy-") or lowered in named):

@@ -10,6 +10,7 @@ from collections import deque
 from monkey_py.loop import EVENT_READ
 
 log = logging.getLogger("monkey_py.proxy_reverse")
+_PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
 
 
 class Upstream:
@@ -61,12 +62,28 @@ class Upstream:
         return False
 
 
+class Channel:
+    """An upstream socket's registration in the loop: its callback can be swapped.
+
+    The selector keeps the channel as the socket's callback; handing the socket from a
+    request to the pool and back only changes ``handler``, with no system call.
+    """
+
+    __slots__ = ("sock", "handler")
+
+    def __init__(self, sock: socket.socket, handler) -> None:
+        self.sock = sock
+        self.handler = handler
+
+    def __call__(self, mask: int) -> None:
+        self.handler(mask)
+
+
 class Pool:
     """Idle keep-alive connections to upstreams, per worker.
 
     An idle socket stays registered for reading, so the upstream closing it (or sending
-    anything unasked) drops it at once; handing it out or taking it back only swaps the
-    callback, which costs no system call. A sweep once a second closes connections idle
+    anything unasked) drops it at once. A sweep once a second closes connections idle
     for longer than the entry's ``KeepAliveTimeout``.
     """
 
@@ -77,24 +94,29 @@ class Pool:
         self.holders: set[Upstream] = set()
         self.sweeper = None
 
-    def get(self, upstream: Upstream):
-        """A live idle connection to ``upstream``, still registered for reading, or None."""
+    def get(self, upstream: Upstream, check: bool) -> Channel | None:
+        """An idle connection to ``upstream``, still registered for reading, or None.
+
+        With ``check``, one that the upstream closed in the meantime is skipped (for a
+        request that could not be replayed on a fresh connection if it were dead).
+        """
         while upstream.idle:
-            sock, _since = upstream.idle.pop()
-            if _alive(sock):
-                return sock
-            self.loop.remove(sock)
-            sock.close()
+            channel, _since = upstream.idle.pop()
+            if not check or _alive(channel.sock):
+                return channel
+            self.loop.remove(channel.sock)
+            channel.sock.close()
         return None
 
-    def put(self, upstream: Upstream, sock, registered: bool) -> None:
-        """Keep ``sock`` for reuse; ``registered``: it is in the loop's selector already."""
+    def put(self, upstream: Upstream, channel: Channel, registered: bool) -> None:
+        """Keep ``channel`` for reuse; ``registered``: it is in the loop's selector already."""
+        sock = channel.sock
         if len(upstream.idle) >= upstream.pool_size:
             if registered:
                 self.loop.remove(sock)
             sock.close()
             return
-        entry = (sock, self.loop.time())
+        entry = (channel, self.loop.time())
 
         def drop(_mask: int) -> None:
             if entry in upstream.idle:
@@ -102,10 +124,11 @@ class Pool:
             self.loop.remove(sock)
             sock.close()
 
+        channel.handler = drop
         if registered:
-            self.loop.modify(sock, EVENT_READ, drop)
+            self.loop.modify(sock, EVENT_READ, channel)
         else:
-            self.loop.add(sock, EVENT_READ, drop)
+            self.loop.add(sock, EVENT_READ, channel)
         upstream.idle.append(entry)
         self.holders.add(upstream)
         if self.sweeper is None:
@@ -117,9 +140,9 @@ class Pool:
         for upstream in list(self.holders):
             idle = upstream.idle
             while idle and idle[0][1] + upstream.pool_timeout <= now:
-                sock, _since = idle.popleft()
-                self.loop.remove(sock)
-                sock.close()
+                channel, _since = idle.popleft()
+                self.loop.remove(channel.sock)
+                channel.sock.close()
             if not idle:
                 self.holders.discard(upstream)
         if self.holders:
@@ -128,9 +151,9 @@ class Pool:
     def close_all(self, upstreams) -> None:
         for upstream in upstreams:
             while upstream.idle:
-                sock, _since = upstream.idle.pop()
-                self.loop.remove(sock)
-                sock.close()
+                channel, _since = upstream.idle.pop()
+                self.loop.remove(channel.sock)
+                channel.sock.close()
         self.holders.clear()
         if self.sweeper is not None:
             self.loop.cancel(self.sweeper)
@@ -140,7 +163,7 @@ class Pool:
 def _alive(sock: socket.socket) -> bool:
     """An idle upstream socket is dead if it is readable (EOF, reset or stray bytes)."""
     try:
-        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        data = sock.recv(1, _PEEK)
     except (BlockingIOError, InterruptedError):
         return True
     except OSError as exc:

@@ -325,3 +325,15 @@ def test_random_two_choices_workers_reseed_after_the_fork():
     one, two = forked(template, 0, 2), forked(template, 1, 2)
     draws = [[names(worker.candidates(client())) for _ in range(30)] for worker in (one, two)]
     assert draws[0] != draws[1]
+
+
+def test_a_long_rotation_is_walked_like_a_tabulated_one(monkeypatch):
+    from monkey_py_plugins.balancers import rotation
+
+    servers = [Server(0, "a", 7), Server(1, "b", 3), Server(2, "c", 2)]
+    tabulated = rotation.Rotation(servers)
+    monkeypatch.setattr(rotation, "PRECOMPUTE_LIMIT", 0)
+    walked = rotation.Rotation(servers)
+    assert tabulated.orders is not None and walked.orders is None
+    for turn in range(30):
+        assert list(walked.order(turn)) == list(tabulated.order(turn))
