@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import time
 
+from .cache.control import header_value, response_cache_control
 from .cache.disk_store import DiskStore
 from .cache.fields import cache_status, storage_headers
 from .cache.key import primary_key
@@ -26,6 +27,7 @@ from .cache.memory_store import MemoryStore
 from .cache.policy import (
     Action,
     decide,
+    freshness_lifetime,
     invalidation_targets,
     stale_if_error_allows,
     storable,
@@ -55,6 +57,18 @@ OWN_WAY = frozenset({"request-no-cache", "request-max-age", "min-fresh", "author
 UPSTREAM_ERRORS = frozenset({500, 502, 503, 504})
 SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 KEY_MEMO_SIZE = 4096
+
+
+def worth_keeping(status: int, headers, now: float) -> bool:
+    """Whether a storable response could ever be reused: it is fresh for a while, can
+    be revalidated (ETag, Last-Modified) or may be served stale (stale-if-error). One
+    without any of these would only take space."""
+    if freshness_lifetime(status, headers, now) > 0:
+        return True
+    if header_value(headers, b"etag") is not None or (
+            header_value(headers, b"last-modified") is not None):
+        return True
+    return "stale-if-error" in response_cache_control(headers)
 
 
 class CacheState:
@@ -382,7 +396,7 @@ class CacheExchange:
                 return
         request_headers = self.client.headers if self.client is not None else self.headers
         if self.method == "GET" and self.key is not None and storable(
-                "GET", status, request_headers, raw):
+                "GET", status, request_headers, raw) and worth_keeping(status, raw, now):
             self.writer = cache.store.begin(self.key, request_headers, Meta(
                 status, storage_headers(raw), self.request_time, now))
         if self.client is None:

@@ -1,0 +1,98 @@
+"""Helpers for the proxy cache's integration tests: an upstream whose answers a test
+scripts per target, dates relative to now, and the cache's statistics."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Union
+
+from monkey_py.static.conditional import http_date
+from proxy_support import STATUS_URL
+from rawhttp import Client
+from upstreams import Exchange
+
+
+@dataclass
+class Answer:
+    """What the upstream answers: status, headers and body, after ``delay`` seconds.
+
+    ``hang_up``: close the connection without answering (a crashed upstream).
+    """
+
+    status: int = 200
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    delay: float = 0.0
+    hang_up: bool = False
+
+
+Script = Union[Answer, Callable[[Exchange], Answer]]
+
+
+class Routes:
+    """An upstream behaviour: each target answers as the test set it (404 otherwise).
+
+    A route is an Answer, a function of the exchange, or a list of them used one per
+    request (the last one then repeats).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._routes: dict[str, list[Script]] = {}
+
+    def set(self, target: str, *answers: Script) -> None:
+        with self._lock:
+            self._routes[target] = list(answers)
+
+    def _next(self, target: str) -> Script | None:
+        with self._lock:
+            answers = self._routes.get(target)
+            if not answers:
+                return None
+            return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    def __call__(self, exchange: Exchange) -> bool:
+        script = self._next(exchange.request.target)
+        if script is None:
+            return exchange.respond(404, b"no route")
+        answer = script(exchange) if callable(script) else script
+        if answer.delay:
+            time.sleep(answer.delay)
+        if answer.hang_up:
+            return False
+        return exchange.respond(answer.status, answer.body, answer.headers)
+
+
+def date(offset: float = 0.0) -> str:
+    """An HTTP date ``offset`` seconds from now."""
+    return http_date(time.time() + offset)
+
+
+def fetches(upstream, target: str) -> int:
+    """How many requests for ``target`` reached ``upstream``."""
+    with upstream.cond:
+        return sum(1 for received in upstream.received if received.target == target)
+
+
+def received_for(upstream, target: str) -> list:
+    with upstream.cond:
+        return [received for received in upstream.received if received.target == target]
+
+
+def status_document(port: int) -> dict:
+    with Client(port) as client:
+        response = client.request("GET", STATUS_URL + ".json")
+    assert response.status == 200, response
+    return json.loads(response.body)
+
+
+def cache_figures(port: int, entry_index: int = 0) -> dict:
+    """The cache counters of the ``entry_index``-th entry on the statistics page."""
+    return status_document(port)["entries"][entry_index]["cache"]
+
+
+def store_figures(port: int) -> dict:
+    return status_document(port)["cache_store"]
