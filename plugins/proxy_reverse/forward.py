@@ -443,9 +443,9 @@ class Forward:
             raise httptools.HttpParserError(self.invalid)
         self.status = status
         self.proxy.responded(self.entry, self.upstream, self.loop.time() - self.attempt_start)
-        headers = response_headers(self.resp_headers, self.proxy.via, status == 101)
+        headers, length = response_headers(self.resp_headers, self.proxy.via, status == 101)
         self.started = True
-        self.req.start_response(status, headers)
+        self.req.start_response(status, headers, length=length)
 
     def on_body(self, body: bytes) -> None:
         if not self.req.write(body) and not self.finished:

@@ -77,21 +77,28 @@ def request_head(request, host: bytes, via: bytes, forwarded: bool, chunked: boo
     return b"".join(lines)
 
 
-def response_headers(headers, via: bytes, upgrade: bool) -> list[tuple[bytes, bytes]]:
-    """The upstream's response headers as the client gets them."""
+def response_headers(headers, via: bytes, upgrade: bool):
+    """The upstream's response headers as the client gets them, and the body length.
+
+    Returns ``(headers, length)``: ``length`` is the upstream's Content-Length (None
+    without one), which leaves the list to be framed by the server.
+    """
     names = [name.lower() for name, _ in headers]
     named = connection_tokens(headers, names)
     out = []
     previous_via = []
+    length = None
     for lowered, (name, value) in zip(names, headers):
-        if lowered == b"via":
+        if lowered == b"content-length":
+            length = int(value)
+        elif lowered == b"via":
             previous_via.append(value)
         elif not (lowered in RESPONSE_DROP or lowered.startswith(b"proxy-") or lowered in named):
             out.append((name, value))
-    out.append((b"Via", b", ".join([*previous_via, via])))
+    out.append((b"Via", b", ".join([*previous_via, via]) if previous_via else via))
     if upgrade:
         for name, value in headers:
             if name.lower() == b"upgrade":
                 out.append((b"Upgrade", value))
         out.append((b"Connection", b"upgrade"))
-    return out
+    return out, length

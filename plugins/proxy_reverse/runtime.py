@@ -27,7 +27,10 @@ class Entry:
     backups: list[Upstream]
 
     def matches(self, target: str) -> bool:
-        return any(pattern.search(target) for pattern in self.settings.match)
+        for pattern in self.settings.match:
+            if pattern.search(target):
+                return True
+        return False
 
 
 class ProxyState:
