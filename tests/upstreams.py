@@ -195,7 +195,9 @@ class Upstream:
         self.cond = threading.Condition()
         self.received: list[Received] = []
         self.connections = 0
-        self.peer_closes = 0
+        self._numbered = 0
+        # The numbers of the connections the other side closed (or reset).
+        self.peer_closed: set[int] = set()
         self.sent = 0
         # Connections on which one_per_connection answered already.
         self.answered_connections: set[int] = set()
@@ -231,7 +233,7 @@ class Upstream:
         with self.cond:
             self.received.clear()
             self.connections = 0
-            self.peer_closes = 0
+            self.peer_closed.clear()
             self.sent = 0
 
     def wait_until(self, predicate: Callable[["Upstream"], bool], timeout: float = 5.0) -> bool:
@@ -244,6 +246,10 @@ class Upstream:
                     return False
                 self.cond.wait(remaining)
             return True
+
+    def wait_closed_by_peer(self, connection: int, timeout: float = 5.0) -> bool:
+        """Wait until the other side closed connection number ``connection``."""
+        return self.wait_until(lambda up: connection in up.peer_closed, timeout)
 
     def stop(self) -> None:
         """Stop listening and close every connection."""
@@ -281,7 +287,8 @@ class Upstream:
                     sock.close()
                     return
                 self.connections += 1
-                number = self.connections
+                self._numbered += 1
+                number = self._numbered
                 self._socks.add(sock)
                 self.cond.notify_all()
             self._start(self._serve, sock, number)
@@ -300,7 +307,7 @@ class Upstream:
                     return
         except PeerClosed:
             with self.cond:
-                self.peer_closes += 1
+                self.peer_closed.add(number)
                 self.cond.notify_all()
         finally:
             sock.close()
@@ -350,10 +357,12 @@ def answer_name(exchange: Exchange) -> bool:
                              ("X-Target", exchange.request.target)])
 
 
-def slow(seconds: float) -> Behaviour:
-    """Answer with the name after ``seconds``."""
+def slow(release: threading.Event) -> Behaviour:
+    """Answer with the name once ``release`` is set: as slow as a test wants."""
     def behaviour(exchange: Exchange) -> bool:
-        time.sleep(seconds)
+        while not release.wait(0.05):
+            if exchange.upstream.stopping.is_set():
+                return False
         return answer_name(exchange)
     return behaviour
 

@@ -57,7 +57,7 @@ def farm(module_monkey, module_upstreams):
         entry("^/backup/", dead, primary, backup, "backup", LoadBalancer="RoundRobin",
               AttemptsCount=1, OfflineTimeOut=60),
         entry("^/header/", a, b, c, LoadBalancer="header-hash"),
-        entry("^/least-slow/", a, b, spare, LoadBalancer="LeastConnections"),
+        entry("^/least-slow/", spare, a, b, LoadBalancer="LeastConnections"),
     ]
     proxy = start_proxy(module_monkey, *entries)
     return proxy, {up.name: up for up in (a, b, c, primary, spare, backup)}
@@ -178,29 +178,28 @@ def test_backup_serves_only_when_every_primary_is_down(proxy, ups):
     assert Counter(sequence(proxy.port, "/backup/x", 4)) == {"backup": 4}
 
 
-def test_least_connections_sends_less_to_a_slow_server(proxy, ups):
-    spare = ups["spare"]
-    spare.behaviour = slow(0.25)
-    picks = Counter()
-    lock = threading.Lock()
+def test_least_connections_sends_nothing_to_a_busy_server_while_others_are_free(proxy, ups):
+    release = threading.Event()
+    ups["spare"].behaviour = slow(release)
+    held = {}
 
-    def client_thread() -> None:
+    def held_request() -> None:
         with Client(proxy.port) as client:
-            for _ in range(15):
-                pick = served(client, "/least-slow/x")
-                with lock:
-                    picks[pick] += 1
+            held["by"] = served(client, "/least-slow/x")
 
-    threads = [threading.Thread(target=client_thread) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
+    thread = threading.Thread(target=held_request)
+    thread.start()
+    try:
+        # All idle: the tie goes to the first in list order, the slow server.
+        assert ups["spare"].wait_until(lambda up: up.requests == 1)
+        # While it works on that one, the others (idle between requests) get the rest.
+        assert Counter(sequence(proxy.port, "/least-slow/x", 20)) == {"a": 20}
+    finally:
+        release.set()
         thread.join()
-    assert sum(picks.values()) == 90
-    # Round robin would give each server 30. Ties go to list order (to a), so b's share
-    # shows the choice by load; the slow server gets a request only when a and b are
-    # both busy and it is not.
-    assert picks["b"] >= 10 and picks["spare"] <= 10, picks
+    assert held["by"] == "spare"
+    # Idle again, it is first in line again.
+    assert sequence(proxy.port, "/least-slow/x", 1) == ["spare"]
 
 
 # -- a third-party balancer --------------------------------------------------------------

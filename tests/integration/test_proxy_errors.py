@@ -96,14 +96,14 @@ def test_an_upstream_that_never_answers_gives_504_after_read_timeout(proxy, ups)
     assert_short_error_page(response, 504)
     assert 0.9 <= elapsed < 3, elapsed
     # The proxy gave up on the upstream connection too.
-    assert ups["silent"].wait_until(lambda up: up.peer_closes == 1)
+    assert ups["silent"].wait_closed_by_peer(ups["silent"].last().connection)
 
 
 def test_a_client_leaving_before_the_answer_closes_the_upstream_connection(proxy, ups):
     with Client(proxy.port) as client:
         client.send(b"GET /patient/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
         assert ups["silent"].wait_until(lambda up: up.requests == 1)
-    assert ups["silent"].wait_until(lambda up: up.peer_closes == 1)
+    assert ups["silent"].wait_closed_by_peer(ups["silent"].last().connection)
     assert wait_for(lambda: total_active(proxy.port) == 0)
 
 
@@ -173,7 +173,7 @@ def test_a_get_an_upstream_dropped_is_retried_on_the_next_server(proxy, ups):
 def test_a_response_head_without_end_gives_502(proxy, ups):
     with Client(proxy.port, timeout=10) as client:
         assert_short_error_page(client.request("GET", "/endless-head/x"), 502)
-    assert ups["endless-head"].wait_until(lambda up: up.peer_closes == 1)
+    assert ups["endless-head"].wait_closed_by_peer(ups["endless-head"].last().connection)
 
 
 def test_a_stalled_upload_is_the_clients_fault_not_the_upstreams(proxy, ups):

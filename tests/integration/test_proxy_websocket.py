@@ -86,7 +86,7 @@ def test_the_tunnel_closes_when_the_client_closes(proxy, echo):
         open_socket(client)
         client.send(masked(TEXT, b"ping"))
         assert read_websocket_frame(client._take) == (TEXT, b"ping")
-    assert echo.wait_until(lambda up: up.peer_closes == 1)
+    assert echo.wait_closed_by_peer(echo.last().connection)
     assert wait_for(lambda: total_active(proxy.port) == 0)
 
 
