@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 from collections import deque
+from itertools import chain
 
 import httptools
 
@@ -44,7 +45,35 @@ class UpstreamError(Exception):
 
 
 class Forward:
-    """One client request on its way through the proxy."""
+    """One client request on its way through the proxy.
+
+    The class attributes are the initial state; an instance gets its own value when it
+    changes one (thousands of these are made per second, so they start small).
+    """
+
+    upstream = None
+    sock: socket.socket | None = None
+    channel: Channel | None = None
+    mask = 0
+    reused = False
+    timer = None
+    deadline = 0.0
+    phase = CONNECTING
+    wq_size = 0
+    parser = None
+    status = 0
+    head_size = 0
+    interim = False
+    started = False
+    response_done = False
+    upstream_keep_alive = False
+    request_sent = False
+    body_paused = False
+    delivered = False
+    finished = False
+    attempt_start = 0.0
+    last_status = 502
+    invalid: str | None = None
 
     def __init__(self, proxy, entry, request) -> None:
         self.proxy = proxy
@@ -53,31 +82,8 @@ class Forward:
         self.req = request
         self.loop = proxy.loop
         self.queue: deque = deque()
-        self.upstream = None
-        self.sock: socket.socket | None = None
-        self.channel: Channel | None = None
-        self.mask = 0
-        self.reused = False
-        self.timer = None
-        self.deadline = 0.0
-        self.phase = CONNECTING
         self.wq: deque = deque()
-        self.wq_size = 0
-        self.parser = None
-        self.status = 0
         self.resp_headers: list = []
-        self.head_size = 0
-        self.interim = False
-        self.started = False
-        self.response_done = False
-        self.upstream_keep_alive = False
-        self.request_sent = False
-        self.body_paused = False
-        self.delivered = False
-        self.finished = False
-        self.attempt_start = 0.0
-        self.last_status = 502
-        self.invalid: str | None = None
         self.upgrade = is_upgrade(request)
         self.replayable = request.method in IDEMPOTENT and not request.has_body
 
@@ -85,14 +91,17 @@ class Forward:
     def start(self) -> None:
         entry = self.entry
         now = self.loop.time()
-        plan = [entry.primaries[server.index] for server in entry.balancer.candidates(self.req)]
-        plan.extend(entry.backups)
+        primaries = entry.primaries
+        queue = self.queue
         looping = False
-        for upstream in plan:
+        for upstream in chain(
+            [primaries[server.index] for server in entry.balancer.candidates(self.req)],
+            entry.backups,
+        ):
             if upstream.itself and self.proxy.loops_back(self.req, upstream):
                 looping = True
-            elif upstream.available(now):
-                self.queue.append(upstream)
+            elif upstream.offline_until <= now:
+                queue.append(upstream)
         if not self.queue:
             if looping:
                 self._answer(LOOP_DETECTED, "Every upstream left is this server itself, "

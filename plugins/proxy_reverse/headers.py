@@ -17,6 +17,7 @@ RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server"}
 REQUEST_DROP = HOP_BY_HOP | {b"expect"}
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
+_NOTHING: frozenset[bytes] = frozenset()
 
 
 def connection_tokens(headers, names=None) -> frozenset[bytes]:
@@ -47,7 +48,11 @@ def is_upgrade(request) -> bool:
 def request_head(request, host: bytes, via: bytes, forwarded: bool, chunked: bool,
                  upgrade: bool) -> bytes:
     """The request line and headers sent upstream."""
-    named = request_connection_tokens(request) - {b"host"}
+    named = _NOTHING
+    for name, _ in request.headers:
+        if name == b"connection":
+            named = request_connection_tokens(request) - {b"host"}
+            break
     lines = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (request.method.encode(), request.target,
                                                    host)]
     previous_for = []
@@ -84,7 +89,7 @@ def response_headers(headers, via: bytes, upgrade: bool):
     without one), which leaves the list to be framed by the server.
     """
     names = [name.lower() for name, _ in headers]
-    named = connection_tokens(headers, names)
+    named = connection_tokens(headers, names) if b"connection" in names else _NOTHING
     out = []
     previous_via = []
     length = None
