@@ -30,8 +30,10 @@ log = logging.getLogger("monkey_py.proxy_reverse")
 
 RECV_SIZE = 65536
 HIGH_WATER = 256 * 1024
-# Status line and headers of an upstream's answer (1xx answers before it included).
-MAX_RESPONSE_HEAD = 64 * 1024
+# Bytes of an upstream's answer in a row without body bytes in them: the head (with any
+# 1xx answers before it), or chunk framing and trailers. httptools buffers a header of
+# any length, and the proxy drops trailers, so both must be bounded.
+MAX_HEADERS_SIZE = 64 * 1024
 CONNECTING, WAITING, PAUSED = range(3)
 
 
@@ -62,7 +64,8 @@ class Forward:
     wq_size = 0
     parser = None
     status = 0
-    head_size = 0
+    headers_size = 0
+    body_seen = False
     interim = False
     started = False
     response_done = False
@@ -281,7 +284,7 @@ class Forward:
         self.parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.resp_headers = []
-        self.head_size = 0
+        self.headers_size = 0
         self.interim = False
         self.delivered = False
         self._arm(WAITING, settings.read_timeout)
@@ -392,6 +395,7 @@ class Forward:
             self._upstream_closed("the upstream closed the connection")
             return
         self.deadline = self.loop.time() + self.settings.read_timeout
+        self.body_seen = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -405,12 +409,13 @@ class Forward:
             return
         if self.finished:
             return
-        if not self.started:
-            # Still in the head: httptools would buffer a header of any length.
-            self.head_size += len(data)
-            if self.head_size > MAX_RESPONSE_HEAD:
-                self._fail(UpstreamError(
-                    f"invalid response: head larger than {MAX_RESPONSE_HEAD} bytes", 502, True))
+        if self.body_seen:
+            self.headers_size = 0
+        else:
+            self.headers_size += len(data)
+            if self.headers_size > MAX_HEADERS_SIZE:
+                self._fail(UpstreamError(f"invalid response: over {MAX_HEADERS_SIZE} bytes of "
+                                         "headers or trailers", 502, True))
                 return
         if self.started and not self.response_done and (
             self.req.method == "HEAD" or self.status in (204, 304)
@@ -457,6 +462,7 @@ class Forward:
         self.req.start_response(status, headers, length=length)
 
     def on_body(self, body: bytes) -> None:
+        self.body_seen = True
         if not self.req.write(body) and not self.finished:
             self.phase = PAUSED
             self.req.on_drain = self._client_drained

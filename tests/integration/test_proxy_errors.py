@@ -8,11 +8,22 @@ import time
 import pytest
 
 from proxy_support import entry, get, start_proxy, total_active, wait_for
-from rawhttp import Client
+from rawhttp import Client, ServerClosed
 from support import free_port
 from upstreams import Exchange, FullBacklog, Upstreams, hang_up, silent
 
 KEEP_DEAD_ONLINE = {"AttemptsCount": 1000}
+
+
+def endless_trailers(exchange: Exchange) -> bool:
+    """A chunked body, then 50 MB of trailer lines (which the proxy drops)."""
+    exchange.send(exchange.head(200, [("Transfer-Encoding", "chunked"), ("Trailer", "X-T")])
+                  + b"5\r\nhello\r\n0\r\n")
+    lines = (b"X-T: " + b"t" * 1000 + b"\r\n") * 50
+    for _ in range(1000):
+        exchange.send(lines)
+    exchange.send(b"\r\n")
+    return False
 
 
 def endless_head(exchange: Exchange) -> bool:
@@ -42,7 +53,7 @@ def setup(module_monkey, module_upstreams, backlog):
     offline_ports = [free_port(), free_port()]
     ups = {name: module_upstreams(name, behaviour) for name, behaviour in [
         ("live", None), ("silent", silent), ("hang-up", hang_up), ("after", None),
-        ("endless-head", endless_head), ("uploads", None),
+        ("endless-head", endless_head), ("uploads", None), ("trailers", endless_trailers),
     ]}
     proxy = start_proxy(
         module_monkey,
@@ -56,6 +67,7 @@ def setup(module_monkey, module_upstreams, backlog):
         entry("^/failover/", dead, ups["live"], LoadBalancer="First-Alive",
               **KEEP_DEAD_ONLINE),
         entry("^/stalled-upload/", ups["uploads"], ReadTimeout=1, AttemptsCount=1),
+        entry("^/trailers/", ups["trailers"]),
         entry("^/endless-head/", ups["endless-head"], **KEEP_DEAD_ONLINE),
         entry("^/hang-up/", ups["hang-up"], ups["after"], LoadBalancer="First-Alive",
               **KEEP_DEAD_ONLINE),
@@ -174,6 +186,16 @@ def test_a_response_head_without_end_gives_502(proxy, ups):
     with Client(proxy.port, timeout=10) as client:
         assert_short_error_page(client.request("GET", "/endless-head/x"), 502)
     assert ups["endless-head"].wait_closed_by_peer(ups["endless-head"].last().connection)
+
+
+def test_endless_trailers_cut_the_response(proxy, ups):
+    with Client(proxy.port) as client:
+        client.send(b"GET /trailers/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert client.read_head().status == 200
+        with pytest.raises(ServerClosed):
+            client._read_chunked()
+    # The proxy gave up long before the upstream was through.
+    assert ups["trailers"].wait_closed_by_peer(ups["trailers"].last().connection)
 
 
 def test_a_stalled_upload_is_the_clients_fault_not_the_upstreams(proxy, ups):
