@@ -71,6 +71,11 @@ def total_active(port: int) -> int:
     return sum(row["active"] for row in proxy_stats(port))
 
 
+def assert_settled(port: int) -> None:
+    """Every upstream attempt has ended: the proxy's (and the balancers') active counts are 0."""
+    assert wait_for(lambda: total_active(port) == 0), proxy_stats(port)
+
+
 def wait_for(predicate, timeout: float = 5.0):
     """Poll ``predicate`` until it returns something true or ``timeout`` passes."""
     deadline = time.monotonic() + timeout

@@ -16,7 +16,7 @@ from collections import Counter
 
 import pytest
 
-from proxy_support import ClientFrom, entry, start_proxy
+from proxy_support import ClientFrom, assert_settled, entry, start_proxy
 from rawhttp import Client
 from support import free_port
 from upstreams import Upstreams, slow
@@ -68,7 +68,8 @@ def proxy(farm):
     proxy, upstreams = farm
     for upstream in upstreams.values():
         upstream.reset()
-    return proxy
+    yield proxy
+    assert_settled(proxy.port)
 
 
 @pytest.fixture

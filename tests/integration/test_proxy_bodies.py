@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from proxy_support import entry, start_proxy
+from proxy_support import assert_settled, entry, start_proxy
 from rawhttp import Client
 from upstreams import Exchange, Upstreams, chunked, close_delimited, large, payload
 
@@ -54,7 +54,8 @@ def setup(module_monkey, module_upstreams):
 def proxy(setup):
     for upstream in setup[1].values():
         upstream.reset()
-    return setup[0]
+    yield setup[0]
+    assert_settled(setup[0].port)
 
 
 @pytest.fixture

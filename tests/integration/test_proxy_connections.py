@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from proxy_support import entry, get, start_proxy, total_active, wait_for
+from proxy_support import assert_settled, entry, get, start_proxy, total_active, wait_for
 from rawhttp import Client, ServerClosed
 from upstreams import (
     Exchange, Upstreams, answer_name, die_mid_body, endless, idle_close, one_per_connection,
@@ -64,7 +64,8 @@ def setup(module_monkey, module_upstreams):
 def proxy(setup):
     for upstream in setup[1].values():
         upstream.reset()
-    return setup[0]
+    yield setup[0]
+    assert_settled(setup[0].port)
 
 
 @pytest.fixture

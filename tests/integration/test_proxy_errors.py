@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from proxy_support import entry, get, start_proxy, total_active, wait_for
+from proxy_support import assert_settled, entry, get, start_proxy, total_active, wait_for
 from rawhttp import Client, ServerClosed
 from support import free_port
 from upstreams import Exchange, FullBacklog, Upstreams, hang_up, silent
@@ -79,7 +79,8 @@ def setup(module_monkey, module_upstreams, backlog):
 def proxy(setup):
     for upstream in setup[1].values():
         upstream.reset()
-    return setup[0]
+    yield setup[0]
+    assert_settled(setup[0].port)
 
 
 @pytest.fixture

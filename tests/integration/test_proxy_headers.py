@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from proxy_support import entry, start_proxy
+from proxy_support import assert_settled, entry, start_proxy
 from rawhttp import Client
 from upstreams import Exchange, Upstreams
 
@@ -65,7 +65,8 @@ def setup(module_monkey, module_upstreams):
 @pytest.fixture
 def proxy(setup):
     setup[1].reset()
-    return setup[0]
+    yield setup[0]
+    assert_settled(setup[0].port)
 
 
 @pytest.fixture

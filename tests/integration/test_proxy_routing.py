@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy_support import entry, get, start_proxy
+from proxy_support import assert_settled, entry, get, start_proxy
 from support import section, site
 from upstreams import Upstreams
 
@@ -45,7 +45,8 @@ def proxy(routes):
     proxy, upstreams = routes
     for upstream in upstreams:
         upstream.reset()
-    return proxy
+    yield proxy
+    assert_settled(proxy.port)
 
 
 def served_by(port: int, target: str, host: str = "localhost") -> str:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from proxy_support import entry, start_proxy, total_active, wait_for
+from proxy_support import assert_settled, entry, start_proxy, total_active, wait_for
 from rawhttp import Client
 from upstreams import (
     Upstreams, read_websocket_frame, websocket_accept, websocket_echo, websocket_frame,
@@ -41,7 +41,8 @@ def setup(module_monkey, module_upstreams):
 @pytest.fixture
 def proxy(setup):
     setup[1].reset()
-    return setup[0]
+    yield setup[0]
+    assert_settled(setup[0].port)
 
 
 @pytest.fixture
