@@ -29,14 +29,21 @@ class Answer:
     hang_up: bool = False
 
 
-Script = Union[Answer, Callable[[Exchange], Answer]]
+@dataclass
+class Raw:
+    """A route answered by an upstream behaviour of its own (``Exchange -> keep-alive``)."""
+
+    behaviour: Callable[[Exchange], bool]
+
+
+Script = Union[Answer, Raw, Callable[[Exchange], Answer]]
 
 
 class Routes:
     """An upstream behaviour: each target answers as the test set it (404 otherwise).
 
-    A route is an Answer, a function of the exchange, or a list of them used one per
-    request (the last one then repeats).
+    A route is an Answer, a function of the exchange returning one, a ``Raw`` behaviour,
+    or a list of them used one per request (the last one then repeats).
     """
 
     def __init__(self) -> None:
@@ -58,6 +65,8 @@ class Routes:
         script = self._next(exchange.request.target)
         if script is None:
             return exchange.respond(404, b"no route")
+        if isinstance(script, Raw):
+            return script.behaviour(exchange)
         answer = script(exchange) if callable(script) else script
         if answer.delay:
             time.sleep(answer.delay)

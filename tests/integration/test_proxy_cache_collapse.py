@@ -1,0 +1,144 @@
+"""Request collapsing: concurrent misses for one resource make one upstream request,
+within a worker (memory store) and across workers (disk store), bounded by
+CacheLockTimeout, without holding the loop."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from cache_support import Answer, Routes, cache_figures, fetches
+from proxy_support import entry, start_proxy, wait_for
+from rawhttp import Client
+from upstreams import Upstreams
+
+MAX_AGE = [("Cache-Control", "max-age=600")]
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    with Upstreams() as start:
+        yield start("origin", Routes())
+
+
+@pytest.fixture(scope="module")
+def proxy(module_monkey, upstream):
+    return start_proxy(module_monkey, entry("^/short/", upstream, Cache="On",
+                                            CacheLockTimeout="0.3"),
+                       entry("^/", upstream, Cache="On"))
+
+
+@pytest.fixture(scope="module")
+def disk_proxy(module_monkey, upstream, tmp_path_factory):
+    directory = tmp_path_factory.mktemp("cache")
+    return start_proxy(module_monkey, entry("^/", upstream, Cache="On"), workers=2,
+                       CacheStore="disk", CacheDirectory=str(directory))
+
+
+@pytest.fixture
+def routes(upstream):
+    return upstream.behaviour
+
+
+def at_once(port: int, target: str, count: int) -> list:
+    """``count`` clients, each on its own connection, send GET ``target`` together."""
+    clients = [Client(port, timeout=15) for _ in range(count)]
+    barrier = threading.Barrier(count)
+    answers: list = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait()
+        answers[index] = clients[index].request("GET", target)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    for client in clients:
+        client.close()
+    return answers
+
+
+def test_fifty_concurrent_misses_make_one_upstream_request(proxy, upstream, routes):
+    routes.set("/fifty", Answer(body=b"slow and shared", headers=MAX_AGE, delay=0.5))
+    before = cache_figures(proxy.port, 1)
+    answers = at_once(proxy.port, "/fifty", 50)
+    assert all(a.status == 200 and a.body == b"slow and shared" for a in answers)
+    assert fetches(upstream, "/fifty") == 1
+    statuses = sorted(a.header("Cache-Status") for a in answers)
+    assert statuses.count("monkey_py; fwd=miss; fwd-status=200; stored") == 1
+    assert all(s.startswith("monkey_py; hit;") and s.endswith("; collapsed")
+               for s in statuses if "fwd=" not in s)
+    after = cache_figures(proxy.port, 1)
+    assert after["collapsed"] - before["collapsed"] == 49
+    assert after["misses"] - before["misses"] == 1
+
+
+def test_fifty_concurrent_misses_make_one_request_across_workers_with_the_disk_store(
+        disk_proxy, upstream, routes):
+    routes.set("/disk-fifty", Answer(body=b"shared on disk", headers=MAX_AGE, delay=0.5))
+    answers = at_once(disk_proxy.port, "/disk-fifty", 50)
+    assert all(a.status == 200 and a.body == b"shared on disk" for a in answers)
+    assert fetches(upstream, "/disk-fifty") == 1
+    assert cache_figures(disk_proxy.port)["collapsed"] == 49
+
+
+def test_waiters_go_upstream_themselves_after_the_lock_timeout(proxy, upstream, routes):
+    routes.set("/short/slow", Answer(body=b"late", headers=MAX_AGE, delay=1.0))
+    started = time.monotonic()
+    answers = at_once(proxy.port, "/short/slow", 5)
+    elapsed = time.monotonic() - started
+    assert all(a.status == 200 and a.body == b"late" for a in answers)
+    assert fetches(upstream, "/short/slow") == 5
+    # The leader took 1 s; the others waited 0.3 s, then 1 s each, in parallel.
+    assert 1.2 < elapsed < 2.2
+
+
+def test_an_answer_that_is_not_stored_sends_the_waiters_upstream_at_once(
+        proxy, upstream, routes):
+    routes.set("/private", Answer(body=b"mine", delay=0.5,
+                                  headers=[("Cache-Control", "private")]))
+    started = time.monotonic()
+    answers = at_once(proxy.port, "/private", 10)
+    elapsed = time.monotonic() - started
+    assert all(a.status == 200 and a.body == b"mine" for a in answers)
+    assert fetches(upstream, "/private") == 10
+    assert elapsed < 1.6  # two rounds of 0.5 s, not ten
+
+
+def test_waiting_requests_do_not_hold_the_loop(proxy, upstream, routes):
+    routes.set("/held", Answer(body=b"held", headers=MAX_AGE, delay=1.0))
+    routes.set("/quick", Answer(body=b"quick", headers=MAX_AGE))
+    with Client(proxy.port) as client:
+        assert client.request("GET", "/quick").status == 200
+    results: list = []
+    waiting = threading.Thread(target=lambda: results.extend(at_once(proxy.port, "/held", 10)))
+    waiting.start()
+    assert upstream.wait_until(lambda up: fetches(up, "/held") == 1)
+    started = time.monotonic()
+    with Client(proxy.port) as client:
+        quick = client.request("GET", "/quick")
+    assert quick.body == b"quick" and time.monotonic() - started < 0.3
+    waiting.join(10)
+    assert [a.body for a in results] == [b"held"] * 10
+    assert fetches(upstream, "/held") == 1
+
+
+def test_the_fetch_goes_on_for_the_waiters_when_its_client_leaves(proxy, upstream, routes):
+    routes.set("/abandoned", Answer(body=b"still stored", headers=MAX_AGE, delay=0.6))
+    leader = Client(proxy.port)
+    leader.send(b"GET /abandoned HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert upstream.wait_until(lambda up: fetches(up, "/abandoned") == 1)
+    results: list = []
+    waiting = threading.Thread(
+        target=lambda: results.extend(at_once(proxy.port, "/abandoned", 5)))
+    waiting.start()
+    assert wait_for(lambda: cache_figures(proxy.port, 1)["collapsed"] >= 0)
+    time.sleep(0.1)
+    leader.close()
+    waiting.join(10)
+    assert [a.body for a in results] == [b"still stored"] * 5
+    assert fetches(upstream, "/abandoned") == 1
