@@ -96,7 +96,7 @@ def test_keep_alive_connections_0_opens_a_connection_per_request(proxy, ups):
 def test_an_idle_pooled_connection_is_closed_after_keep_alive_timeout(proxy, ups):
     ok(proxy.port, "/short-pool/x")
     pooled = ups["short-pool"].last().connection
-    assert ups["short-pool"].wait_closed_by_peer(pooled, timeout=3)
+    assert ups["short-pool"].wait_closed_by_peer(pooled, timeout=10)
     ok(proxy.port, "/short-pool/x")
     assert ups["short-pool"].connections == 2
 

@@ -104,10 +104,12 @@ def test_an_unreachable_upstream_gives_502(proxy):
 
 def test_an_upstream_that_never_answers_gives_504_after_read_timeout(proxy, ups):
     started = time.monotonic()
-    response = get(proxy.port, "/silent/x")
+    with Client(proxy.port, timeout=15) as client:
+        response = client.request("GET", "/silent/x")
     elapsed = time.monotonic() - started
     assert_short_error_page(response, 504)
-    assert 0.9 <= elapsed < 3, elapsed
+    # ReadTimeout 1 (the upper bound only catches a timer that never fires).
+    assert 0.9 <= elapsed < 10, elapsed
     # The proxy gave up on the upstream connection too.
     assert ups["silent"].wait_closed_by_peer(ups["silent"].last().connection)
 
@@ -129,10 +131,12 @@ def test_a_client_leaving_while_the_proxy_connects_ends_the_attempt(proxy):
 
 def test_a_connect_that_never_completes_gives_504_after_connect_timeout(proxy):
     started = time.monotonic()
-    response = get(proxy.port, "/unconnectable/x")
+    with Client(proxy.port, timeout=15) as client:
+        response = client.request("GET", "/unconnectable/x")
     elapsed = time.monotonic() - started
     assert_short_error_page(response, 504)
-    assert 0.4 <= elapsed < 2, elapsed
+    # ConnectTimeout 0.5
+    assert 0.4 <= elapsed < 10, elapsed
 
 
 def test_servers_go_offline_after_attempts_count_failures_and_come_back(proxy, setup):
@@ -146,7 +150,7 @@ def test_servers_go_offline_after_attempts_count_failures_and_come_back(proxy, s
         # Listening again, but offline for the rest of OfflineTimeOut: not even tried.
         assert get(proxy.port, "/offline/x").status == 503
         assert back.requests == 0
-        assert wait_for(lambda: get(proxy.port, "/offline/x").status == 200, timeout=3)
+        assert wait_for(lambda: get(proxy.port, "/offline/x").status == 200, timeout=10)
         assert back.requests == 1
 
 

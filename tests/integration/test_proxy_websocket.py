@@ -96,7 +96,7 @@ def test_the_tunnel_closes_when_the_upstream_closes(proxy):
         open_socket(client)
         client.send(masked(CLOSE, b"\x03\xe8"))
         assert read_websocket_frame(client._take) == (CLOSE, b"\x03\xe8")
-        assert client.is_closed(timeout=3)
+        assert client.is_closed(timeout=10)
     assert wait_for(lambda: total_active(proxy.port) == 0)
 
 
@@ -113,7 +113,7 @@ def test_an_idle_tunnel_closes_after_tunnel_timeout(proxy):
         open_socket(client, target="/short/chat")
         client.send(masked(TEXT, b"hi"))
         assert read_websocket_frame(client._take) == (TEXT, b"hi")
-        assert client.is_closed(timeout=3)
+        assert client.is_closed(timeout=10)
     assert wait_for(lambda: total_active(proxy.port) == 0)
 
 
