@@ -4,13 +4,14 @@ both ways and closes when either side does."""
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
 from proxy_support import assert_settled, entry, start_proxy, total_active, wait_for
 from rawhttp import Client
 from upstreams import (
-    Upstreams, read_websocket_frame, websocket_accept, websocket_echo, websocket_frame,
+    Exchange, PeerClosed, Upstreams, read_websocket_frame, websocket_accept, websocket_echo, websocket_frame,
     websocket_server,
 )
 
@@ -23,6 +24,18 @@ HANDSHAKE = (
 TEXT, CLOSE = 0x1, 0x8
 
 
+def collect_then_answer(exchange: Exchange) -> bool:
+    """Upgrade to a raw byte stream; read it to its end, then answer and close."""
+    exchange.send(exchange.head(101, [("Upgrade", "collect"), ("Connection", "Upgrade")],
+                                "Switching Protocols"))
+    try:
+        while True:
+            exchange.reader.fill()
+    except PeerClosed:
+        exchange.send(b"got: " + exchange.reader.buffer)
+    return False
+
+
 @pytest.fixture(scope="module")
 def module_upstreams():
     with Upstreams() as start:
@@ -33,8 +46,10 @@ def module_upstreams():
 def setup(module_monkey, module_upstreams):
     echo = module_upstreams("echo", websocket_echo)
     greeter = module_upstreams("greeter", websocket_server(greeting=b"welcome"))
+    collector = module_upstreams("collector", collect_then_answer)
     proxy = start_proxy(module_monkey, entry("^/ws/", echo), entry("^/greet/", greeter),
-                        entry("^/short/", echo, TunnelTimeout=0.5))
+                        entry("^/short/", echo, TunnelTimeout=0.5),
+                        entry("^/collect/", collector))
     return proxy, echo
 
 
@@ -123,3 +138,14 @@ def test_a_refused_upgrade_is_an_ordinary_answer(proxy):
         response = client.read_response()
         assert response.status == 400 and response.body == b"not a WebSocket handshake"
         assert client.is_closed()
+
+
+def test_a_half_close_passes_through_the_tunnel(proxy):
+    with Client(proxy.port) as client:
+        client.send(b"GET /collect/ HTTP/1.1\r\nHost: localhost\r\nUpgrade: collect\r\n"
+                    b"Connection: Upgrade\r\n\r\nfirst, ")
+        assert client.read_head().status == 101
+        client.send(b"second")
+        client.sock.shutdown(socket.SHUT_WR)
+        # The upstream saw the end of the stream, and its answer still comes back.
+        assert client.read_to_close() == b"got: first, second"
