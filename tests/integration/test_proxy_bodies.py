@@ -23,12 +23,18 @@ def echo(exchange: Exchange) -> bool:
 
 
 def by_path(exchange: Exchange) -> bool:
-    """The status the path names: /204, /304; anything else 200 with a 12-byte body."""
+    """The status the path names: /204, /304, /304-length (with the length of the page);
+    anything else 200 with a 12-byte body (chunked for HEAD /chunked-head)."""
     target = exchange.request.target
     if target.endswith("/204"):
         return exchange.respond(204)
     if target.endswith("/304"):
         return exchange.respond(304, headers=[("ETag", '"v1"')])
+    if target.endswith("/304-length"):
+        return exchange.respond(304, headers=[("ETag", '"v1"'), ("Content-Length", "12")])
+    if target.endswith("/chunked-head"):
+        exchange.send(exchange.head(200, [("Transfer-Encoding", "chunked")]))
+        return True
     return exchange.respond(200, b"twelve bytes", [("ETag", '"v1"')])
 
 
@@ -121,6 +127,14 @@ def test_expect_100_continue_gets_100_then_the_answer(proxy, ups):
     assert ups["echo"].last().body == b"hello"
 
 
+def test_head_of_a_chunked_answer_has_no_body(proxy, ups):
+    with Client(proxy.port) as client:
+        response = client.request("HEAD", "/status/chunked-head")
+        assert response.status == 200 and response.header("Transfer-Encoding") is None
+        assert client.request("GET", "/status/page").body == b"twelve bytes"
+    assert one_connection(ups["status"])
+
+
 def test_head_gets_the_length_without_the_body(proxy, ups):
     with Client(proxy.port) as client:
         response = client.request("HEAD", "/status/page")
@@ -131,13 +145,13 @@ def test_head_gets_the_length_without_the_body(proxy, ups):
     assert one_connection(ups["status"])
 
 
-@pytest.mark.parametrize("status", [204, 304])
-def test_answers_without_a_body_pass_through(proxy, ups, status):
+@pytest.mark.parametrize("path", ["204", "304", "304-length"])
+def test_answers_without_a_body_pass_through(proxy, ups, path):
     with Client(proxy.port) as client:
-        response = client.request("GET", f"/status/{status}")
-        assert response.status == status
+        response = client.request("GET", f"/status/{path}")
+        assert response.status == int(path[:3])
         assert response.header("Transfer-Encoding") is None
-        if status == 304:
+        if path.startswith("304"):
             assert response.header("ETag") == '"v1"'
         assert client.request("GET", "/status/page").body == b"twelve bytes"
     assert one_connection(ups["status"])
