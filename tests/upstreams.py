@@ -7,8 +7,9 @@ exactly what the proxy sent upstream. Its *behaviour* answers each request: a fu
 ``behaviour(exchange) -> bool`` that writes the answer through the :class:`Exchange` and
 returns True to keep the connection for the next request. The behaviours below are the
 upstreams the tests need: one that answers with its name, a slow one, a silent one, one
-that dies mid-body, chunked and close-delimited answers, a large body, keep-alive
-connections that go stale, and a WebSocket echo.
+that stalls without reading the body, one that dies mid-body, chunked, close-delimited,
+large and endless answers, keep-alive connections that go stale, and a WebSocket echo.
+:class:`FullBacklog` is an address whose connects never complete.
 """
 
 from __future__ import annotations
@@ -201,7 +202,6 @@ class Upstream:
         self.sent = 0
         # Connections on which one_per_connection answered already.
         self.answered_connections: set[int] = set()
-        self.stopped = False
         self._socks: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         self._start(self._accept_loop)
@@ -255,7 +255,6 @@ class Upstream:
         """Stop listening and close every connection."""
         self.stopping.set()
         with self.cond:
-            self.stopped = True
             socks = list(self._socks)
         try:
             self.listener.shutdown(socket.SHUT_RDWR)
@@ -283,7 +282,7 @@ class Upstream:
             except OSError:
                 return
             with self.cond:
-                if self.stopped:
+                if self.stopping.is_set():
                     sock.close()
                     return
                 self.connections += 1
