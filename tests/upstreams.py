@@ -183,15 +183,18 @@ Behaviour = Callable[[Exchange], bool]
 
 
 class Upstream:
-    """A threaded HTTP/1.1 test server on ``127.0.0.1``; ``port=0`` picks a free port."""
+    """A threaded HTTP/1.1 test server on ``host`` (IPv4 or IPv6); ``port=0`` picks a port."""
 
-    def __init__(self, name: str, behaviour: Behaviour | None = None, port: int = 0) -> None:
+    def __init__(self, name: str, behaviour: Behaviour | None = None, port: int = 0,
+                 host: str = "127.0.0.1") -> None:
         self.name = name
         self.behaviour = behaviour or answer_name
         # False: request bodies are left unread for the behaviour (see ``stall``).
         self.read_bodies = True
         self.stopping = threading.Event()
-        self.listener = socket.create_server(("127.0.0.1", port), backlog=128)
+        self.host = host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.listener = socket.create_server((host, port), family=family, backlog=128)
         self.port = self.listener.getsockname()[1]
         self.cond = threading.Condition()
         self.received: list[Received] = []
@@ -211,8 +214,8 @@ class Upstream:
 
     @property
     def address(self) -> str:
-        """``127.0.0.1:port`` as a ServerList names it."""
-        return f"127.0.0.1:{self.port}"
+        """``host:port`` as a ServerList names it (``[::1]:port`` for IPv6)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
     @property
     def requests(self) -> int:
@@ -534,7 +537,8 @@ class Upstreams:
         for upstream in self.started:
             upstream.stop()
 
-    def __call__(self, name: str, behaviour: Behaviour | None = None, port: int = 0) -> Upstream:
-        upstream = Upstream(name, behaviour, port)
+    def __call__(self, name: str, behaviour: Behaviour | None = None, port: int = 0,
+                 host: str = "127.0.0.1") -> Upstream:
+        upstream = Upstream(name, behaviour, port, host)
         self.started.append(upstream)
         return upstream

@@ -52,14 +52,16 @@ def module_upstreams():
 def setup(module_monkey, module_upstreams):
     plain = module_upstreams("plain")
     hop = module_upstreams("hop", hop_by_hop_answer)
+    six = module_upstreams("six", host="::1")
     proxy = start_proxy(
         module_monkey,
         entry("^/plain/", plain),
         entry("^/own-host/", plain, PreserveHost="Off"),
         entry("^/unforwarded/", plain, ForwardedHeaders="Off"),
         entry("^/hop/", hop),
+        entry("^/six/", six, PreserveHost="Off"),
     )
-    return proxy, plain
+    return proxy, plain, six
 
 
 @pytest.fixture
@@ -136,6 +138,13 @@ def test_host_is_preserved_by_default(proxy, plain):
 def test_preserve_host_off_sends_the_upstream_address(proxy, plain):
     forward(proxy.port, "/own-host/x", [])
     assert plain.last().header_all("Host") == [plain.address]
+
+
+def test_preserve_host_off_brackets_an_ipv6_upstream(proxy, setup):
+    six = setup[2]
+    response = forward(proxy.port, "/six/x", [])
+    assert response.header("X-Upstream") == "six"
+    assert six.last().header_all("Host") == [f"[::1]:{six.port}"]
 
 
 def test_upgrade_without_connection_upgrade_is_not_passed(proxy, plain):
