@@ -204,6 +204,7 @@ class ProxyCache:
         if action is Action.GATEWAY_TIMEOUT:
             if stored is not None:
                 stored.close()
+            self.count(entry, MISSES)
             req.error(504, "The response is not in the cache (only-if-cached).",
                       [(b"Cache-Status", cache_status(fwd="miss", detail="only-if-cached"))])
             return
@@ -227,7 +228,6 @@ class ProxyCache:
             forwarded = [(name, value) for name, value in headers
                          if name not in CLIENT_CONDITIONALS]
             forwarded.extend(conditional_headers(stored.headers))
-        self.count(entry, MISSES)
         self.forward(CacheExchange(self, entry, req, key, forwarded, method=method,
                                    stored=stored, fwd=decision.fwd or "miss", fill=fill,
                                    collapsed=waited is not None))
@@ -263,7 +263,6 @@ class ProxyCache:
             return
         headers = [(name, value) for name, value in req.headers if name not in BACKGROUND_DROP]
         headers.extend(conditional_headers(stored.headers))
-        self.count(entry, MISSES)
         self.forward(CacheExchange(self, entry, None, key, headers, method="GET",
                                    stored=stored, fwd="stale", fill=fill, origin=req))
 
@@ -407,6 +406,7 @@ class CacheExchange:
             # Nothing will be stored: the waiters go upstream now, in parallel.
             self.fill.done(False)
         self.passing = True
+        self._result(MISSES)
         value = cache_status(fwd=self.fwd, fwd_status=status, stored=self.writer is not None,
                              collapsed=self.collapsed)
         self.client.start_response(status, [*headers, (b"Cache-Status", value)], reason,
@@ -452,6 +452,7 @@ class CacheExchange:
             return
         self._drop()
         if self.client is not None:
+            self._result(MISSES)
             self.client.error(status, detail, [*headers, (b"Cache-Status", cache_status(
                 fwd=self.fwd, collapsed=self.collapsed))])
 
@@ -473,6 +474,7 @@ class CacheExchange:
                                     response_time=now)
         stored.fd = None
         cache.count(self.entry, REVALIDATED)
+        self._result(MISSES)
         cache.sizes()
         if self.fill is not None:
             self.fill.done(True)
@@ -503,12 +505,17 @@ class CacheExchange:
         cache = self.cache
         summary = cache.summaries.get(stored)
         age = summary.age(now)
-        cache.count(self.entry, STALE)
+        self._result(STALE)
         self.served = True
         serve(self.client, stored, summary, age, cache_status(
             fwd="stale", fwd_status=status, ttl=summary.lifetime - age,
             detail="stale-if-error"))
         return True
+
+    def _result(self, counter: int) -> None:
+        """Count the answer a client got to a GET or HEAD: miss or stale."""
+        if self.client is not None and self.method in ("GET", "HEAD"):
+            self.cache.count(self.entry, counter)
 
     def _drop(self) -> None:
         """The exchange ends without a stored response."""

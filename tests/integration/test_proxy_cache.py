@@ -355,6 +355,15 @@ def test_a_successful_unsafe_request_invalidates_its_target(proxy, upstream, rou
     assert fetches(upstream, path) == 3
 
 
+def test_an_upload_through_a_cache_entry_reaches_the_upstream_whole(proxy, routes, path):
+    routes.set(path, lambda exchange: Answer(body=exchange.request.body))
+    body = bytes(range(256)) * 64
+    with Client(proxy.port) as client:
+        echoed = client.request("PUT", path, body=body,
+                                headers=[("Content-Length", str(len(body)))])
+    assert echoed.status == 200 and echoed.body == body
+
+
 def test_location_and_content_location_of_the_same_host_are_invalidated(
         proxy, upstream, routes, path):
     for target in (path + "/a", path + "/b", path + "/c"):
