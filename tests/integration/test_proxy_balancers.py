@@ -19,7 +19,7 @@ import pytest
 from proxy_support import ClientFrom, assert_settled, entry, start_proxy
 from rawhttp import Client
 from support import free_port
-from upstreams import Upstreams, slow
+from upstreams import slow
 
 NAMES = {
     "naive": "naive",
@@ -31,12 +31,6 @@ NAMES = {
     "r2": "random_two_choices",
 }
 KEEP_DEAD_ONLINE = {"AttemptsCount": 1000}
-
-
-@pytest.fixture(scope="module")
-def module_upstreams():
-    with Upstreams() as start:
-        yield start
 
 
 @pytest.fixture(scope="module")

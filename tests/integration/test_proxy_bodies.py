@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from proxy_support import assert_settled, entry, start_proxy
+from proxy_support import entry, start_proxy
 from rawhttp import Client
-from upstreams import Exchange, Upstreams, chunked, close_delimited, large, payload
+from upstreams import Exchange, chunked, close_delimited, large, payload
 
 PARTS = [b"first part\n", b"second, longer part\n" * 100, b"last\n"]
 LARGE = 5 * 1024 * 1024
@@ -39,12 +39,6 @@ def by_path(exchange: Exchange) -> bool:
 
 
 @pytest.fixture(scope="module")
-def module_upstreams():
-    with Upstreams() as start:
-        yield start
-
-
-@pytest.fixture(scope="module")
 def setup(module_monkey, module_upstreams):
     ups = {name: module_upstreams(name, behaviour) for name, behaviour in [
         ("echo", echo), ("status", by_path), ("chunked", chunked(PARTS)),
@@ -54,19 +48,6 @@ def setup(module_monkey, module_upstreams):
     entries.append(entry("^/slow-upload/", ups["echo"], ReadTimeout=1))
     proxy = start_proxy(module_monkey, *entries, server=["MaxRequestSize 8192"])
     return proxy, ups
-
-
-@pytest.fixture
-def proxy(setup):
-    for upstream in setup[1].values():
-        upstream.reset()
-    yield setup[0]
-    assert_settled(setup[0].port)
-
-
-@pytest.fixture
-def ups(setup):
-    return setup[1]
 
 
 def one_connection(upstream) -> bool:

@@ -8,10 +8,10 @@ import time
 
 import pytest
 
-from proxy_support import assert_settled, entry, get, start_proxy, total_active, wait_for
+from proxy_support import entry, get, start_proxy, total_active, wait_for
 from rawhttp import Client, ServerClosed
 from upstreams import (
-    Exchange, Upstreams, answer_name, die_mid_body, endless, idle_close, one_per_connection,
+    Exchange, answer_name, die_mid_body, endless, idle_close, one_per_connection,
     stall,
 )
 
@@ -26,12 +26,6 @@ def interim_then_answer(exchange: Exchange) -> bool:
     exchange.send(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
                   b"HTTP/1.1 100 Continue\r\n\r\n")
     return answer_name(exchange)
-
-
-@pytest.fixture(scope="module")
-def module_upstreams():
-    with Upstreams() as start:
-        yield start
 
 
 @pytest.fixture(scope="module")
@@ -58,19 +52,6 @@ def setup(module_monkey, module_upstreams):
         ]
     ), server=["MaxRequestSize 1048576"])
     return proxy, ups
-
-
-@pytest.fixture
-def proxy(setup):
-    for upstream in setup[1].values():
-        upstream.reset()
-    yield setup[0]
-    assert_settled(setup[0].port)
-
-
-@pytest.fixture
-def ups(setup):
-    return setup[1]
 
 
 def ok(port: int, target: str) -> None:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from proxy_support import assert_settled, entry, get, start_proxy, total_active, wait_for
+from proxy_support import entry, get, start_proxy, total_active, wait_for
 from rawhttp import Client, ServerClosed
 from support import free_port
 from upstreams import Exchange, FullBacklog, Upstreams, hang_up, silent
@@ -32,12 +32,6 @@ def endless_head(exchange: Exchange) -> bool:
     line = b"X-Padding: " + b"p" * 1000 + b"\r\n"
     while True:
         exchange.send(line * 16)
-
-
-@pytest.fixture(scope="module")
-def module_upstreams():
-    with Upstreams() as start:
-        yield start
 
 
 @pytest.fixture(scope="module")
@@ -73,19 +67,6 @@ def setup(module_monkey, module_upstreams, backlog):
               **KEEP_DEAD_ONLINE),
     )
     return proxy, ups, offline_ports
-
-
-@pytest.fixture
-def proxy(setup):
-    for upstream in setup[1].values():
-        upstream.reset()
-    yield setup[0]
-    assert_settled(setup[0].port)
-
-
-@pytest.fixture
-def ups(setup):
-    return setup[1]
 
 
 def assert_short_error_page(response, status: int) -> None:

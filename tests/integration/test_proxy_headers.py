@@ -9,7 +9,7 @@ import pytest
 
 from proxy_support import assert_settled, entry, start_proxy
 from rawhttp import Client
-from upstreams import Exchange, Upstreams
+from upstreams import Exchange
 
 REQUEST_HOP_BY_HOP = [
     ("Connection", "keep-alive, X-Secret"), ("X-Secret", "for the next hop only"),
@@ -40,12 +40,6 @@ def hop_by_hop_answer(exchange: Exchange) -> bool:
     """An answer carrying hop-by-hop headers and a Via of its own."""
     return exchange.respond(200, b"ok", [*RESPONSE_HOP_BY_HOP, ("Via", "1.1 backend-cache"),
                                          ("X-Kept", "yes")])
-
-
-@pytest.fixture(scope="module")
-def module_upstreams():
-    with Upstreams() as start:
-        yield start
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,6 @@ import pytest
 
 from proxy_support import assert_settled, entry, get, start_proxy
 from support import section, site
-from upstreams import Upstreams
-
-
-@pytest.fixture(scope="module")
-def module_upstreams():
-    with Upstreams() as start:
-        yield start
 
 
 @pytest.fixture(scope="module")

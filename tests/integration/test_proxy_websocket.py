@@ -11,7 +11,7 @@ import pytest
 from proxy_support import assert_settled, entry, start_proxy, total_active, wait_for
 from rawhttp import Client
 from upstreams import (
-    Exchange, PeerClosed, Upstreams, read_websocket_frame, websocket_accept, websocket_echo, websocket_frame,
+    Exchange, PeerClosed, read_websocket_frame, websocket_accept, websocket_echo, websocket_frame,
     websocket_server,
 )
 
@@ -34,12 +34,6 @@ def collect_then_answer(exchange: Exchange) -> bool:
     except PeerClosed:
         exchange.send(b"got: " + exchange.reader.buffer)
     return False
-
-
-@pytest.fixture(scope="module")
-def module_upstreams():
-    with Upstreams() as start:
-        yield start
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,33 @@
+"""Fixtures the reverse proxy's test modules share.
+
+A module defines ``setup`` (module-scoped) returning ``(proxy, upstreams by name)``;
+``proxy`` and ``ups`` give each test those, with the upstreams' records reset before and
+every upstream connection count settled back to zero after.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from proxy_support import assert_settled
+from upstreams import Upstreams
+
+
+@pytest.fixture(scope="module")
+def module_upstreams():
+    """Start test upstreams for a module: ``module_upstreams(name, behaviour)``."""
+    with Upstreams() as start:
+        yield start
+
+
+@pytest.fixture
+def proxy(setup):
+    for upstream in setup[1].values():
+        upstream.reset()
+    yield setup[0]
+    assert_settled(setup[0].port)
+
+
+@pytest.fixture
+def ups(setup):
+    return setup[1]
