@@ -51,8 +51,8 @@ CLIENT_CONDITIONALS = frozenset({b"if-none-match", b"if-modified-since"})
 BACKGROUND_DROP = frozenset({b"if-none-match", b"if-modified-since", b"if-match",
                              b"if-unmodified-since", b"if-range", b"range",
                              b"content-length", b"transfer-encoding", b"expect"})
-# Decisions the client's own directives caused: such a request neither waits for
-# another's fetch nor leads one.
+# Decisions the client's own directives caused: such a request, like one with
+# Authorization, neither waits for another's fetch nor leads one.
 OWN_WAY = frozenset({"request-no-cache", "request-max-age", "min-fresh", "authorization"})
 UPSTREAM_ERRORS = frozenset({500, 502, 503, 504})
 SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -213,7 +213,8 @@ class ProxyCache:
             stored.close()
             stored = None
         fill = None
-        if waited is None and decision.reason not in OWN_WAY:
+        if waited is None and decision.reason not in OWN_WAY and (
+                req.header(b"authorization") is None):
             timeout = entry.settings.cache_lock_timeout
             if self._may_lead(req, revalidate):
                 fill = self.collapser.begin(key, timeout)
