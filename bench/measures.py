@@ -153,6 +153,47 @@ def throughput(connections: int | None = None, threads: int = 1) -> Measure:
     return measure
 
 
+def with_reference(measure: Measure, path: str, label: str) -> Measure:
+    """``measure``, then the same wrk load on ``path`` of the same servers, as a reference
+    (a static file next to the cache hits): its req/s and CPU per request are added to
+    the table, and a note gives the scenario's rate as a share of the reference's."""
+    def measure_both(ctx: Context, setup: Setup, outcome: Outcome) -> None:
+        measure(ctx, setup, outcome)
+        runs: dict[str, list[dict]] = {MONKEY: [], NGINX: []}
+        for round_index in range(1, ctx.rounds + 1):
+            for side, server in setup.sides():
+                target = url(server, path)
+                if ctx.warmup:
+                    loads.run_wrk(target, seconds=ctx.warmup, connections=ctx.connections,
+                                  threads=1, cpu=ctx.load_cpu, latency=False)
+                result, use = watch_cpu(ctx, setup, server, lambda: loads.run_wrk(
+                    target, seconds=ctx.duration, connections=ctx.connections, threads=1,
+                    cpu=ctx.load_cpu))
+                runs[side].append({"round": round_index, **asdict(result), **cpu_fields(use)})
+                label_round = f"{side} {label} round {round_index}"
+                summary = note_cpu(ctx, outcome, label_round, use)
+                ctx.log(f"  {label_round}: {result.requests_per_second:,.0f} req/s, "
+                        f"{use.server / max(result.requests, 1) * 1e6:.1f} us CPU/req; "
+                        f"{summary}")
+        outcome.raw["reference"] = {"path": path, "runs": runs}
+        best = best_runs(runs, lambda run: run["requests_per_second"])
+        rate = {side: run["requests_per_second"] for side, run in best.items()}
+        cpu = {side: run["cpu_seconds"] / max(run["requests"], 1) * 1e6
+               for side, run in best.items()}
+        measured = outcome.metrics[0]
+        outcome.metrics += [
+            Metric(f"{label}: requests/s", "req/s", rate[MONKEY], rate[NGINX]),
+            Metric(f"{label}: CPU per request", "us", cpu[MONKEY], cpu[NGINX],
+                   better="lower"),
+        ]
+        shares = ", ".join(
+            f"{side} {value / rate[side]:.0%}" for side, value in
+            ((MONKEY, measured.monkey), (NGINX, measured.nginx)) if value and rate[side])
+        outcome.notes.append(f"{measured.name} as a share of {label} requests/s on the "
+                             f"same server: {shares}")
+    return measure_both
+
+
 def measure_idle(ctx: Context, setup: Setup, outcome: Outcome) -> None:
     """Hold ``--idle-connections`` keep-alive connections per side; read server memory."""
     figures: dict[str, dict] = {}

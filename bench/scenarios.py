@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import os
 import resource
+import urllib.request
 from pathlib import Path
 from typing import Callable
 
 import loads
 import procfs
-from measures import download, measure_idle, throughput, url
+from measures import download, measure_idle, throughput, url, with_reference
 from model import MONKEY, Context, Outcome, Scenario, Setup, SetupError
-from servers import (ServerFailed, ServerProcess, free_port, monkey_server, nginx_proxy_config,
-                     nginx_server, nginx_static_body, write_nginx_config)
+from servers import (ServerFailed, ServerProcess, free_port, monkey_server, nginx_cache_config,
+                     nginx_proxy_config, nginx_server, nginx_static_body, write_nginx_config)
 
 STATIC_FILE = "8k.bin"
 STATIC_SIZE = 8192
@@ -160,6 +161,45 @@ def prepare_proxy_large(ctx: Context, workdir: Path) -> Setup:
     return Setup(monkey, nginx, f"/{LARGE_FILE}", expect_status(200), helpers)
 
 
+def expect_cache_hit(expected: bytes) -> Callable[[str], str | None]:
+    """A check that a GET answers ``expected`` and the next one is a cache hit."""
+    def verify(target: str) -> str | None:
+        status, body = loads.fetch(target)
+        if status != 200 or body != expected:
+            return f"GET {target} answered {status} with an unexpected {len(body)}-byte body"
+        with urllib.request.urlopen(target, timeout=10) as response:
+            hit = (response.headers.get("Cache-Status", "").startswith("monkey_py; hit")
+                   or response.headers.get("X-Cache-Status") == "HIT")
+            body = response.read()
+        if not hit or body != expected:
+            return f"a second GET of {target} was not a cache hit with the same body"
+        return None
+    return verify
+
+
+def prepare_cache(ctx: Context, workdir: Path) -> Setup:
+    """Cache hits: both proxies cache a 200-byte response of two upstreams (monkey_py
+    ``Cache On`` with its memory store, nginx ``proxy_cache``); both also serve the same
+    200 bytes as a static file, the reference of the comparison."""
+    body = small_body(1)
+
+    def answer(_index: int, _docroot: Path) -> str:
+        return ('location / { add_header Cache-Control "max-age=3600"; '
+                f'return 200 "{body.decode()}"; }}')
+
+    helpers = upstreams(ctx, workdir, answer)
+    addresses = [f"127.0.0.1:{helper.port}" for helper in helpers]
+    docroot = make_docroot(workdir / "htdocs", {})
+    make_docroot(docroot / "static", {SMALL_FILE: body})
+    monkey = monkey_server(workdir, MONKEY, free_port(), ctx.server_cpu, docroot=docroot,
+                           proxy_servers=addresses, proxy_match="^/cached/",
+                           proxy_options=("Cache On",))
+    port = free_port()
+    nginx = nginx_server(workdir, "nginx", port, ctx.server_cpu, nginx_cache_config(
+        workdir / "nginx", port, addresses, "/cached/", docroot))
+    return Setup(monkey, nginx, f"/cached/{SMALL_FILE}", expect_cache_hit(body), helpers)
+
+
 SCENARIOS = [
     Scenario("static", "the same 8 KB file under wrk, keep-alive",
              prepare_static, throughput()),
@@ -169,6 +209,10 @@ SCENARIOS = [
              prepare_proxy, throughput(), plugins=("proxy_reverse",)),
     Scenario("proxy_large", "a 1 GB response through a reverse proxy, fetched with curl",
              prepare_proxy_large, download(LARGE_SIZE), plugins=("proxy_reverse",)),
+    Scenario("cache", "cache hits of a 200-byte response, next to the same static file",
+             prepare_cache, with_reference(throughput(), f"/static/{SMALL_FILE}",
+                                           "static file, same 200 B"),
+             plugins=("proxy_reverse",)),
 ]
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}
 

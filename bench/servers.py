@@ -164,8 +164,11 @@ def _section(name: str, lines: list[str]) -> str:
 def write_monkey_config(confdir: Path, port: int, docroot: Path, *,
                         keepalive_timeout: int = 60,
                         proxy_servers: list[str] | None = None,
-                        balancer: str = "RoundRobin") -> Path:
-    """Write a monkey_py configuration directory; with ``proxy_servers`` it proxies ``^/``."""
+                        balancer: str = "RoundRobin", proxy_match: str = "^/",
+                        proxy_options: tuple[str, ...] = ()) -> Path:
+    """Write a monkey_py configuration directory; with ``proxy_servers`` it proxies the
+    targets ``proxy_match`` selects, with ``proxy_options`` (e.g. ``Cache On``) added to
+    ``[PROXY_DEFAULTS]``."""
     confdir.mkdir(parents=True, exist_ok=True)
     (confdir / "monkey.conf").write_text(_section("SERVER", [
         f"Listen 127.0.0.1:{port}",
@@ -187,8 +190,8 @@ def write_monkey_config(confdir: Path, port: int, docroot: Path, *,
         plugin_dir.mkdir(parents=True, exist_ok=True)
         (plugin_dir / "proxy_reverse.conf").write_text(
             _section("PROXY_DEFAULTS", [f"ServerList {' '.join(proxy_servers)}",
-                                        f"LoadBalancer {balancer}"])
-            + _section("PROXY_ENTRY", ["Match ^/"]))
+                                        f"LoadBalancer {balancer}", *proxy_options])
+            + _section("PROXY_ENTRY", [f"Match {proxy_match}"]))
     return confdir
 
 
@@ -257,6 +260,22 @@ def nginx_proxy_config(prefix: Path, port: int, upstreams: list[str]) -> Path:
     http_extra = f"upstream backends {{ {servers} keepalive 32; }}"
     body = ("location / { proxy_pass http://backends; proxy_http_version 1.1; "
             'proxy_set_header Connection ""; proxy_max_temp_file_size 0; }')
+    return write_nginx_config(prefix, port, body, http_extra=http_extra)
+
+
+def nginx_cache_config(prefix: Path, port: int, upstreams: list[str], location: str,
+                       docroot: Path) -> Path:
+    """An nginx proxy with ``proxy_cache`` (its cache directory inside ``prefix``) for the
+    targets under ``location``; other targets are files of ``docroot``."""
+    servers = " ".join(f"server {address};" for address in upstreams)
+    http_extra = (f"upstream backends {{ {servers} keepalive 32; }}\n    "
+                  f"proxy_cache_path {prefix}/cache levels=1:2 keys_zone=bench:10m "
+                  "max_size=64m inactive=60m use_temp_path=off;")
+    body = (f"root {docroot.resolve()};\n        "
+            f"location {location} {{ proxy_pass http://backends; proxy_http_version 1.1; "
+            'proxy_set_header Connection ""; proxy_cache bench; proxy_cache_valid 200 1h; '
+            "proxy_cache_key $scheme$host$request_uri; "
+            "add_header X-Cache-Status $upstream_cache_status; }")
     return write_nginx_config(prefix, port, body, http_extra=http_extra)
 
 
