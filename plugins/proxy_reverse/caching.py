@@ -230,8 +230,7 @@ class ProxyCache:
                          if name not in CLIENT_CONDITIONALS]
             forwarded.extend(conditional_headers(stored.headers))
         self.forward(CacheExchange(self, entry, req, key, forwarded, method=method,
-                                   stored=stored, fwd=decision.fwd or "miss", fill=fill,
-                                   collapsed=waited is not None))
+                                   stored=stored, fwd=decision.fwd or "miss", fill=fill))
 
     @staticmethod
     def _may_lead(req, revalidate: bool) -> bool:
@@ -312,13 +311,13 @@ class CacheExchange:
     """
 
     __slots__ = ("cache", "entry", "client", "key", "headers", "method", "target", "host",
-                 "content_length", "upgrade", "peer", "stored", "fwd", "fill", "collapsed",
+                 "content_length", "upgrade", "peer", "stored", "fwd", "fill",
                  "writer", "forward", "on_abort", "passing", "served", "finished",
                  "request_time", "_drain")
 
     def __init__(self, cache: ProxyCache, entry, client, key: bytes | None, headers,
                  *, method: str, fwd: str, stored: Stored | None = None,
-                 fill: Fill | None = None, collapsed: bool = False, origin=None) -> None:
+                 fill: Fill | None = None, origin=None) -> None:
         source = client if client is not None else origin
         self.cache = cache
         self.entry = entry
@@ -334,7 +333,6 @@ class CacheExchange:
         self.stored = stored
         self.fwd = fwd
         self.fill = fill
-        self.collapsed = collapsed
         self.writer = None
         self.forward = None
         self.on_abort = None
@@ -408,8 +406,7 @@ class CacheExchange:
             self.fill.done(False)
         self.passing = True
         self._result(MISSES)
-        value = cache_status(fwd=self.fwd, fwd_status=status, stored=self.writer is not None,
-                             collapsed=self.collapsed)
+        value = cache_status(fwd=self.fwd, fwd_status=status, stored=self.writer is not None)
         self.client.start_response(status, [*headers, (b"Cache-Status", value)], reason,
                                    length)
 
@@ -455,7 +452,7 @@ class CacheExchange:
         if self.client is not None:
             self._result(MISSES)
             self.client.error(status, detail, [*headers, (b"Cache-Status", cache_status(
-                fwd=self.fwd, collapsed=self.collapsed))])
+                fwd=self.fwd))])
 
     def abort(self) -> None:
         passing = self.passing and not self.finished
@@ -488,7 +485,7 @@ class CacheExchange:
         self.served = True
         self.finished = True
         serve(self.client, fresh, summary, age, cache_status(
-            fwd=self.fwd, fwd_status=304, ttl=summary.lifetime - age, collapsed=self.collapsed))
+            fwd=self.fwd, fwd_status=304, ttl=summary.lifetime - age))
 
     def _stale_on_error(self, status: int | None, now: float) -> bool:
         """Serve the stale stored response in place of an upstream error, if allowed."""
