@@ -1,0 +1,171 @@
+"""The cache's shared pieces: the invalidation log between memory stores, the figures
+summed over workers, and the collapser's fills, waiters and lock files on a real loop."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from monkey_py.loop import EventLoop
+from monkey_py_plugins.proxy_reverse.cache_stats import COLLAPSED, HITS, CacheStats
+from monkey_py_plugins.proxy_reverse.cache_sync import KEY_BYTES, RING, InvalidationLog
+from monkey_py_plugins.proxy_reverse.collapse import (
+    ENDED_ELSEWHERE,
+    NOT_STORED,
+    STORED,
+    TIMED_OUT,
+    Collapser,
+)
+
+
+# -- the invalidation log ------------------------------------------------------------------
+def polled(log: InvalidationLog) -> list:
+    removed = []
+    log.poll(removed.append)
+    return removed
+
+
+def test_keys_published_by_one_worker_reach_the_others_once():
+    publisher, reader = InvalidationLog(), InvalidationLog()
+    reader.shared = publisher.shared
+    reader.bytes = publisher.bytes
+    reader.worker_started()
+    publisher.publish(b"http://a/1")
+    publisher.publish(b"http://a/2")
+    assert polled(reader) == [b"http://a/1", b"http://a/2"]
+    assert polled(reader) == []
+    assert polled(publisher) == []  # its own removals are already done
+
+
+def test_a_new_worker_starts_after_what_was_published_before_it():
+    log = InvalidationLog()
+    log.publish(b"http://a/old")
+    late = InvalidationLog()
+    late.shared, late.bytes = log.shared, log.bytes
+    late.worker_started()
+    assert polled(late) == []
+
+
+def test_a_reader_a_whole_ring_behind_empties_its_store():
+    publisher, reader = InvalidationLog(), InvalidationLog()
+    reader.shared, reader.bytes = publisher.shared, publisher.bytes
+    for number in range(RING + 3):
+        publisher.publish(b"http://a/%d" % number)
+    assert polled(reader) == [None]
+    assert polled(reader) == []
+
+
+def test_a_key_longer_than_a_slot_empties_the_stores():
+    publisher, reader = InvalidationLog(), InvalidationLog()
+    reader.shared, reader.bytes = publisher.shared, publisher.bytes
+    publisher.publish(b"http://a/" + b"x" * KEY_BYTES)
+    publisher.publish(None)
+    assert polled(reader) == [None, None]
+
+
+# -- the figures ---------------------------------------------------------------------------
+def test_counters_and_store_sizes_are_summed_over_the_workers():
+    stats = CacheStats(["e:1", "e:2"], workers=2, kind="memory", max_bytes=1000)
+    for worker in (0, 1):
+        stats.worker_started(worker)
+        stats.count(1, HITS, 3)
+        stats.count(1, COLLAPSED)
+        stats.store_size({"bytes": 100 + worker, "entries": 2, "evictions": 1})
+    first, second = stats.entries()
+    assert first.hits == 0 and first.hit_ratio is None
+    assert (second.entry, second.hits, second.collapsed) == ("e:2", 6, 2)
+    assert second.hit_ratio == 1.0
+    store = stats.store()
+    assert (store.bytes, store.entries, store.evictions) == (201, 4, 2)
+
+
+def test_the_disk_store_size_is_the_largest_estimate_not_the_sum():
+    stats = CacheStats(["e:1"], workers=2, kind="disk", max_bytes=1000)
+    for worker, size in ((0, 500), (1, 520)):
+        stats.worker_started(worker)
+        stats.store_size({"bytes": size, "entries": 5, "evictions": 0})
+    assert (stats.store().bytes, stats.store().entries) == (520, 5)
+
+
+def test_a_replacement_worker_keeps_the_counters_but_not_the_store_size():
+    stats = CacheStats(["e:1"], workers=1, kind="memory", max_bytes=1000)
+    stats.worker_started(0)
+    stats.count(0, HITS)
+    stats.store_size({"bytes": 300, "entries": 1, "evictions": 0})
+    stats.worker_started(0)
+    assert stats.entries()[0].hits == 1 and stats.store().bytes == 0
+
+
+# -- collapsing ------------------------------------------------------------------------------
+class FakeRequest:
+    on_abort = None
+
+
+def run_until(loop: EventLoop, predicate, timeout: float = 2.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the loop never got there"
+        loop.run_once()
+
+
+def test_waiters_are_released_when_the_fill_ends():
+    loop = EventLoop()
+    collapser = Collapser(loop, None)
+    fill = collapser.begin(b"k", 5)
+    assert fill is not None and collapser.begin(b"k", 5) is None and collapser.busy(b"k")
+    released = []
+    requests = [FakeRequest() for _ in range(3)]
+    for request in requests:
+        collapser.wait(b"k", request, 5, released.append)
+        assert request.on_abort is not None
+    requests[2].on_abort()  # this client left
+    fill.done(True)
+    fill.done(False)
+    run_until(loop, lambda: len(released) == 2)
+    assert released == [STORED, STORED] and not collapser.busy(b"k")
+    assert requests[0].on_abort is None
+    loop.close()
+
+
+def test_a_waiter_times_out_and_a_failed_fill_says_so():
+    loop = EventLoop()
+    collapser = Collapser(loop, None)
+    fill = collapser.begin(b"k", 5)
+    released = []
+    started = time.monotonic()
+    collapser.wait(b"k", FakeRequest(), 0.05, lambda why: released.append(("short", why)))
+    collapser.wait(b"k", FakeRequest(), 5, lambda why: released.append(("long", why)))
+    run_until(loop, lambda: released)
+    assert released == [("short", TIMED_OUT)] and time.monotonic() - started < 1
+    fill.done(False)
+    run_until(loop, lambda: len(released) == 2)
+    assert released[1] == ("long", NOT_STORED)
+    loop.close()
+
+
+def test_lock_files_collapse_two_workers(tmp_path):
+    loop = EventLoop()
+    one, two = Collapser(loop, str(tmp_path)), Collapser(loop, str(tmp_path))
+    fill = one.begin(b"k", 5)
+    assert fill is not None and len(os.listdir(tmp_path)) == 1
+    assert two.begin(b"k", 5) is None and two.busy(b"k")
+    released = []
+    two.wait(b"k", FakeRequest(), 5, released.append)
+    loop.run_once()
+    assert released == []
+    fill.done(True)
+    assert os.listdir(tmp_path) == []
+    run_until(loop, lambda: released)
+    assert released == [ENDED_ELSEWHERE]
+    loop.close()
+
+
+def test_a_stale_lock_file_is_taken_over(tmp_path):
+    loop = EventLoop()
+    dead = Collapser(loop, str(tmp_path))
+    dead.begin(b"k", 5)
+    (lock,) = os.listdir(tmp_path)
+    old = time.time() - 60
+    os.utime(tmp_path / lock, (old, old))
+    assert Collapser(loop, str(tmp_path)).begin(b"k", 5) is not None
+    loop.close()
