@@ -266,6 +266,18 @@ def test_the_statistics_page_shows_the_cache_in_every_format(memory, routes):
 
 
 # -- configuration ----------------------------------------------------------------------
+def test_cache_on_in_the_defaults_reaches_every_entry_that_does_not_turn_it_off(
+        start_monkey, upstream, routes):
+    proxy = start_proxy(start_monkey, entry("^/defaults/off/", upstream, Cache="Off"),
+                        entry("^/defaults/", upstream), Cache="On")
+    for target in ("/defaults/on", "/defaults/off/x"):
+        routes.set(target, Answer(body=b"x", headers=MAX_AGE))
+        fetch(proxy.port, target)
+    assert is_hit(fetch(proxy.port, "/defaults/on"))
+    assert fetch(proxy.port, "/defaults/off/x").header("Cache-Status") is None
+    assert fetches(upstream, "/defaults/off/x") == 2
+
+
 def check(tmp_path, **defaults) -> tuple[subprocess.CompletedProcess, Path]:
     """``monkey check`` of a cache-enabled configuration; also the proxy's file."""
     docroot = tmp_path / "htdocs"
