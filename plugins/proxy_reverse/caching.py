@@ -166,52 +166,60 @@ class ProxyCache:
         """
         if self.log is not None:
             self.log.poll(self.remove)
-        headers = req.headers
-        stored = self.store.lookup(key, headers)
+        stored = self.store.lookup(key, req.headers)
         now = time.time()
-        method = req.method
-        if stored is not None:
-            summary = self.summaries.get(stored)
-            special = False
-            for name, _ in headers:
-                if name in SPECIAL:
-                    special = True
-                    break
-            if not special:
-                age = summary.age(now)
-                if not summary.no_cache and summary.lifetime > age:
-                    # The fast path: a fresh hit for a plain GET or HEAD.
-                    self.count(entry, HITS)
-                    if waited is not None:
-                        self.count(entry, COLLAPSED)
-                    value = b"monkey_py; hit; ttl=%d%s" % (
-                        summary.lifetime - age, b"; collapsed" if waited else b"")
-                    serve_whole(req, stored, summary.status, summary.head + tail(age, value))
-                    return
-        decision = decide(method, headers, stored, now)
+        if stored is not None and self._fast_hit(req, entry, stored, now, waited):
+            return
+        decision = decide(req.method, req.headers, stored, now)
         action = decision.action
         if action is Action.FRESH or action is Action.STALE_OK:
-            fresh = action is Action.FRESH
-            self.count(entry, HITS if fresh else STALE)
-            if waited is not None:
-                self.count(entry, COLLAPSED)
-            value = cache_status(hit=True, ttl=decision.ttl, collapsed=waited is not None,
-                                 detail=None if fresh else decision.reason)
-            serve(req, stored, summary, decision.age, value)
-            if decision.background:
-                self._background(req, entry, key, stored)
+            self._serve_stored(req, entry, key, stored, decision, waited)
             return
+        if stored is not None and action is not Action.REVALIDATE:
+            stored.close()
+            stored = None
         if action is Action.GATEWAY_TIMEOUT:
-            if stored is not None:
-                stored.close()
             self.count(entry, MISSES)
             req.error(504, "The response is not in the cache (only-if-cached).",
                       [(b"Cache-Status", cache_status(fwd="miss", detail="only-if-cached"))])
             return
-        revalidate = action is Action.REVALIDATE
-        if stored is not None and not revalidate:
-            stored.close()
-            stored = None
+        self._go_upstream(req, entry, key, stored, decision, waited)
+
+    def _fast_hit(self, req, entry, stored: Stored, now: float, waited: str | None) -> bool:
+        """Serve a fresh hit to a plain GET or HEAD (no request header that the policy
+        must weigh) from the stored summary alone; False when the policy must decide."""
+        for name, _ in req.headers:
+            if name in SPECIAL:
+                return False
+        summary = self.summaries.get(stored)
+        age = summary.age(now)
+        if summary.no_cache or summary.lifetime <= age:
+            return False
+        self.count(entry, HITS)
+        if waited is not None:
+            self.count(entry, COLLAPSED)
+        value = b"monkey_py; hit; ttl=%d%s" % (summary.lifetime - age,
+                                              b"; collapsed" if waited else b"")
+        serve_whole(req, stored, summary.status, summary.head + tail(age, value))
+        return True
+
+    def _serve_stored(self, req, entry, key: bytes, stored: Stored, decision,
+                      waited: str | None) -> None:
+        """A fresh or allowed stale response, then a background revalidation if due."""
+        fresh = decision.action is Action.FRESH
+        self.count(entry, HITS if fresh else STALE)
+        if waited is not None:
+            self.count(entry, COLLAPSED)
+        value = cache_status(hit=True, ttl=decision.ttl, collapsed=waited is not None,
+                             detail=None if fresh else decision.reason)
+        serve(req, stored, self.summaries.get(stored), decision.age, value)
+        if decision.background:
+            self._background(req, entry, key, stored)
+
+    def _go_upstream(self, req, entry, key: bytes, stored: Stored | None, decision,
+                     waited: str | None) -> None:
+        """Lead a fetch, wait for one already running, or forward on its own."""
+        revalidate = stored is not None
         fill = None
         if waited is None and decision.reason not in OWN_WAY and (
                 req.header(b"authorization") is None):
@@ -224,12 +232,12 @@ class ProxyCache:
             elif self.collapser.busy(key):
                 self._wait(req, entry, key, stored, timeout)
                 return
-        forwarded = headers
+        forwarded = req.headers
         if revalidate:
-            forwarded = [(name, value) for name, value in headers
+            forwarded = [(name, value) for name, value in forwarded
                          if name not in CLIENT_CONDITIONALS]
             forwarded.extend(conditional_headers(stored.headers))
-        self.forward(CacheExchange(self, entry, req, key, forwarded, method=method,
+        self.forward(CacheExchange(self, entry, req, key, forwarded, method=req.method,
                                    stored=stored, fwd=decision.fwd or "miss", fill=fill))
 
     @staticmethod
