@@ -19,6 +19,8 @@ import dataclasses
 import logging
 import time
 
+from monkey_py.config import ConfigError
+
 from .cache.control import header_value, response_cache_control
 from .cache.disk_store import DiskStore
 from .cache.fields import cache_status, storage_headers
@@ -84,7 +86,11 @@ class CacheState:
         self.log = InvalidationLog() if cache.store == "memory" and workers > 1 else None
         self.disk: DiskStore | None = None
         if cache.store == "disk":
-            self.disk = DiskStore(str(cache.directory), cache.max_bytes, cache.max_object)
+            try:
+                self.disk = DiskStore(str(cache.directory), cache.max_bytes,
+                                      cache.max_object)
+            except ValueError as exc:
+                raise ConfigError(str(exc), cache.directory_location) from None
 
     @classmethod
     def create(cls, settings, entries: list, workers: int) -> CacheState | None:

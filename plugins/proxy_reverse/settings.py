@@ -70,6 +70,8 @@ class CacheSettings:
     max_bytes: int = 64 * 1024 * 1024
     max_object: int = 1024 * 1024
     purge_allow: list = field(default_factory=list)
+    # The CacheDirectory line, for errors found when the store opens.
+    directory_location: Location | None = None
 
 
 @dataclass
@@ -293,6 +295,8 @@ def read_settings(config) -> ProxySettings:
             ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")])
     if defaults_section is not None:
         _cache_directory(settings.cache.store, settings.cache.directory, defaults_section)
+        line = defaults_section.get("CacheDirectory")
+        settings.cache.directory_location = line.location if line is not None else None
     if document is not None:
         settings.entries = [_entry(section, defaults, defaults_location)
                             for section in document.sections_named(ENTRY)]
