@@ -1,10 +1,13 @@
 """The cache's shared pieces: the invalidation log between memory stores, the figures
-summed over workers, and the collapser's fills, waiters and lock files on a real loop."""
+summed over workers (and shown on the status page), and the collapser's fills, waiters
+and lock files on a real loop."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
+import xml.etree.ElementTree as ET
 
 from monkey_py.loop import EventLoop
 from monkey_py_plugins.proxy_reverse.cache_stats import COLLAPSED, HITS, CacheStats
@@ -16,6 +19,9 @@ from monkey_py_plugins.proxy_reverse.collapse import (
     TIMED_OUT,
     Collapser,
 )
+from monkey_py_plugins.proxy_reverse.stats import ProxyStats
+from monkey_py_plugins.proxy_reverse.status_html import render_html
+from monkey_py_plugins.proxy_reverse.status_page import EntryStatus, StatusReport, render_json
 
 
 # -- the invalidation log ------------------------------------------------------------------
@@ -94,6 +100,25 @@ def test_a_replacement_worker_keeps_the_counters_but_not_the_store_size():
     stats.store_size({"bytes": 300, "entries": 1, "evictions": 0})
     stats.worker_started(0)
     assert stats.entries()[0].hits == 1 and stats.store().bytes == 0
+
+
+def test_the_status_page_shows_the_cache_in_html_and_json():
+    cache = CacheStats(["<e>:1"], workers=1, kind="memory", max_bytes=1 << 20)
+    cache.worker_started(0)
+    cache.count(0, HITS, 3)
+    cache.store_size({"bytes": 2048, "entries": 1, "evictions": 0})
+    upstreams = ProxyStats([("<e>:1", "h:1", False)], workers=1)
+    report = StatusReport("/s", 0.0, 1, [EntryStatus("<e>:1", ["^/"], "Naive",
+                                                     upstreams.snapshot(), cache.entries()[0])],
+                          cache.store())
+    page = render_html(report).decode()
+    ET.fromstring(page.split("\n", 1)[1])  # well-formed, the doctype aside
+    assert "<td>3</td>" in page and "Cache store: memory" in page and "<e>" not in page
+    document = json.loads(render_json(report))
+    assert document["entries"][0]["cache"]["hits"] == 3
+    assert document["entries"][0]["cache"]["hit_ratio"] == 1.0
+    assert document["cache_store"] == {"kind": "memory", "max_bytes": 1 << 20, "bytes": 2048,
+                                       "entries": 1, "evictions": 0}
 
 
 # -- collapsing ------------------------------------------------------------------------------
