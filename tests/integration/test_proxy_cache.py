@@ -9,7 +9,7 @@ import time
 import pytest
 
 from cache_support import Answer, Routes, date, fetches, received_for
-from proxy_support import entry, start_proxy
+from proxy_support import assert_settled, entry, start_proxy
 from rawhttp import Client
 from support import section, site
 from upstreams import Upstreams
@@ -38,6 +38,13 @@ def proxy(module_monkey, upstream, tmp_path_factory):
 @pytest.fixture
 def routes(upstream):
     return upstream.behaviour
+
+
+@pytest.fixture(autouse=True)
+def settled(proxy):
+    """After each test every upstream attempt has ended, background ones included."""
+    yield
+    assert_settled(proxy.port)
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from cache_support import Answer, Routes, cache_figures, fetches
-from proxy_support import entry, start_proxy
+from proxy_support import assert_settled, entry, start_proxy
 from rawhttp import Client
 from upstreams import Upstreams
 
@@ -40,6 +40,13 @@ def disk_proxy(module_monkey, upstream, tmp_path_factory):
 @pytest.fixture
 def routes(upstream):
     return upstream.behaviour
+
+
+@pytest.fixture(autouse=True)
+def settled(proxy):
+    """After each test every upstream attempt has ended, background ones included."""
+    yield
+    assert_settled(proxy.port)
 
 
 def at_once(port: int, target: str, count: int) -> list:
