@@ -32,9 +32,6 @@ from .cache.validation import client_not_modified
 
 _NOT_SERVED = frozenset({b"age", b"content-length", b"date", b"server", b"via"})
 SUMMARY_CACHE_SIZE = 4096
-# A body from disk up to this size is read and sent with its head in one write; a
-# larger one goes out with sendfile.
-SMALL_BODY = 16384
 
 
 class Summary:
@@ -126,11 +123,6 @@ def serve_whole(req, stored: Stored, status: int, head: bytes) -> None:
     """The stored body with ``head``: one ``respond()`` from memory, ``sendfile`` from disk."""
     if stored.body is not None:
         req.respond(status, head, stored.body)
-        return
-    if stored.body_length <= SMALL_BODY:
-        body = stored.read(0, stored.body_length)
-        stored.close()
-        req.respond(status, head, body)
         return
     fd = stored.take_fd()
     req.start_response(status, head, length=stored.body_length)
