@@ -18,6 +18,8 @@ REQUEST_DROP = HOP_BY_HOP | {b"expect"}
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 _NOTHING: frozenset[bytes] = frozenset()
+# Response headers that are dropped, or read and re-made, on their way to the client.
+_RESPONSE_SPECIAL = RESPONSE_DROP | {b"content-length", b"via"}
 
 
 def connection_tokens(headers, names=None) -> frozenset[bytes]:
@@ -88,18 +90,24 @@ def response_headers(headers, via: bytes, upgrade: bool):
     Returns ``(headers, length)``: ``length`` is the upstream's Content-Length (None
     without one), which leaves the list to be framed by the server.
     """
-    names = [name.lower() for name, _ in headers]
-    named = connection_tokens(headers, names) if b"connection" in names else _NOTHING
     out = []
-    previous_via = []
     length = None
-    for lowered, (name, value) in zip(names, headers):
-        if lowered == b"content-length":
-            length = int(value)
-        elif lowered == b"via":
-            previous_via.append(value)
-        elif not (lowered in RESPONSE_DROP or lowered.startswith(b"proxy-") or lowered in named):
+    previous_via = []
+    named = _NOTHING
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered in _RESPONSE_SPECIAL:
+            if lowered == b"content-length":
+                length = int(value)
+            elif lowered == b"via":
+                previous_via.append(value)
+            elif lowered == b"connection":
+                named = named | {t.strip().lower() for t in value.split(b",") if t.strip()}
+        elif lowered[:6] != b"proxy-":
             out.append((name, value))
+    if named - RESPONSE_DROP:
+        # Rare: the upstream named its own hop-by-hop headers in Connection.
+        out = [(name, value) for name, value in out if name.lower() not in named]
     out.append((b"Via", b", ".join([*previous_via, via]) if previous_via else via))
     if upgrade:
         for name, value in headers:
