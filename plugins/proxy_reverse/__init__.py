@@ -61,8 +61,8 @@ class ProxyReverse:
     @hookimpl
     def monkey_request_handler(self, request, params):
         worker = self.worker
-        url = worker.state.settings.statistics_url
-        if url is not None and request.path.startswith(url.encode()) and serve_status(
+        url = worker.statistics_url
+        if url is not None and request.path.startswith(url) and serve_status(
             request, worker.state
         ):
             return True

@@ -26,11 +26,21 @@ class Entry:
     primaries: list[Upstream]
     backups: list[Upstream]
 
+    def __post_init__(self) -> None:
+        # Whether the balancer wants connection_opened/closed (the defaults do nothing).
+        kind = type(self.balancer)
+        self.counts_connections = (
+            kind.connection_opened is not Balancer.connection_opened
+            or kind.connection_closed is not Balancer.connection_closed)
+
     def matches(self, target: str) -> bool:
         for pattern in self.settings.match:
             if pattern.search(target):
                 return True
         return False
+
+
+_UNSET = object()
 
 
 class ProxyState:
@@ -42,6 +52,8 @@ class ProxyState:
         workers = config.server.worker_count()
         labels = []
         self._entries: dict[int, Entry] = {}
+        # Each site's entries, looked up once (sites live as long as the configuration).
+        self._by_site: dict[int, list[Entry] | None] = {}
         for number, settings in enumerate(self._all_entries()):
             label = f"{settings.location}"
             primaries = [s for s in settings.servers if not s.backup]
@@ -69,8 +81,13 @@ class ProxyState:
         return entries
 
     def entries_for(self, site) -> list[Entry] | None:
-        found = self.settings.entries_for(site)
-        return None if found is None else [self._entries[id(s)] for s in found]
+        """The entries that apply to ``site``; None when the proxy is off there."""
+        found = self._by_site.get(id(site), _UNSET)
+        if found is _UNSET:
+            settings = self.settings.entries_for(site)
+            found = self._by_site[id(site)] = (
+                None if settings is None else [self._entries[id(s)] for s in settings])
+        return found
 
     def upstreams(self):
         for entry in self._entries.values():
@@ -89,6 +106,8 @@ class ProxyWorker:
         self.state = state
         self.loop = worker.loop
         self.pool = Pool(self.loop)
+        url = state.settings.statistics_url
+        self.statistics_url = None if url is None else url.encode()
         self.vhosts = worker.server.vhosts
         self.guard = state.guard
         self.via = state.guard.via
@@ -139,12 +158,12 @@ class ProxyWorker:
 
     # -- accounting, called by Forward ---------------------------------------------------
     def opened(self, entry: Entry, upstream: Upstream) -> None:
-        if upstream.server is not None:
+        if entry.counts_connections and upstream.server is not None:
             entry.balancer.connection_opened(upstream.server)
         self.state.stats.opened(upstream.slot)
 
     def closed(self, entry: Entry, upstream: Upstream) -> None:
-        if upstream.server is not None:
+        if entry.counts_connections and upstream.server is not None:
             entry.balancer.connection_closed(upstream.server)
         self.state.stats.closed(upstream.slot)
 
