@@ -90,8 +90,11 @@ class ProxyStats:
         self.since = time.time()
         self.stride = len(labels) * CELL
         self.shared = SharedMemory(max(1, self.stride * workers))
+        self.slots = self.shared.slots
         self.bytes = self.shared.slots.cast("B")
         self.row = 0
+        # Where each upstream's cell starts in this worker's row.
+        self.bases = [slot * CELL for slot in range(len(labels))]
 
     def worker_started(self, index: int) -> None:
         """Point this process at row ``index``.
@@ -100,6 +103,7 @@ class ProxyStats:
         never go back; connections and offline marks died with the old process.
         """
         self.row = index * self.stride
+        self.bases = [self.row + slot * CELL for slot in range(len(self.labels))]
         slots = self.shared.slots
         for slot in range(len(self.labels)):
             base = self.row + slot * CELL
@@ -110,15 +114,15 @@ class ProxyStats:
 
     # -- writing: the worker's own row ---------------------------------------------------
     def opened(self, slot: int) -> None:
-        self.shared.slots[self.row + slot * CELL + ACTIVE] += 1
+        self.slots[self.bases[slot] + ACTIVE] += 1
 
     def closed(self, slot: int) -> None:
-        self.shared.slots[self.row + slot * CELL + ACTIVE] -= 1
+        self.slots[self.bases[slot] + ACTIVE] -= 1
 
     def responded(self, slot: int, latency: float) -> None:
         """A response head arrived ``latency`` seconds after the attempt started."""
-        base = self.row + slot * CELL
-        slots = self.shared.slots
+        base = self.bases[slot]
+        slots = self.slots
         slots[base + REQUESTS] += 1
         slots[base + RESPONSES] += 1
         slots[base + LATENCY_US] += int(latency * 1e6)
@@ -133,8 +137,8 @@ class ProxyStats:
         offline (0: online). ``responded``: the failure broke off a response already
         counted as a request.
         """
-        base = self.row + slot * CELL
-        slots = self.shared.slots
+        base = self.bases[slot]
+        slots = self.slots
         if not responded:
             slots[base + REQUESTS] += 1
         slots[base + FAILURES] += 1
@@ -152,7 +156,7 @@ class ProxyStats:
         """Count into the ring bucket of the current second, claiming it if it is stale."""
         second = int(self.clock())
         bucket = base + RING + 3 * (second % RING_SIZE)
-        slots = self.shared.slots
+        slots = self.slots
         if slots[bucket] != second:
             # Counts first: a reader seeing them under the old second ignores them.
             slots[bucket + 1] = 0
