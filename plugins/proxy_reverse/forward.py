@@ -58,7 +58,6 @@ class Forward:
     channel: Channel | None = None
     mask = 0
     reused = False
-    timer = None
     deadline = 0.0
     phase = CONNECTING
     wq_size = 0
@@ -196,9 +195,8 @@ class Forward:
         self.finished = True
         self.req.on_abort = None
         self.req.on_drain = None
-        if self.timer is not None:
-            self.loop.cancel(self.timer)
-            self.timer = None
+        if self.channel is not None:
+            self.channel.alarm = None
 
     def _release(self, keep: bool) -> None:
         """End the attempt: pool or close the upstream socket, tell the balancer."""
@@ -206,37 +204,39 @@ class Forward:
         if sock is None:
             return
         self.sock = None
-        if self.timer is not None:
-            self.loop.cancel(self.timer)
-            self.timer = None
+        channel = self.channel
+        channel.alarm = None
         self.wq.clear()
         self.wq_size = 0
         self.parser = None
         if keep:
-            self.proxy.pool.put(self.upstream, self.channel, registered=bool(self.mask))
+            self.proxy.pool.put(self.upstream, channel, registered=bool(self.mask))
         else:
-            if self.mask:
-                self.loop.remove(sock)
-            sock.close()
+            channel.close(self.loop, registered=bool(self.mask))
         self.mask = 0
         self.channel = None
         self.proxy.closed(self.entry, self.upstream)
 
     # -- timers -----------------------------------------------------------------------
+    # The timer lives on the upstream connection's channel and outlasts the request:
+    # it is re-armed only when it fires early, so a request on a pooled connection
+    # usually schedules nothing.
     def _arm(self, phase: int, seconds: float) -> None:
         self.phase = phase
-        self.deadline = self.loop.time() + seconds
-        if self.timer is None or self.timer.when > self.deadline:
-            if self.timer is not None:
-                self.loop.cancel(self.timer)
-            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+        deadline = self.deadline = self.loop.time() + seconds
+        channel = self.channel
+        channel.alarm = self._on_timer
+        timer = channel.timer
+        if timer is None or timer.when > deadline:
+            if timer is not None:
+                self.loop.cancel(timer)
+            channel.timer = self.loop.call_at(deadline, channel.ring)
 
     def _on_timer(self) -> None:
-        self.timer = None
         if self.finished or self.phase == PAUSED:
             return
         if self.deadline > self.loop.time():
-            self.timer = self.loop.call_at(self.deadline, self._on_timer)
+            self.channel.timer = self.loop.call_at(self.deadline, self.channel.ring)
         elif self.phase == CONNECTING:
             self._fail(UpstreamError("connect timed out", 504, False))
         elif not self.request_sent and not self.wq:
@@ -498,6 +498,10 @@ class Forward:
         if self.mask:
             self.loop.remove(upstream_sock)
             self.mask = 0
+        channel = self.channel
+        if channel.timer is not None:
+            self.loop.cancel(channel.timer)
+            channel.timer = None
         self._finish()
         client_sock, from_client, unsent = self.req.detach()
         entry, upstream = self.entry, self.upstream

@@ -63,20 +63,37 @@ class Upstream:
 
 
 class Channel:
-    """An upstream socket's registration in the loop: its callback can be swapped.
+    """An upstream socket's registration in the loop and its timer, both reusable.
 
     The selector keeps the channel as the socket's callback; handing the socket from a
-    request to the pool and back only changes ``handler``, with no system call.
+    request to the pool and back only changes ``handler``, with no system call. Its
+    ``timer`` rings ``alarm`` (the current request's timeout check, or nothing).
     """
 
-    __slots__ = ("sock", "handler")
+    __slots__ = ("sock", "handler", "timer", "alarm")
 
     def __init__(self, sock: socket.socket, handler) -> None:
         self.sock = sock
         self.handler = handler
+        self.timer = None
+        self.alarm = None
 
     def __call__(self, mask: int) -> None:
         self.handler(mask)
+
+    def ring(self) -> None:
+        self.timer = None
+        if self.alarm is not None:
+            self.alarm()
+
+    def close(self, loop, registered: bool) -> None:
+        """Close the socket (unregistering it first if ``registered``) and drop the timer."""
+        if self.timer is not None:
+            loop.cancel(self.timer)
+            self.timer = None
+        if registered:
+            loop.remove(self.sock)
+        self.sock.close()
 
 
 class Pool:
@@ -104,25 +121,21 @@ class Pool:
             channel, _since = upstream.idle.pop()
             if not check or _alive(channel.sock):
                 return channel
-            self.loop.remove(channel.sock)
-            channel.sock.close()
+            self._close(channel)
         return None
 
     def put(self, upstream: Upstream, channel: Channel, registered: bool) -> None:
         """Keep ``channel`` for reuse; ``registered``: it is in the loop's selector already."""
         sock = channel.sock
         if len(upstream.idle) >= upstream.pool_size:
-            if registered:
-                self.loop.remove(sock)
-            sock.close()
+            self._close(channel, registered)
             return
         entry = (channel, self.loop.time())
 
         def drop(_mask: int) -> None:
             if entry in upstream.idle:
                 upstream.idle.remove(entry)
-            self.loop.remove(sock)
-            sock.close()
+            self._close(channel)
 
         channel.handler = drop
         if registered:
@@ -134,6 +147,10 @@ class Pool:
         if self.sweeper is None:
             self.sweeper = self.loop.call_later(self.SWEEP_SECONDS, self._sweep)
 
+    def _close(self, channel: Channel, registered: bool = True) -> None:
+        """Close a channel's socket and drop its timer."""
+        channel.close(self.loop, registered)
+
     def _sweep(self) -> None:
         self.sweeper = None
         now = self.loop.time()
@@ -141,8 +158,7 @@ class Pool:
             idle = upstream.idle
             while idle and idle[0][1] + upstream.pool_timeout <= now:
                 channel, _since = idle.popleft()
-                self.loop.remove(channel.sock)
-                channel.sock.close()
+                self._close(channel)
             if not idle:
                 self.holders.discard(upstream)
         if self.holders:
@@ -152,8 +168,7 @@ class Pool:
         for upstream in upstreams:
             while upstream.idle:
                 channel, _since = upstream.idle.pop()
-                self.loop.remove(channel.sock)
-                channel.sock.close()
+                self._close(channel)
         self.holders.clear()
         if self.sweeper is not None:
             self.loop.cancel(self.sweeper)
