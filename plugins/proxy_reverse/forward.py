@@ -210,7 +210,7 @@ class Forward:
         self.wq_size = 0
         self.parser = None
         if keep:
-            self.proxy.pool.put(self.upstream, channel, registered=bool(self.mask))
+            self.proxy.pool.put(self.upstream, channel, self.mask)
         else:
             channel.close(self.loop, registered=bool(self.mask))
         self.mask = 0

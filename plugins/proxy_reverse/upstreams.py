@@ -70,16 +70,24 @@ class Channel:
     ``timer`` rings ``alarm`` (the current request's timeout check, or nothing).
     """
 
-    __slots__ = ("sock", "handler", "timer", "alarm")
+    __slots__ = ("sock", "handler", "timer", "alarm", "since", "pool", "upstream")
 
     def __init__(self, sock: socket.socket, handler) -> None:
         self.sock = sock
         self.handler = handler
         self.timer = None
         self.alarm = None
+        # While idle in a pool: since when, and whose.
+        self.since = 0.0
+        self.pool: Pool | None = None
+        self.upstream: Upstream | None = None
 
     def __call__(self, mask: int) -> None:
         self.handler(mask)
+
+    def idle_event(self, _mask: int) -> None:
+        """The upstream closed (or wrote on) this idle connection: drop it."""
+        self.pool.drop(self)
 
     def ring(self) -> None:
         self.timer = None
@@ -118,34 +126,37 @@ class Pool:
         request that could not be replayed on a fresh connection if it were dead).
         """
         while upstream.idle:
-            channel, _since = upstream.idle.pop()
+            channel = upstream.idle.pop()
             if not check or _alive(channel.sock):
                 return channel
             self._close(channel)
         return None
 
-    def put(self, upstream: Upstream, channel: Channel, registered: bool) -> None:
-        """Keep ``channel`` for reuse; ``registered``: it is in the loop's selector already."""
-        sock = channel.sock
+    def put(self, upstream: Upstream, channel: Channel, mask: int) -> None:
+        """Keep ``channel`` for reuse; ``mask``: the events it is registered for now."""
         if len(upstream.idle) >= upstream.pool_size:
-            self._close(channel, registered)
+            self._close(channel, bool(mask))
             return
-        entry = (channel, self.loop.time())
-
-        def drop(_mask: int) -> None:
-            if entry in upstream.idle:
-                upstream.idle.remove(entry)
-            self._close(channel)
-
-        channel.handler = drop
-        if registered:
-            self.loop.modify(sock, EVENT_READ, channel)
-        else:
-            self.loop.add(sock, EVENT_READ, channel)
-        upstream.idle.append(entry)
+        channel.since = self.loop.time()
+        channel.pool = self
+        channel.upstream = upstream
+        channel.handler = channel.idle_event
+        if mask != EVENT_READ:
+            if mask:
+                self.loop.modify(channel.sock, EVENT_READ, channel)
+            else:
+                self.loop.add(channel.sock, EVENT_READ, channel)
+        upstream.idle.append(channel)
         self.holders.add(upstream)
         if self.sweeper is None:
             self.sweeper = self.loop.call_later(self.SWEEP_SECONDS, self._sweep)
+
+    def drop(self, channel: Channel) -> None:
+        """Take an idle ``channel`` out of its pool and close it."""
+        idle = channel.upstream.idle
+        if channel in idle:
+            idle.remove(channel)
+        self._close(channel)
 
     def _close(self, channel: Channel, registered: bool = True) -> None:
         """Close a channel's socket and drop its timer."""
@@ -156,9 +167,8 @@ class Pool:
         now = self.loop.time()
         for upstream in list(self.holders):
             idle = upstream.idle
-            while idle and idle[0][1] + upstream.pool_timeout <= now:
-                channel, _since = idle.popleft()
-                self._close(channel)
+            while idle and idle[0].since + upstream.pool_timeout <= now:
+                self._close(idle.popleft())
             if not idle:
                 self.holders.discard(upstream)
         if self.holders:
@@ -167,8 +177,7 @@ class Pool:
     def close_all(self, upstreams) -> None:
         for upstream in upstreams:
             while upstream.idle:
-                channel, _since = upstream.idle.pop()
-                self._close(channel)
+                self._close(upstream.idle.pop())
         self.holders.clear()
         if self.sweeper is not None:
             self.loop.cancel(self.sweeper)
