@@ -187,7 +187,7 @@ class Pool:
 def _alive(sock: socket.socket) -> bool:
     """An idle upstream socket is dead if it is readable (EOF, reset or stray bytes)."""
     try:
-        data = sock.recv(1, _PEEK)
+        sock.recv(1, _PEEK)
     except (BlockingIOError, InterruptedError):
         return True
     except OSError as exc:

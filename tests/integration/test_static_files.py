@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from rawhttp import Client, build_request
+from rawhttp import Client
 from support import site
 
 SECRET = b"TOP SECRET: outside the document root\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 from monkey_py_plugins.proxy_reverse.cache.fields import (
     age_header,
     cache_status,
-    served_headers,
     storage_headers,
 )
 
@@ -37,30 +36,6 @@ STORED = [
     (b"Cache-Status", b"origin-cache; hit"), (b"Cache-Control", b"max-age=60"),
     (b"Set-Cookie", b"never=served"),
 ]
-
-
-def test_served_headers_replace_age_and_length_and_append_cache_status() -> None:
-    status = cache_status(hit=True, ttl=30)
-    assert served_headers(STORED, 200, 11, 42.5, status) == [
-        (b"Date", b"Sun, 06 Nov 1994 08:49:37 GMT"), (b"Content-Type", b"text/plain"),
-        (b"ETag", b'"e"'), (b"Cache-Status", b"origin-cache; hit"),
-        (b"Cache-Control", b"max-age=60"), (b"Content-Length", b"11"), (b"Age", b"42"),
-        (b"Cache-Status", b"monkey_py; hit; ttl=30"),
-    ]
-
-
-def test_served_204_has_no_content_length() -> None:
-    names = [name for name, _ in served_headers([], 204, 0, 1, b"c")]
-    assert names == [b"Age", b"Cache-Status"]
-
-
-def test_served_304_keeps_only_the_not_modified_fields() -> None:
-    headers = served_headers(STORED + [(b"Expires", b"x"), (b"Vary", b"Accept"),
-                                       (b"Content-Location", b"/c")],
-                             200, 11, 3, b"monkey_py; hit", not_modified=True)
-    assert [name for name, _ in headers] == [
-        b"Date", b"ETag", b"Cache-Control", b"Expires", b"Vary", b"Content-Location",
-        b"Age", b"Cache-Status"]
 
 
 def test_cache_status_values() -> None:

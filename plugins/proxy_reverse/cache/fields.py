@@ -43,32 +43,6 @@ def age_header(age: float) -> bytes:
     return b"%d" % min(max(int(age), 0), MAX_DELTA)
 
 
-def served_headers(stored_headers: Headers, status: int, body_length: int, age: float,
-                   cache_status_value: bytes, *, not_modified: bool = False
-                   ) -> list[tuple[bytes, bytes]]:
-    """The header fields of a response served from the cache.
-
-    The stored fields with Age replaced by ``age`` (RFC 9111 §4), Content-Length set to
-    the stored body's length (none for 204), and ``cache_status_value`` appended after
-    any Cache-Status members from caches nearer the origin (RFC 9211 §2). Date stays the
-    origin's. With ``not_modified`` (a 304 answering the client's own conditional
-    request) only the fields of RFC 9110 §15.4.5 are kept, with Age and Cache-Status.
-    """
-    out = []
-    for name, value in stored_headers:
-        lowered = name.lower()
-        if lowered in (b"age", b"content-length") or lowered in UNSTORED:
-            continue
-        if not_modified and lowered not in NOT_MODIFIED_FIELDS:
-            continue
-        out.append((name, value))
-    if not not_modified and status != 204:
-        out.append((b"Content-Length", b"%d" % body_length))
-    out.append((b"Age", age_header(age)))
-    out.append((b"Cache-Status", cache_status_value))
-    return out
-
-
 def _sf_bare(text: str) -> str:
     """A Structured Field token when ``text`` is one, else a quoted sf-string."""
     if _SF_TOKEN.fullmatch(text):
