@@ -146,15 +146,7 @@ class Client:
         return response
 
     def _read_chunked(self) -> bytes:
-        parts = []
-        while True:
-            size = int(self._take_line().split(b";")[0], 16)
-            if size == 0:
-                while self._take_line():
-                    pass
-                return b"".join(parts)
-            parts.append(self._take(size))
-            self._take_line()
+        return read_chunked(self._take_line, self._take)
 
     def read_to_close(self) -> bytes:
         """Everything until the server closes the connection."""
@@ -188,3 +180,17 @@ class Client:
     def is_closed(self, timeout: float = 2.0) -> bool:
         """True when the server closes the connection within ``timeout``."""
         return self.wait_closed(timeout) is not None
+
+
+def read_chunked(line, take) -> bytes:
+    """A chunked body, read with ``line()`` (one line, without CRLF) and ``take(n)``;
+    trailers are skipped."""
+    parts = []
+    while True:
+        size = int(line().split(b";")[0], 16)
+        if size == 0:
+            while line():
+                pass
+            return b"".join(parts)
+        parts.append(take(size))
+        line()

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable
 
+from rawhttp import read_chunked
+
 MAX_HEAD = 65536
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -117,15 +119,7 @@ class Reader:
         return received
 
     def _chunked_body(self) -> bytes:
-        parts = []
-        while True:
-            size = int(self.line().split(b";")[0], 16)
-            if size == 0:
-                while self.line():
-                    pass
-                return b"".join(parts)
-            parts.append(self.exactly(size))
-            self.line()
+        return read_chunked(self.line, self.exactly)
 
 
 class Exchange:

@@ -5,28 +5,18 @@ client address check, and failures as the page and the error log report them."""
 from __future__ import annotations
 
 import json
-import socket
 import time
 import xml.etree.ElementTree as ET
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from proxy_support import ClientFrom
 from rawhttp import Client
 from support import free_port, section
 from upstreams import Upstream
 
 URL = "/proxy-status"
-
-
-class ClientFrom(Client):
-    """A connection that leaves from the loopback address ``source``."""
-
-    def __init__(self, port: int, source: str, timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout,
-                                             source_address=(source, 0))
-        self.timeout = timeout
-        self.buffer = bytearray()
 
 
 def get(port: int, target: str, method: str = "GET", source: str | None = None, **kwargs):
