@@ -152,7 +152,13 @@ class Server:
             hooks.report(exc, f"handling {req.method} {req.target.decode('latin-1')}")
             self.internal_error(req)
             return
-        self.static.handle(req)
+        try:
+            self.static.handle(req)
+        except Exception:
+            # A bug here must not leave the client waiting on a request nobody owns.
+            log.exception("the static file handler failed on %s %s", req.method,
+                          req.target.decode("latin-1"))
+            self.internal_error(req)
 
     def internal_error(self, req: Request) -> None:
         """Answer 500 if nothing was sent yet, otherwise cut the response."""
