@@ -262,6 +262,25 @@ class Forward:
         self._register((EVENT_READ if reading else 0) | (EVENT_WRITE if self.wq else 0))
 
     def _on_event(self, mask: int) -> None:
+        try:
+            self._handle_event(mask)
+        except Exception:
+            # A bug must cost this request only: answer it and free the upstream.
+            log.exception("proxy_reverse failed on %s %s", self.req.method,
+                          self.req.target.decode("latin-1"))
+            self._crashed()
+
+    def _crashed(self) -> None:
+        if self.finished:
+            return
+        self._release(keep=False)
+        self._finish()
+        if self.started:
+            self.req.abort()
+        else:
+            self.req.error(500)
+
+    def _handle_event(self, mask: int) -> None:
         if self.phase == CONNECTING and self.parser is None:
             err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if err:
