@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import socket
-import time
 
 from rawhttp import Client
-from support import section
+from support import section, wait_for
 
 STATUS_URL = "/proxy-status"
 
@@ -74,13 +73,3 @@ def total_active(port: int) -> int:
 def assert_settled(port: int) -> None:
     """Every upstream attempt has ended: the proxy's (and the balancers') active counts are 0."""
     assert wait_for(lambda: total_active(port) == 0), proxy_stats(port)
-
-
-def wait_for(predicate, timeout: float = 5.0):
-    """Poll ``predicate`` until it returns something true or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.02)

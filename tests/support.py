@@ -126,3 +126,13 @@ def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
                 break
             chunks.append(chunk)
     return b"".join(chunks)
+
+
+def wait_for(predicate, timeout: float = 5.0):
+    """Poll ``predicate`` until it returns something true or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result or time.monotonic() > deadline:
+            return result
+        time.sleep(0.02)

@@ -1,6 +1,7 @@
 """Fixtures the reverse proxy's test modules share.
 
-A module defines ``setup`` (module-scoped) returning ``(proxy, upstreams by name)``;
+A module defines ``setup`` (module-scoped) returning ``(proxy, upstreams by name)`` (or a
+single upstream);
 ``proxy`` and ``ups`` give each test those, with the upstreams' records reset before and
 every upstream connection count settled back to zero after.
 """
@@ -22,7 +23,8 @@ def module_upstreams():
 
 @pytest.fixture
 def proxy(setup):
-    for upstream in setup[1].values():
+    upstreams = setup[1]
+    for upstream in upstreams.values() if isinstance(upstreams, dict) else [upstreams]:
         upstream.reset()
     yield setup[0]
     assert_settled(setup[0].port)

@@ -18,7 +18,7 @@ import time
 import pytest
 
 from monkey_py.hookspec import all_hooks
-from support import section, site, write_confdir
+from support import section, site, wait_for, write_confdir
 
 MASTER_HOOKS = {"monkey_site_sections", "monkey_check_config", "monkey_configure",
                 "monkey_unconfigure"}
@@ -33,15 +33,6 @@ def read_record(path) -> list[tuple[str, int, str]]:
         hook, pid, *detail = line.split(" ", 2)
         found.append((hook, int(pid.removeprefix("pid=")), "".join(detail)))
     return found
-
-
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.02)
 
 
 def get(port: int, path: str, headers=None) -> tuple[int, bytes]:

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from proxy_support import entry, get, start_proxy, total_active, wait_for
+from proxy_support import entry, get, start_proxy, total_active
+from support import wait_for
 from rawhttp import Client, ServerClosed
 from upstreams import (
     Exchange, answer_name, die_mid_body, endless, idle_close, one_per_connection,

@@ -7,9 +7,9 @@ import time
 
 import pytest
 
-from proxy_support import entry, get, start_proxy, total_active, wait_for
+from proxy_support import entry, get, start_proxy, total_active
 from rawhttp import Client, ServerClosed
-from support import free_port
+from support import free_port, wait_for
 from upstreams import Exchange, FullBacklog, Upstreams, hang_up, silent
 
 KEEP_DEAD_ONLINE = {"AttemptsCount": 1000}

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from proxy_support import assert_settled, entry, start_proxy
+from proxy_support import entry, start_proxy
 from rawhttp import Client
 from upstreams import Exchange
 
@@ -56,13 +56,6 @@ def setup(module_monkey, module_upstreams):
         entry("^/six/", six, PreserveHost="Off"),
     )
     return proxy, plain, six
-
-
-@pytest.fixture
-def proxy(setup):
-    setup[1].reset()
-    yield setup[0]
-    assert_settled(setup[0].port)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ client address check, and failures as the page and the error log report them."""
 from __future__ import annotations
 
 import json
-import time
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -13,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from proxy_support import ClientFrom
 from rawhttp import Client
-from support import free_port, section
+from support import free_port, section, wait_for
 from upstreams import Upstream
 
 URL = "/proxy-status"
@@ -37,15 +36,6 @@ def upstreams_of(document: dict, match: str) -> dict:
         if entry["match"] == [match]:
             return {row["upstream"]: row for row in entry["upstreams"]}
     raise AssertionError(f"no entry matches {match}: {document}")
-
-
-def wait_for(predicate, timeout: float = 5.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

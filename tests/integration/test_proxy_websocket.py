@@ -8,7 +8,8 @@ import socket
 
 import pytest
 
-from proxy_support import assert_settled, entry, start_proxy, total_active, wait_for
+from proxy_support import entry, start_proxy, total_active
+from support import wait_for
 from rawhttp import Client
 from upstreams import (
     Exchange, PeerClosed, read_websocket_frame, websocket_accept, websocket_echo, websocket_frame,
@@ -45,13 +46,6 @@ def setup(module_monkey, module_upstreams):
                         entry("^/short/", echo, TunnelTimeout=0.5),
                         entry("^/collect/", collector))
     return proxy, echo
-
-
-@pytest.fixture
-def proxy(setup):
-    setup[1].reset()
-    yield setup[0]
-    assert_settled(setup[0].port)
 
 
 @pytest.fixture
