@@ -2,7 +2,8 @@
 
 Every registered file object carries its callback in ``key.data``; the callback gets the
 ready event mask. Timers live in a heap ordered by deadline on the monotonic clock and the
-select timeout is the next deadline. Signal handlers only write the signal number to a
+select timeout is the next deadline. ``now`` is the monotonic clock read once per
+iteration, after the wait: callbacks that set deadlines read it instead of the clock. Signal handlers only write the signal number to a
 self-pipe; the loop reads it and dispatches on its own stack.
 """
 
@@ -52,6 +53,7 @@ class EventLoop:
         os.set_blocking(self._wake_w, False)
         self.selector.register(self._wake_r, EVENT_READ, self._on_wakeup)
         self.time = time.monotonic
+        self.now = time.monotonic()
 
     # -- I/O -------------------------------------------------------------------
     def add(self, fileobj, events: int, callback: Callable[[int], None]) -> None:
@@ -132,13 +134,14 @@ class EventLoop:
             timeout = max(0.0, timers[0].when - time.monotonic())
         else:
             timeout = None
-        for key, mask in self.selector.select(timeout):
+        events = self.selector.select(timeout)
+        self.now = now = time.monotonic()
+        for key, mask in events:
             try:
                 key.data(mask)
             except Exception:
                 log.exception("unhandled error in an I/O callback")
         if timers:
-            now = time.monotonic()
             while timers and timers[0].when <= now:
                 timer = heapq.heappop(timers)
                 if timer.cancelled:

@@ -79,8 +79,8 @@ class Server:
         self.vhosts = VirtualHosts(config.sites)
         self.default_site = self.vhosts.default
         self.hooks = StageHooks(pm)
-        self.static = StaticHandler(config.server)
-        self.date_header = DateHeader()
+        self.static = StaticHandler(config.server, loop)
+        self.date = DateHeader(loop)
         self.draining = False
         self.connections: set[Connection] = set()
         # Called when draining and the last connection closes.
@@ -123,7 +123,7 @@ class Server:
         for conn in list(self.connections):
             if (
                 conn.requests and conn.current is None and not conn.parser.in_message
-                and not _has_unread_input(conn.sock)
+                and not conn.parser.ready and not _has_unread_input(conn.sock)
             ):
                 conn.close()
 

@@ -55,6 +55,7 @@ class Worker:
         finally:
             for conn in list(self.server.connections):
                 conn.close()
+            self.server.static.close()
             self.pm.hook.monkey_worker_stop(worker=self)
             loop.close()
         return 0

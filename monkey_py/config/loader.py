@@ -96,6 +96,8 @@ def _server_keys(directory: Path) -> list[Key]:
         Key("Resume", boolean, default=True),
         Key("SymLink", boolean, default=False, attr="symlink"),
         Key("DefaultMimeType", _mime_type, default="text/plain"),
+        Key("OpenFileCache", integer(0), default=1000),
+        Key("OpenFileCacheValid", seconds, default=1.0),
         Key("PidFile", path(directory)),
         Key("User", system_user),
     ]

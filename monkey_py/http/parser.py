@@ -1,4 +1,4 @@
-"""Sans-IO request parsing: bytes in, :class:`Request` objects out.
+"""Sans-IO request parsing: bytes in, :class:`RequestHead` objects out.
 
 llhttp (through httptools) does the HTTP/1.1 grammar, including the framing checks
 (Content-Length with Transfer-Encoding, repeated or invalid Content-Length, obsolete line
@@ -14,7 +14,7 @@ from collections import deque
 
 import httptools
 
-from .request import Request
+from .head import RequestHead
 
 MAX_HEADERS = 100
 
@@ -36,26 +36,26 @@ class ParseError(Exception):
         self.status = status
         self.detail = detail
         # The request whose body was being read when parsing failed, if any.
-        self.request: Request | None = None
+        self.head: RequestHead | None = None
 
 
 class RequestParser:
     """Feeds bytes to llhttp and queues complete request heads in :attr:`ready`.
 
-    Body bytes are handed to the request they belong to (``Request.feed_body``). After
+    Body bytes go to the body of the head they belong to (``RequestHead.body``). After
     a :class:`ParseError` the parser is dead: the connection answers and closes.
     """
 
     __slots__ = (
-        "_parser", "_max_size", "ready", "_req", "_url", "_headers", "_head_size",
+        "_parser", "_max_size", "ready", "_head", "_url", "_headers", "_head_size",
         "_body_size", "in_message", "error",
     )
 
     def __init__(self, max_request_size: int) -> None:
         self._parser = httptools.HttpRequestParser(self)
         self._max_size = max_request_size
-        self.ready: deque[Request] = deque()
-        self._req: Request | None = None
+        self.ready: deque[RequestHead] = deque()
+        self._head: RequestHead | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_size = 0
@@ -63,20 +63,22 @@ class RequestParser:
         self.in_message = False
         self.error: ParseError | None = None
 
-    def feed(self, data: bytes) -> bytes | None:
-        """Parse ``data``. Returns the bytes after an upgrade request, else None.
+    def feed(self, data: bytes) -> bool:
+        """Parse ``data``; True when a request asked to switch protocols (its head's
+        ``upgrade`` holds the bytes that followed it, and nothing more is parsed).
 
         Raises :class:`ParseError` for a request that cannot be served.
         """
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
-            return data[exc.args[0]:]
+            self.ready[-1].upgrade = data[exc.args[0]:]
+            return True
         except httptools.HttpParserInvalidMethodError:
             raise self._fail(self._bad_method(data))
         except httptools.HttpParserError as exc:
             raise self._fail(self.error or self._classify(str(exc))) from None
-        return None
+        return False
 
     # -- llhttp callbacks -----------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -142,34 +144,36 @@ class RequestParser:
         if content_length is None and not chunked and method in _BODY_METHODS:
             self.error = ParseError(411, f"A {method} request needs a Content-Length.")
             raise self.error
-        req = Request(
+        head = RequestHead(
             method, url, version, headers, host.lower(),
             parser.should_keep_alive(),
             content_length if content_length is not None else (-1 if chunked else 0),
         )
-        self._req = req
-        self.ready.append(req)
+        self._head = head
+        self.ready.append(head)
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > self._max_size:
             self.error = ParseError(413, "The request body is larger than the server allows.")
             raise self.error
-        self._req.feed_body(body)
+        self._head.body.feed(body)
 
     def on_message_complete(self) -> None:
-        req = self._req
-        self._req = None
+        head = self._head
+        self._head = None
         self.in_message = False
-        if req is not None:
-            req.feed_body_end()
+        if head is not None and head.body is not None:
+            head.body.finish()
 
     # -- failures ---------------------------------------------------------------------
     def _fail(self, error: ParseError) -> ParseError:
         self.error = error
-        if self._req is not None:
-            error.request = self._req
-            self._req.fail_body(error)
+        head = self._head
+        if head is not None:
+            error.head = head
+            if head.body is not None:
+                head.body.fail(error)
         return error
 
     @staticmethod

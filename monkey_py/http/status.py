@@ -39,17 +39,17 @@ def error_page(status: int, detail: str = "") -> bytes:
 
 
 class DateHeader:
-    """``Date: ...\\r\\n`` formatted at most once per second."""
+    """The ``Date: ...\\r\\n`` line, kept current by a loop timer at each new second."""
 
-    __slots__ = ("_second", "_value")
+    __slots__ = ("line", "_loop")
 
-    def __init__(self) -> None:
-        self._second = -1
-        self._value = b""
+    def __init__(self, loop) -> None:
+        self._loop = loop
+        self.line = b""
+        self._tick()
 
-    def __call__(self) -> bytes:
-        now = int(time.time())
-        if now != self._second:
-            self._second = now
-            self._value = b"Date: %s\r\n" % formatdate(now, usegmt=True).encode()
-        return self._value
+    def _tick(self) -> None:
+        now = time.time()
+        self.line = b"Date: %s\r\n" % formatdate(int(now), usegmt=True).encode()
+        # Wake just after the next second starts.
+        self._loop.call_later(1.0 - now % 1.0 + 0.001, self._tick)

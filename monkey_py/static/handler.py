@@ -1,7 +1,9 @@
 """The static file handler: the last handler of every virtual host.
 
 Paths are decoded and normalised before any filesystem call and never leave the
-DocumentRoot; bodies go out with ``os.sendfile``, never read into memory.
+DocumentRoot. Hot files come from the open-file cache (``filecache``): small ones from
+memory with their head in one write, larger ones with ``os.sendfile`` from a descriptor
+kept open; a file is never read into memory whole above ``SMALL_FILE``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import stat
 from typing import TYPE_CHECKING
 
 from .conditional import evaluate, http_date, if_range_allows, make_etag
+from .filecache import OpenFile, OpenFileCache
 from .mime import MimeTypes
 from .paths import Forbidden, resolve, url_to_relpath
 from .ranges import Unsatisfiable, content_range, multipart_byteranges, parse_range
@@ -19,25 +22,27 @@ from .ranges import Unsatisfiable, content_range, multipart_byteranges, parse_ra
 if TYPE_CHECKING:
     from ..http.request import Request
 
-ALLOWED = ("GET", "HEAD")
-# Files whose header lines are kept ready; the cache is dropped whole when full.
-META_CACHE_SIZE = 4096
+ALLOWED = frozenset({"GET", "HEAD"})
+# Request headers that take a request off the plain 200 path.
+SPECIAL = frozenset({b"if-match", b"if-none-match", b"if-modified-since",
+                     b"if-unmodified-since", b"range", b"if-range"})
 
 
 class StaticHandler:
     """Serves files from each site's DocumentRoot under the ``[SERVER]`` file rules."""
 
-    def __init__(self, server_config) -> None:
+    def __init__(self, server_config, loop) -> None:
         self.index_files = list(server_config.index_files)
         self.resume = server_config.resume
         self.follow_symlinks = server_config.symlink
         self.mime = MimeTypes(server_config.default_mime_type)
+        self.files = OpenFileCache(loop, server_config.open_file_cache,
+                                   server_config.open_file_cache_valid)
         # O_NONBLOCK: opening a FIFO must not block the loop; O_NOFOLLOW closes the race
         # between the symlink check and the open for the last component.
         self._flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (
             0 if self.follow_symlinks else os.O_NOFOLLOW)
         self._roots: dict[int, str] = {}
-        self._metas: dict[str, FileMeta] = {}
 
     def _root(self, site) -> str:
         root = self._roots.get(id(site))
@@ -45,42 +50,66 @@ class StaticHandler:
             root = self._roots[id(site)] = os.path.realpath(site.document_root)
         return root
 
+    def close(self) -> None:
+        self.files.close()
+
     def handle(self, req: "Request") -> None:
         if req.method not in ALLOWED:
             req.error(405)
             return
+        key = (id(req.site), req.path)
+        entry = self.files.get(key)
+        if entry is None:
+            entry = self._open_entry(req, key)
+            if entry is None:
+                return
+        for name, _ in req.headers:
+            if name in SPECIAL:
+                self._serve_conditional(req, entry)
+                break
+        else:
+            self._serve(req, entry)
+        self.files.served(entry)
+
+    def _open_entry(self, req: "Request", key) -> OpenFile | None:
+        """Resolve and open the request's file, answering the error if there is none."""
         root = self._root(req.site)
         try:
             rel = url_to_relpath(req.path)
             fd, st, path = self._open(root, rel)
         except Forbidden:
             req.error(403)
-            return
+            return None
         except (FileNotFoundError, NotADirectoryError):
             req.error(404)
-            return
+            return None
         except OSError:
             req.error(403)
-            return
+            return None
         if stat.S_ISDIR(st.st_mode):
             os.close(fd)
             if rel and not rel.endswith("/"):
                 self._redirect_to_directory(req)
-                return
+                return None
             fd, st, path = self._index(root, rel)
             if fd is None:
                 req.error(403, "Directory listing is not allowed.")
-                return
+                return None
         elif rel.endswith("/"):
             # "/index.html/" names a directory that is not one.
             os.close(fd)
             req.error(404)
-            return
+            return None
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             req.error(403)
-            return
-        self._serve(req, fd, st, path)
+            return None
+        try:
+            return self.files.keep(key, fd, st,
+                                   lambda: FileMeta(st, self.mime.guess(path), self.resume))
+        except OSError:
+            req.error(403)
+            return None
 
     def _open(self, root: str, rel: str):
         """Open ``rel`` below ``root``: (fd, stat, path). Raises Forbidden or OSError."""
@@ -113,21 +142,22 @@ class StaticHandler:
                     b"<html><body>Moved to <a href=\"%s\">%s</a></body></html>\n"
                     % (location, location))
 
-    def _meta(self, st: os.stat_result, path: str) -> "FileMeta":
-        """The validators and header lines of a file, rebuilt only when it changes."""
-        meta = self._metas.get(path)
-        if meta is None or meta.key != (st.st_ino, st.st_mtime_ns, st.st_size):
-            if len(self._metas) >= META_CACHE_SIZE:
-                self._metas.clear()
-            meta = self._metas[path] = FileMeta(st, self.mime.guess(path), self.resume)
-        return meta
+    @staticmethod
+    def _serve(req: "Request", entry: OpenFile) -> None:
+        """The whole file, 200."""
+        if entry.body is not None:
+            req.respond(200, entry.meta.block, entry.body)
+            return
+        req.start_response(200, entry.meta.block, length=entry.size)
+        if req.method != "HEAD":
+            req.sendfile(entry.fd, 0, entry.size, entry.lend())
+        req.end()
 
-    def _serve(self, req: "Request", fd: int, st: os.stat_result, path: str) -> None:
-        meta = self._meta(st, path)
-        size = st.st_size
+    def _serve_conditional(self, req: "Request", entry: OpenFile) -> None:
+        """Preconditions (304, 412), then byte ranges (206, 416), else the whole file."""
+        meta = entry.meta
         verdict = evaluate(req.method, req.header, meta.etag, meta.mtime)
         if verdict is not None:
-            os.close(fd)
             if verdict == 304:
                 req.respond(304, meta.validators)
             else:
@@ -140,27 +170,29 @@ class StaticHandler:
                 and if_range_allows(req.header(b"if-range"), meta.etag, meta.mtime)
             ):
                 try:
-                    ranges = parse_range(range_header.decode("latin-1"), size)
+                    ranges = parse_range(range_header.decode("latin-1"), entry.size)
                 except Unsatisfiable:
-                    os.close(fd)
-                    req.error(416, headers=[(b"Content-Range", b"bytes */%d" % size)])
+                    req.error(416, headers=[(b"Content-Range", b"bytes */%d" % entry.size)])
                     return
                 if ranges:
-                    self._serve_ranges(req, fd, meta, ranges, size)
+                    self._serve_ranges(req, entry, ranges)
                     return
-        req.start_response(200, meta.block, length=size)
-        req.sendfile(fd, 0, size)
-        req.end()
+        self._serve(req, entry)
 
     @staticmethod
-    def _serve_ranges(req, fd, meta: "FileMeta", ranges, size) -> None:
+    def _serve_ranges(req: "Request", entry: OpenFile, ranges) -> None:
+        meta = entry.meta
+        size = entry.size
         headers = [(b"Content-Type", meta.content_type.encode()), *meta.validators,
                    (b"Accept-Ranges", b"bytes")]
         if len(ranges) == 1:
             first, last = ranges[0]
             headers.append((b"Content-Range", content_range(first, last, size).encode()))
+            if entry.body is not None:
+                req.respond(206, headers, entry.body[first:last + 1])
+                return
             req.start_response(206, headers, length=last - first + 1)
-            req.sendfile(fd, first, last - first + 1)
+            req.sendfile(entry.fd, first, last - first + 1, entry.lend())
             req.end()
             return
         # A fresh boundary per response: a fixed one could occur inside the file.
@@ -168,10 +200,12 @@ class StaticHandler:
         parts, closing, total = multipart_byteranges(ranges, size, meta.content_type, boundary)
         headers[0] = (b"Content-Type", b"multipart/byteranges; boundary=" + boundary.encode())
         req.start_response(206, headers, length=total)
-        last_index = len(parts) - 1
-        for index, (prefix, offset, count) in enumerate(parts):
+        for prefix, offset, count in parts:
             req.write(prefix)
-            req.sendfile(fd, offset, count, close=index == last_index)
+            if entry.body is not None:
+                req.write(entry.body[offset:offset + count])
+            else:
+                req.sendfile(entry.fd, offset, count, entry.lend())
         req.write(closing)
         req.end()
 
@@ -179,10 +213,9 @@ class StaticHandler:
 class FileMeta:
     """What the headers of one version of a file need, computed once per version."""
 
-    __slots__ = ("key", "etag", "mtime", "content_type", "validators", "block")
+    __slots__ = ("etag", "mtime", "content_type", "validators", "block")
 
     def __init__(self, st: os.stat_result, content_type: str, resume: bool) -> None:
-        self.key = (st.st_ino, st.st_mtime_ns, st.st_size)
         self.etag = make_etag(st.st_mtime_ns, st.st_size)
         self.mtime = st.st_mtime
         self.content_type = content_type
