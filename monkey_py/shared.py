@@ -6,6 +6,7 @@ from __future__ import annotations
 import fcntl
 import mmap
 import tempfile
+import weakref
 
 SLOT_BYTES = 8
 
@@ -16,7 +17,7 @@ class ProcessLock:
     An ``fcntl`` record lock on an anonymous file made before the fork: record locks
     belong to a process, so the workers exclude each other, and a worker killed while
     holding one cannot stop the others. Use it as a context manager. Within one process
-    it does not exclude (the workers are single-threaded).
+    it does not exclude (the workers are single-threaded). ``close`` closes the file.
     """
 
     def __init__(self) -> None:
@@ -34,6 +35,10 @@ class ProcessLock:
     def release(self) -> None:
         fcntl.lockf(self._file.fileno(), fcntl.LOCK_UN)
 
+    def close(self) -> None:
+        """Close the lock's file (in this process); closing twice does nothing."""
+        self._file.close()
+
     def __enter__(self) -> "ProcessLock":
         self.acquire()
         return self
@@ -49,6 +54,9 @@ class SharedMemory:
     created reads and writes the same bytes. ``slots`` is an int64 ``memoryview``, all
     zero at first; an aligned 8-byte store is atomic, so one writer per slot needs no
     lock. ``lock`` serialises read-modify-write sequences that several workers run.
+
+    ``close`` closes the lock's file; a SharedMemory dropped without it closes the file
+    as it goes (the memory itself has no descriptor and goes with its last view).
     """
 
     def __init__(self, slots: int) -> None:
@@ -57,6 +65,7 @@ class SharedMemory:
         self._map = mmap.mmap(-1, slots * SLOT_BYTES, flags=mmap.MAP_SHARED)
         self.slots = memoryview(self._map).cast("q")
         self.lock = ProcessLock()
+        self._close = weakref.finalize(self, self.lock.close)
 
     @classmethod
     def of_size(cls, size: int) -> SharedMemory:
@@ -67,3 +76,7 @@ class SharedMemory:
     def size(self) -> int:
         """The size in bytes."""
         return len(self.slots) * SLOT_BYTES
+
+    def close(self) -> None:
+        """Close the lock's file; the slots stay readable until the last view goes."""
+        self._close()

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import gc
+import os
+import warnings
+
 import pytest
 
 from forks import in_children
-from monkey_py.shared import SharedMemory
+from monkey_py.shared import ProcessLock, SharedMemory
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
 
 
 def test_shared_memory_is_zeroed_int64_slots():
@@ -48,3 +56,34 @@ def test_the_lock_excludes_forked_processes():
         shared.lock.release()
     assert in_children(work, 1) == [True]
 
+
+def test_a_closed_lock_has_closed_its_file():
+    before = open_descriptors()
+    lock = ProcessLock()
+    assert open_descriptors() == before + 1
+    lock.close()
+    lock.close()
+    assert open_descriptors() == before
+    with pytest.raises(ValueError):
+        lock.acquire()
+
+
+def test_closing_shared_memory_closes_its_lock_and_keeps_the_slots():
+    before = open_descriptors()
+    shared = SharedMemory(2)
+    shared.slots[1] = 7
+    shared.close()
+    shared.close()
+    assert open_descriptors() == before
+    assert list(shared.slots) == [0, 7]
+
+
+def test_shared_memory_dropped_unclosed_closes_its_lock_without_a_warning():
+    before = open_descriptors()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        shared = SharedMemory(1)
+        del shared
+        gc.collect()
+    assert open_descriptors() == before
+    assert [warning for warning in caught if warning.category is ResourceWarning] == []
