@@ -40,7 +40,7 @@ from .cache_serve import Summaries, serve, serve_whole, tail
 from .cache_stats import COLLAPSED, HITS, MISSES, PURGED, REVALIDATED, STALE, STORED, CacheStats
 from .cache_sync import InvalidationLog
 from .collapse import Collapser, Fill
-from .headers import is_upgrade
+from .forwarding.headers import is_upgrade
 from .status_page import allowed
 
 log = logging.getLogger("monkey_py.proxy_reverse")
