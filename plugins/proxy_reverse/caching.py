@@ -3,7 +3,7 @@ revalidate, invalidate and purge (docs/proxy_cache.md).
 
 For a request an entry with ``Cache On`` takes, ``ProxyCache.handle`` runs before loop
 detection and forwarding, so a hit never touches an upstream. A GET or HEAD is looked
-up; the policy (``cache.policy.decide``) says whether the stored response is served
+up; the policy (``cache.rules.policy.decide``) says whether the stored response is served
 fresh or stale, revalidated, or fetched anew. A request that goes upstream is forwarded
 by the ordinary ``Forward`` with a ``CacheExchange`` in place of the client's request:
 the exchange sees the upstream's answer before the client does, stores it as it
@@ -21,12 +21,10 @@ import time
 
 from monkey_py.config import ConfigError
 
-from .cache.control import header_value, response_cache_control
-from .cache.disk_store import DiskStore
-from .cache.fields import cache_status, storage_headers
-from .cache.key import primary_key
-from .cache.memory_store import MemoryStore
-from .cache.policy import (
+from .cache.rules.control import header_value, response_cache_control
+from .cache.rules.fields import cache_status, storage_headers
+from .cache.rules.key import primary_key
+from .cache.rules.policy import (
     Action,
     decide,
     freshness_lifetime,
@@ -34,8 +32,10 @@ from .cache.policy import (
     stale_if_error_allows,
     storable,
 )
-from .cache.store import Meta, Store, Stored
-from .cache.validation import conditional_headers, not_modified_matches, updated_headers
+from .cache.rules.validation import conditional_headers, not_modified_matches, updated_headers
+from .cache.stores.disk import DiskStore
+from .cache.stores.memory import MemoryStore
+from .cache.stores.store import Meta, Store, Stored
 from .cache_serve import Summaries, serve, serve_whole, tail
 from .cache_stats import COLLAPSED, HITS, MISSES, PURGED, REVALIDATED, STALE, STORED, CacheStats
 from .cache_sync import InvalidationLog

@@ -45,8 +45,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from hashlib import sha256
 
-from .control import Headers
-from .key import secondary_key, vary_names
+from ..rules.control import Headers
+from ..rules.key import secondary_key, vary_names
 from .store import Meta, Stored, content_length, length_mismatch
 
 MAGIC = b"MPYCACHE"
