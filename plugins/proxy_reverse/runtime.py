@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from monkey_py_plugins.balancers.base import Balancer, Server
 from monkey_py_plugins.balancers.registry import load_balancer
 
-from .caching import CacheState, ProxyCache
+from .cache.front import CacheState, ProxyCache
 from .forwarding.forward import Forward, upstream_host
 from .forwarding.loop_guard import LOOP_DETECTED, LoopGuard
 from .forwarding.upstreams import Pool, Upstream

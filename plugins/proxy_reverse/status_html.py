@@ -11,7 +11,7 @@ import time
 from html import escape
 from typing import TYPE_CHECKING
 
-from .cache_stats import CacheFigures, StoreFigures
+from .cache.figures import CacheFigures, StoreFigures
 from .stats import HISTORY_SECONDS, UpstreamSnapshot
 
 if TYPE_CHECKING:

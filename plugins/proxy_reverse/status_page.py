@@ -16,7 +16,7 @@ import json
 from dataclasses import asdict, dataclass
 from urllib.parse import parse_qs
 
-from .cache_stats import COUNTERS, CacheFigures, StoreFigures
+from .cache.figures import COUNTERS, CacheFigures, StoreFigures
 from .stats import LATENCY_BUCKETS, UpstreamSnapshot
 from .status_html import render_html
 from .status_prometheus import PROMETHEUS_CONTENT_TYPE, render_prometheus

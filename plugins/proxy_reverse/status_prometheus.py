@@ -17,7 +17,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from .cache_stats import CacheFigures, StoreFigures
+from .cache.figures import CacheFigures, StoreFigures
 from .stats import LATENCY_BUCKETS
 
 if TYPE_CHECKING:

@@ -1,1 +1,1 @@
-"""The proxy's HTTP response cache: rules/ (sans-IO RFC 9111) and stores/."""
+"""The proxy's response cache: the front end here, rules/ (sans-IO RFC 9111) and stores/."""

@@ -3,7 +3,7 @@ revalidate, invalidate and purge (docs/proxy_cache.md).
 
 For a request an entry with ``Cache On`` takes, ``ProxyCache.handle`` runs before loop
 detection and forwarding, so a hit never touches an upstream. A GET or HEAD is looked
-up; the policy (``cache.rules.policy.decide``) says whether the stored response is served
+up; the policy (``rules.policy.decide``) says whether the stored response is served
 fresh or stale, revalidated, or fetched anew. A request that goes upstream is forwarded
 by the ordinary ``Forward`` with a ``CacheExchange`` in place of the client's request:
 the exchange sees the upstream's answer before the client does, stores it as it
@@ -21,10 +21,14 @@ import time
 
 from monkey_py.config import ConfigError
 
-from .cache.rules.control import header_value, response_cache_control
-from .cache.rules.fields import cache_status, storage_headers
-from .cache.rules.key import primary_key
-from .cache.rules.policy import (
+from ..forwarding.headers import is_upgrade
+from ..status_page import allowed
+from .collapse import Collapser, Fill
+from .figures import COLLAPSED, HITS, MISSES, PURGED, REVALIDATED, STALE, STORED, CacheStats
+from .rules.control import header_value, response_cache_control
+from .rules.fields import cache_status, storage_headers
+from .rules.key import primary_key
+from .rules.policy import (
     Action,
     decide,
     freshness_lifetime,
@@ -32,16 +36,12 @@ from .cache.rules.policy import (
     stale_if_error_allows,
     storable,
 )
-from .cache.rules.validation import conditional_headers, not_modified_matches, updated_headers
-from .cache.stores.disk import DiskStore
-from .cache.stores.memory import MemoryStore
-from .cache.stores.store import Meta, Store, Stored
-from .cache_serve import Summaries, serve, serve_whole, tail
-from .cache_stats import COLLAPSED, HITS, MISSES, PURGED, REVALIDATED, STALE, STORED, CacheStats
-from .cache_sync import InvalidationLog
-from .collapse import Collapser, Fill
-from .forwarding.headers import is_upgrade
-from .status_page import allowed
+from .rules.validation import conditional_headers, not_modified_matches, updated_headers
+from .serve import Summaries, serve, serve_whole, tail
+from .stores.disk import DiskStore
+from .stores.memory import MemoryStore
+from .stores.store import Meta, Store, Stored
+from .sync import InvalidationLog
 
 log = logging.getLogger("monkey_py.proxy_reverse")
 

@@ -24,11 +24,11 @@ from monkey_py.static.ranges import (
     unsatisfied_content_range,
 )
 
-from .cache.rules.control import header_value, last_modified, response_cache_control
-from .cache.rules.fields import NOT_MODIFIED_FIELDS, age_header
-from .cache.rules.policy import current_age, freshness_lifetime
-from .cache.rules.validation import client_not_modified
-from .cache.stores.store import Stored
+from .rules.control import header_value, last_modified, response_cache_control
+from .rules.fields import NOT_MODIFIED_FIELDS, age_header
+from .rules.policy import current_age, freshness_lifetime
+from .rules.validation import client_not_modified
+from .stores.store import Stored
 
 _NOT_SERVED = frozenset({b"age", b"content-length", b"date", b"server", b"via"})
 SUMMARY_CACHE_SIZE = 4096
