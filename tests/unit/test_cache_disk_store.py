@@ -10,12 +10,8 @@ import socket
 import pytest
 
 from monkey_py_plugins.proxy_reverse.cache.stores import disk
-from monkey_py_plugins.proxy_reverse.cache.stores.disk import (
-    HEAD,
-    TEMP_GRACE,
-    DiskStore,
-    file_name,
-)
+from monkey_py_plugins.proxy_reverse.cache.stores.disk import TEMP_GRACE, DiskStore
+from monkey_py_plugins.proxy_reverse.cache.stores.disk_files import HEAD, file_name
 from monkey_py_plugins.proxy_reverse.cache.stores.store import Meta
 
 T0 = 1_700_000_000.0
