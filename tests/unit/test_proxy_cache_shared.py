@@ -20,8 +20,8 @@ from monkey_py_plugins.proxy_reverse.cache.collapse import (
 from monkey_py_plugins.proxy_reverse.cache.figures import COLLAPSED, HITS, CacheStats
 from monkey_py_plugins.proxy_reverse.cache.sync import KEY_BYTES, RING, InvalidationLog
 from monkey_py_plugins.proxy_reverse.stats import ProxyStats
-from monkey_py_plugins.proxy_reverse.status_html import render_html
-from monkey_py_plugins.proxy_reverse.status_page import EntryStatus, StatusReport, render_json
+from monkey_py_plugins.proxy_reverse.status.html import render_html
+from monkey_py_plugins.proxy_reverse.status.report import EntryStatus, StatusReport, render_json
 
 
 # -- the invalidation log ------------------------------------------------------------------

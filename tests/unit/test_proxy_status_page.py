@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from monkey_py_plugins.proxy_reverse.stats import HISTORY_SECONDS, ProxyStats
-from monkey_py_plugins.proxy_reverse.status_html import render_html, sparkline
-from monkey_py_plugins.proxy_reverse.status_page import (
+from monkey_py_plugins.proxy_reverse.status.html import render_html, sparkline
+from monkey_py_plugins.proxy_reverse.status.report import (
     allowed,
     build_report,
     chosen_format,

@@ -16,10 +16,10 @@ import json
 from dataclasses import asdict, dataclass
 from urllib.parse import parse_qs
 
-from .cache.figures import COUNTERS, CacheFigures, StoreFigures
-from .stats import LATENCY_BUCKETS, UpstreamSnapshot
-from .status_html import render_html
-from .status_prometheus import PROMETHEUS_CONTENT_TYPE, render_prometheus
+from ..cache.figures import COUNTERS, CacheFigures, StoreFigures
+from ..stats import LATENCY_BUCKETS, UpstreamSnapshot
+from .html import render_html
+from .prometheus import PROMETHEUS_CONTENT_TYPE, render_prometheus
 
 FORMATS = ("html", "json", "prometheus")
 CONTENT_TYPES = {
