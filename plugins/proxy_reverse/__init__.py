@@ -13,7 +13,7 @@ from monkey_py_plugins.balancers.registry import load_balancer
 from .forwarding.loop_guard import new_token
 from .runtime import ProxyState, ProxyWorker
 from .settings import ENTRY, SITE, read_settings
-from .status.report import serve_status
+from .status.serve import serve_status
 
 
 class ProxyReverse:

@@ -21,7 +21,8 @@ from monkey_py_plugins.proxy_reverse.cache.figures import COLLAPSED, HITS, Cache
 from monkey_py_plugins.proxy_reverse.cache.sync import KEY_BYTES, RING, InvalidationLog
 from monkey_py_plugins.proxy_reverse.stats import ProxyStats
 from monkey_py_plugins.proxy_reverse.status.html import render_html
-from monkey_py_plugins.proxy_reverse.status.report import EntryStatus, StatusReport, render_json
+from monkey_py_plugins.proxy_reverse.status.json import render_json
+from monkey_py_plugins.proxy_reverse.status.report import EntryStatus, StatusReport
 
 
 # -- the invalidation log ------------------------------------------------------------------

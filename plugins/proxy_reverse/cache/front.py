@@ -17,7 +17,7 @@ import time
 from monkey_py.config import ConfigError
 
 from ..forwarding.headers import is_upgrade
-from ..status.report import allowed
+from ..status.serve import allowed
 from .collapse import Collapser
 from .exchange import CacheExchange
 from .figures import COLLAPSED, HITS, MISSES, PURGED, STALE, CacheStats
