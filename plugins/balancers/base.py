@@ -1,16 +1,15 @@
-"""The balancer contract: the servers a balancer orders, the class it implements, and
-the shared memory through which the workers of one server see the same state."""
+"""The balancer contract: the servers a balancer orders and the class it implements.
+
+The shared memory through which the workers of one server see the same state is the
+core's ``monkey_py.shared.SharedMemory``."""
 
 from __future__ import annotations
 
-import fcntl
-import mmap
-import tempfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-SLOT_BYTES = 8
+from monkey_py.shared import SharedMemory
 
 
 @dataclass(frozen=True)
@@ -24,65 +23,6 @@ class Server:
     index: int
     name: str
     weight: int = 1
-
-
-class ProcessLock:
-    """A lock between forked processes that the kernel frees if its holder dies.
-
-    An ``fcntl`` record lock on an anonymous file made before the fork: record locks
-    belong to a process, so the workers exclude each other, and a worker killed while
-    holding one cannot stop the others. Use it as a context manager. Within one process
-    it does not exclude (the workers are single-threaded).
-    """
-
-    def __init__(self) -> None:
-        self._file = tempfile.TemporaryFile()
-
-    def acquire(self, blocking: bool = True) -> bool:
-        """Take the lock; with ``blocking=False``, return False at once if it is held."""
-        flags = fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB
-        try:
-            fcntl.lockf(self._file.fileno(), flags)
-        except BlockingIOError:
-            return False
-        return True
-
-    def release(self) -> None:
-        fcntl.lockf(self._file.fileno(), fcntl.LOCK_UN)
-
-    def __enter__(self) -> "ProcessLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.release()
-
-
-class SharedMemory:
-    """Int64 slots and a lock shared by the master and every worker forked after it.
-
-    The memory is an anonymous ``MAP_SHARED`` mapping, so a process forked after it was
-    created reads and writes the same bytes. ``slots`` is an int64 ``memoryview``, all
-    zero at first; an aligned 8-byte store is atomic, so one writer per slot needs no
-    lock. ``lock`` serialises read-modify-write sequences that several workers run.
-    """
-
-    def __init__(self, slots: int) -> None:
-        if slots < 1:
-            raise ValueError(f"shared memory needs at least one slot, not {slots}")
-        self._map = mmap.mmap(-1, slots * SLOT_BYTES, flags=mmap.MAP_SHARED)
-        self.slots = memoryview(self._map).cast("q")
-        self.lock = ProcessLock()
-
-    @classmethod
-    def of_size(cls, size: int) -> SharedMemory:
-        """Shared memory of at least ``size`` bytes (rounded up to whole slots)."""
-        return cls(-(-size // SLOT_BYTES))
-
-    @property
-    def size(self) -> int:
-        """The size in bytes."""
-        return len(self.slots) * SLOT_BYTES
 
 
 class Balancer(ABC):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from .base import SLOT_BYTES, Server, SharedMemory
+from monkey_py.shared import SLOT_BYTES, SharedMemory
+
+from .base import Server
 
 
 class ConnectionCounts:

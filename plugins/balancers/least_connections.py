@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from .base import Balancer, Server, SharedMemory
+from monkey_py.shared import SharedMemory
+
+from .base import Balancer, Server
 from .counts import ConnectionCounts
 
 

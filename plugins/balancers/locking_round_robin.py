@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-from .base import SLOT_BYTES, Balancer, Server, SharedMemory
+from monkey_py.shared import SLOT_BYTES, SharedMemory
+
+from .base import Balancer, Server
 from .rotation import Rotation
 
 

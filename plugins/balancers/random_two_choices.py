@@ -5,7 +5,9 @@ from __future__ import annotations
 import random
 from typing import Iterable, Sequence
 
-from .base import Server, SharedMemory
+from monkey_py.shared import SharedMemory
+
+from .base import Server
 from .least_connections import LeastConnections
 
 

@@ -7,7 +7,9 @@ from bisect import bisect_right
 from itertools import accumulate
 from typing import Iterable, Sequence
 
-from .base import Balancer, Server, SharedMemory
+from monkey_py.shared import SharedMemory
+
+from .base import Balancer, Server
 
 
 class SourceHash(Balancer):

@@ -10,10 +10,10 @@ from __future__ import annotations
 from monkey_py.hookspec import hookimpl
 from monkey_py_plugins.balancers.registry import load_balancer
 
-from .loops import new_token
+from .forwarding.loop_guard import new_token
 from .runtime import ProxyState, ProxyWorker
 from .settings import ENTRY, SITE, read_settings
-from .status_page import serve_status
+from .status.serve import serve_status
 
 
 class ProxyReverse:

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from monkey_py_plugins.balancers.base import Balancer, Server
 from monkey_py_plugins.balancers.registry import load_balancer
 
-from .caching import CacheState, ProxyCache
-from .forward import Forward, upstream_host
-from .loops import LOOP_DETECTED, LoopGuard
+from .cache.front import CacheState, ProxyCache
+from .forwarding.forward import Forward, upstream_host
+from .forwarding.loop_guard import LOOP_DETECTED, LoopGuard
+from .forwarding.upstreams import Pool, Upstream
 from .settings import EntrySettings, ProxySettings, read_settings
 from .stats import ProxyStats
-from .upstreams import Pool, Upstream
 
 
 

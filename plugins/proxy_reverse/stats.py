@@ -18,7 +18,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Callable
 
-from monkey_py_plugins.balancers.base import SharedMemory
+from monkey_py.shared import SharedMemory
 
 # Upper bounds (seconds) of the buckets of the response-time histogram; +Inf follows.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)

@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from monkey_py_plugins.balancers import Balancer, Server, SharedMemory
+from monkey_py.shared import SharedMemory
+from monkey_py_plugins.balancers import Balancer, Server
 from monkey_py_plugins.balancers.first_alive import FirstAlive
 from monkey_py_plugins.balancers.least_connections import LeastConnections
 from monkey_py_plugins.balancers.locking_round_robin import LockingRoundRobin
@@ -76,6 +77,12 @@ def test_a_balancer_that_needs_shared_memory_refuses_to_start_without_it():
         LockingRoundRobin(servers(1, 1), None)
     with pytest.raises(ValueError, match="LeastConnections needs 24 bytes"):
         LeastConnections(servers(1, 1, 1), SharedMemory(2))
+
+
+def test_the_balancer_api_exports_the_cores_shared_memory():
+    import monkey_py_plugins.balancers as api
+
+    assert api.SharedMemory is SharedMemory
 
 
 # -- smooth weighted rotation -----------------------------------------------------------

@@ -1,98 +1,18 @@
-"""Shared memory and the balancers that use it, across real forked processes."""
+"""The balancers that keep their state in shared memory, across real forked processes."""
 
 from __future__ import annotations
 
-import json
 import os
-import traceback
 from collections import Counter
-from typing import Callable
 
-import pytest
-
-from monkey_py_plugins.balancers import Server, SharedMemory
+from forks import in_children
+from monkey_py_plugins.balancers import Server
 from monkey_py_plugins.balancers.least_connections import LeastConnections
 from monkey_py_plugins.balancers.locking_round_robin import LockingRoundRobin
 
 
 def servers(*weights: int) -> list[Server]:
     return [Server(i, "abcdefgh"[i], weight) for i, weight in enumerate(weights)]
-
-
-def in_children(work: Callable[[int], object], count: int) -> list:
-    """Run ``work(index)`` in ``count`` forked children started together; their results."""
-    go_read, go_write = os.pipe()
-    children = []
-    for index in range(count):
-        out_read, out_write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            status = 1
-            try:
-                os.close(out_read)
-                os.read(go_read, 1)
-                with os.fdopen(out_write, "w") as out:
-                    json.dump(work(index), out)
-                status = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(status)
-        os.close(out_write)
-        children.append((pid, out_read))
-    os.write(go_write, b"x" * count)
-    os.close(go_read)
-    os.close(go_write)
-    results = []
-    for pid, out_read in children:
-        with os.fdopen(out_read) as out:
-            text = out.read()
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0, f"child {pid} failed"
-        results.append(json.loads(text))
-    return results
-
-
-# -- SharedMemory -------------------------------------------------------------------------
-def test_shared_memory_is_zeroed_int64_slots():
-    shared = SharedMemory(4)
-    assert list(shared.slots) == [0, 0, 0, 0]
-    assert shared.size == 32
-    shared.slots[3] = 2**63 - 1
-    shared.slots[0] = -(2**63)
-    with pytest.raises(ValueError):
-        shared.slots[1] = 2**63
-
-
-def test_shared_memory_of_size_rounds_up_to_whole_slots():
-    assert SharedMemory.of_size(9).size == 16
-    assert SharedMemory.of_size(8).size == 8
-    with pytest.raises(ValueError, match="at least one slot"):
-        SharedMemory(0)
-
-
-def test_forked_processes_write_the_same_memory():
-    shared = SharedMemory(3)
-
-    def work(index: int) -> None:
-        shared.slots[index] = 10 + index
-
-    in_children(work, 2)
-    assert list(shared.slots) == [10, 11, 0]
-
-
-def test_the_lock_excludes_forked_processes():
-    shared = SharedMemory(1)
-
-    def work(index: int) -> bool:
-        return shared.lock.acquire(blocking=False)
-
-    shared.lock.acquire()
-    try:
-        assert in_children(work, 1) == [False]
-    finally:
-        shared.lock.release()
-    assert in_children(work, 1) == [True]
 
 
 # -- LockingRoundRobin ------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monkey_py_plugins.proxy_reverse.cache.control import (
+from monkey_py_plugins.proxy_reverse.cache.rules.control import (
     MAX_DELTA,
     CacheControl,
     age_value,

@@ -9,14 +9,10 @@ import socket
 
 import pytest
 
-from monkey_py_plugins.proxy_reverse.cache import disk_store
-from monkey_py_plugins.proxy_reverse.cache.disk_store import (
-    HEAD,
-    TEMP_GRACE,
-    DiskStore,
-    file_name,
-)
-from monkey_py_plugins.proxy_reverse.cache.store import Meta
+from monkey_py_plugins.proxy_reverse.cache.stores import disk
+from monkey_py_plugins.proxy_reverse.cache.stores.disk import TEMP_GRACE, DiskStore
+from monkey_py_plugins.proxy_reverse.cache.stores.disk_files import HEAD, file_name
+from monkey_py_plugins.proxy_reverse.cache.stores.store import Meta
 
 T0 = 1_700_000_000.0
 MB = 1 << 20
@@ -319,9 +315,9 @@ def test_hits_refresh_the_modification_time_at_most_every_interval(directory) ->
     set_mtime(directory, b"k", T0 - 5)
     store.lookup(b"k", []).close()
     assert os.path.getmtime(entry_path(directory)) == T0 - 5
-    now[0] = T0 + disk_store.TOUCH_INTERVAL
+    now[0] = T0 + disk.TOUCH_INTERVAL
     store.lookup(b"k", []).close()
-    assert os.path.getmtime(entry_path(directory)) == T0 + disk_store.TOUCH_INTERVAL
+    assert os.path.getmtime(entry_path(directory)) == T0 + disk.TOUCH_INTERVAL
 
 
 def test_an_evicted_file_keeps_serving_its_open_reader(directory) -> None:

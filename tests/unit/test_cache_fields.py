@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monkey_py_plugins.proxy_reverse.cache.fields import (
+from monkey_py_plugins.proxy_reverse.cache.rules.fields import (
     age_header,
     cache_status,
     storage_headers,

@@ -5,27 +5,27 @@ from __future__ import annotations
 import pytest
 
 from monkey_py.static.conditional import http_date
-from monkey_py_plugins.proxy_reverse.cache.disk_store import DiskStore
-from monkey_py_plugins.proxy_reverse.cache.fields import (
+from monkey_py_plugins.proxy_reverse.cache.rules.fields import (
     cache_status,
     storage_headers,
 )
-from monkey_py_plugins.proxy_reverse.cache.key import primary_key
-from monkey_py_plugins.proxy_reverse.cache.memory_store import MemoryStore
-from monkey_py_plugins.proxy_reverse.cache.policy import (
+from monkey_py_plugins.proxy_reverse.cache.rules.key import primary_key
+from monkey_py_plugins.proxy_reverse.cache.rules.policy import (
     Action,
     decide,
     invalidation_targets,
     stale_if_error_allows,
     storable,
 )
-from monkey_py_plugins.proxy_reverse.cache.store import Meta
-from monkey_py_plugins.proxy_reverse.cache.validation import (
+from monkey_py_plugins.proxy_reverse.cache.rules.validation import (
     client_not_modified,
     conditional_headers,
     not_modified_matches,
     updated_headers,
 )
+from monkey_py_plugins.proxy_reverse.cache.stores.disk import DiskStore
+from monkey_py_plugins.proxy_reverse.cache.stores.memory import MemoryStore
+from monkey_py_plugins.proxy_reverse.cache.stores.store import Meta
 
 T0 = 1_700_000_000.0
 

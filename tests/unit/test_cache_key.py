@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from monkey_py_plugins.proxy_reverse.cache.key import (
+from monkey_py_plugins.proxy_reverse.cache.rules.key import (
     normalize_uri,
     origin,
     primary_key,

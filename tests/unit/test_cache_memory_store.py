@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from monkey_py_plugins.proxy_reverse.cache.memory_store import MemoryStore, entry_size
-from monkey_py_plugins.proxy_reverse.cache.store import Meta
+from monkey_py_plugins.proxy_reverse.cache.stores.memory import MemoryStore, entry_size
+from monkey_py_plugins.proxy_reverse.cache.stores.store import Meta
 
 T0 = 1_700_000_000.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from monkey_py.static.conditional import http_date
-from monkey_py_plugins.proxy_reverse.cache.policy import (
+from monkey_py_plugins.proxy_reverse.cache.rules.policy import (
     HEURISTIC_CAP,
     Action,
     current_age,
@@ -16,7 +16,7 @@ from monkey_py_plugins.proxy_reverse.cache.policy import (
     storable,
     storage_allowed_for_request,
 )
-from monkey_py_plugins.proxy_reverse.cache.store import Meta
+from monkey_py_plugins.proxy_reverse.cache.stores.store import Meta
 
 T0 = 1_700_000_000.0
 

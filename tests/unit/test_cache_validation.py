@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from monkey_py.static.conditional import http_date
-from monkey_py_plugins.proxy_reverse.cache.store import Meta
-from monkey_py_plugins.proxy_reverse.cache.validation import (
+from monkey_py_plugins.proxy_reverse.cache.rules.validation import (
     client_not_modified,
     conditional_headers,
     not_modified_matches,
     updated_headers,
 )
+from monkey_py_plugins.proxy_reverse.cache.stores.store import Meta
 
 T0 = 1_700_000_000.0
 MODIFIED = http_date(T0 - 3600).encode()

@@ -9,10 +9,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monkey_py_plugins.proxy_reverse import settings
-from monkey_py_plugins.proxy_reverse.cache_stats import CacheStats
+from monkey_py_plugins.proxy_reverse.cache.figures import CacheStats
 from monkey_py_plugins.proxy_reverse.stats import ProxyStats
-from monkey_py_plugins.proxy_reverse.status_page import EntryStatus, StatusReport
-from monkey_py_plugins.proxy_reverse.status_prometheus import render_prometheus
+from monkey_py_plugins.proxy_reverse.status.prometheus import render_prometheus
+from monkey_py_plugins.proxy_reverse.status.report import EntryStatus, StatusReport
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "proxy_cache.md"
 

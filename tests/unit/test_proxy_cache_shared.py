@@ -10,18 +10,19 @@ import time
 import xml.etree.ElementTree as ET
 
 from monkey_py.loop import EventLoop
-from monkey_py_plugins.proxy_reverse.cache_stats import COLLAPSED, HITS, CacheStats
-from monkey_py_plugins.proxy_reverse.cache_sync import KEY_BYTES, RING, InvalidationLog
-from monkey_py_plugins.proxy_reverse.collapse import (
+from monkey_py_plugins.proxy_reverse.cache.collapse import (
     ENDED_ELSEWHERE,
     NOT_STORED,
     STORED,
     TIMED_OUT,
     Collapser,
 )
+from monkey_py_plugins.proxy_reverse.cache.figures import COLLAPSED, HITS, CacheStats
+from monkey_py_plugins.proxy_reverse.cache.sync import KEY_BYTES, RING, InvalidationLog
 from monkey_py_plugins.proxy_reverse.stats import ProxyStats
-from monkey_py_plugins.proxy_reverse.status_html import render_html
-from monkey_py_plugins.proxy_reverse.status_page import EntryStatus, StatusReport, render_json
+from monkey_py_plugins.proxy_reverse.status.html import render_html
+from monkey_py_plugins.proxy_reverse.status.json import render_json
+from monkey_py_plugins.proxy_reverse.status.report import EntryStatus, StatusReport
 
 
 # -- the invalidation log ------------------------------------------------------------------

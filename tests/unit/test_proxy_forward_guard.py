@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from types import SimpleNamespace
 
-from monkey_py_plugins.proxy_reverse.forward import Forward
+from monkey_py_plugins.proxy_reverse.forwarding.forward import Forward
 
 
 class Client:

@@ -17,8 +17,8 @@ from monkey_py_plugins.proxy_reverse.stats import (
     LATENCY_BUCKETS,
     ProxyStats,
 )
-from monkey_py_plugins.proxy_reverse.status_page import EntryStatus, StatusReport
-from monkey_py_plugins.proxy_reverse.status_prometheus import render_prometheus
+from monkey_py_plugins.proxy_reverse.status.prometheus import render_prometheus
+from monkey_py_plugins.proxy_reverse.status.report import EntryStatus, StatusReport
 
 LABELS = [("e.conf:3", "10.0.0.1:80", False), ("e.conf:3", "10.0.0.2:80", True)]
 

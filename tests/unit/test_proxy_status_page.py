@@ -12,14 +12,10 @@ from types import SimpleNamespace
 import pytest
 
 from monkey_py_plugins.proxy_reverse.stats import HISTORY_SECONDS, ProxyStats
-from monkey_py_plugins.proxy_reverse.status_html import render_html, sparkline
-from monkey_py_plugins.proxy_reverse.status_page import (
-    allowed,
-    build_report,
-    chosen_format,
-    implied_format,
-    render_json,
-)
+from monkey_py_plugins.proxy_reverse.status.html import render_html, sparkline
+from monkey_py_plugins.proxy_reverse.status.json import render_json
+from monkey_py_plugins.proxy_reverse.status.report import build_report
+from monkey_py_plugins.proxy_reverse.status.serve import allowed, chosen_format, implied_format
 
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = "<script>alert('x')</script>&"

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from monkey_py_plugins.balancers.base import SharedMemory
+from monkey_py.shared import SharedMemory
 
 RING = 256
 KEY_BYTES = 1024

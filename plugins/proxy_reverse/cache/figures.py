@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monkey_py_plugins.balancers.base import SharedMemory
+from monkey_py.shared import SharedMemory
 
 # Counters of one entry's cell, in slot order.
 COUNTERS = ("hits", "stale", "misses", "revalidated", "stored", "purged", "collapsed")

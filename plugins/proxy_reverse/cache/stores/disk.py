@@ -1,23 +1,19 @@
 """A store in a directory shared by every worker: it survives restarts, serves bodies
 with ``os.sendfile``, and stays near ``max_bytes`` by evicting the least recently used.
 
-One file per stored response, named by the SHA-256 of its key: a fixed head (magic,
-version, kind, lengths, CRC-32 of the metadata), the metadata as JSON (keys, status,
-times, header fields), then the body. A response that varies is reached through a small
-*marker* file at the name of its primary key, holding the Vary header names and a
-generation; each variant is named by primary key, generation and secondary key.
-Invalidating a resource removes its marker, which orphans every variant at once (a new
-marker gets a new generation, so an old variant can never come back); orphans are
-removed by eviction like any other unused file.
+One file per stored response, and a *marker* file for a response that varies
+(``disk_files.py`` gives their names and layout). Invalidating a resource removes its
+marker, which orphans every variant at once (a new marker gets a new generation, so an
+old variant can never come back); orphans are removed by eviction like any other
+unused file.
 
 Concurrency across processes rests on atomic renames: a response is written to a
 temporary file in the same directory as its body streams (one write per chunk) and
 ``os.replace``-d into place on commit, so a reader sees the old file or the new one,
 whole, never a partial one. A reader keeps reading through its open descriptor even if
-the file is replaced or evicted meanwhile. A file whose head, metadata or length does
-not check out (a crash, a full disk, a foreign file) is a miss and is removed. Files
-are not fsync-ed: after a power loss a file may be truncated, which the length check
-catches.
+the file is replaced or evicted meanwhile. A file that does not check out is a miss
+and is removed. Files are not fsync-ed: after a power loss a file may be truncated,
+which the length check catches.
 
 Eviction approximates LRU by modification time, which a hit refreshes (at most every
 ``TOUCH_INTERVAL`` seconds). Each store scans the directory after writing a
@@ -33,79 +29,37 @@ writes, a rename); the exceptions are the scan, which stats every file, and
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import secrets
-import stat
-import struct
 import time
-import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from hashlib import sha256
 
-from .control import Headers
-from .key import secondary_key, vary_names
+from ..rules.control import Headers
+from ..rules.key import secondary_key, vary_names
+from .disk_files import (
+    ENTRY,
+    HEAD,
+    MARKER,
+    MAX_META,
+    TEMP_PREFIX,
+    CacheFile,
+    as_bytes,
+    as_text,
+    copy_range,
+    encode,
+    file_identity,
+    file_name,
+    list_files,
+    open_file,
+    read_marker,
+    write_all,
+)
 from .store import Meta, Stored, content_length, length_mismatch
 
-MAGIC = b"MPYCACHE"
-VERSION = 1
-ENTRY = 1
-MARKER = 2
-HEAD = struct.Struct(">8sBBxxIQI")  # magic, version, kind, meta length, body length, CRC
-MAX_META = 1 << 20
-TEMP_PREFIX = ".tmp-"
 TEMP_GRACE = 3600.0
 TOUCH_INTERVAL = 10.0
 LOW_WATER = 0.9
 SCAN_FRACTION = 16
-COPY_CHUNK = 1 << 20
-_NAME = re.compile(r"[0-9a-f]{64}")
-
-
-def file_name(primary: bytes, generation: bytes = b"", secondary: bytes = b"") -> str:
-    """The file of a response (or marker): a hash of its primary key, and for a variant
-    also of its marker's generation and its secondary key."""
-    if not generation:
-        return sha256(primary).hexdigest()
-    return sha256(b"%s\0%s\0%s" % (primary, generation, secondary)).hexdigest()
-
-
-def encode(kind: int, meta: dict, body_length: int = 0) -> tuple[bytes, int]:
-    """The head and metadata bytes of a file; also the metadata length."""
-    raw = json.dumps(meta, separators=(",", ":")).encode("ascii")
-    return HEAD.pack(MAGIC, VERSION, kind, len(raw), body_length, zlib.crc32(raw)) + raw, len(raw)
-
-
-@dataclass
-class _File:
-    """A cache file opened and checked: its descriptor, kind, metadata and body span."""
-
-    fd: int
-    kind: int
-    meta: dict
-    body_offset: int
-    body_length: int
-    st: os.stat_result
-
-
-def _text(data: bytes) -> str:
-    return data.decode("latin-1")
-
-
-def _bytes(text: str) -> bytes:
-    return text.encode("latin-1")
-
-
-def _identity(st: os.stat_result) -> tuple[int, int]:
-    return st.st_ino, st.st_dev
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 class DiskStore:
@@ -137,62 +91,13 @@ class DiskStore:
     def _path(self, name: str) -> str:
         return os.path.join(self.directory, name)
 
-    def _open(self, path: str) -> _File | None:
-        """Open and check a cache file; a damaged one is removed. None if absent or bad."""
-        try:
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            return None
-        st = None
-        try:
-            st = os.fstat(fd)
-            head = os.pread(fd, HEAD.size, 0)
-            magic, version, kind, meta_length, body_length, crc = HEAD.unpack(head)
-            if (magic != MAGIC or version != VERSION or kind not in (ENTRY, MARKER)
-                    or meta_length > MAX_META
-                    or st.st_size != HEAD.size + meta_length + body_length):
-                raise ValueError("bad head")
-            raw = os.pread(fd, meta_length, HEAD.size)
-            if len(raw) != meta_length or zlib.crc32(raw) != crc:
-                raise ValueError("bad metadata")
-            meta = json.loads(raw)
-            if not isinstance(meta, dict) or not isinstance(meta.get("p"), str):
-                raise ValueError("bad metadata")
-            return _File(fd, kind, meta, HEAD.size + meta_length, body_length, st)
-        except (OSError, ValueError, struct.error):
-            os.close(fd)
-            if st is not None:
-                self._remove_if_same(path, st)
-            return None
-
-    def _remove_if_same(self, path: str, st: os.stat_result) -> None:
-        """Unlink ``path`` unless another process has replaced it since it was opened."""
-        try:
-            if _identity(os.stat(path)) == _identity(st):
-                os.unlink(path)
-        except OSError:
-            pass
-
-    def _touch(self, found: _File) -> None:
+    def _touch(self, found: CacheFile) -> None:
         now = self._clock()
         if found.st.st_mtime < now - TOUCH_INTERVAL:
             try:
                 os.utime(found.fd, (now, now))
             except OSError:
                 pass
-
-    def _marker(self, primary: bytes) -> tuple[tuple[bytes, ...], bytes] | None:
-        """The Vary names and generation of the primary key's marker, if it has one."""
-        found = self._open(self._path(file_name(primary)))
-        if found is None:
-            return None
-        os.close(found.fd)
-        if found.kind != MARKER or found.meta["p"] != _text(primary):
-            return None
-        try:
-            return tuple(_bytes(name) for name in found.meta["v"]), _bytes(found.meta["g"])
-        except (KeyError, TypeError, AttributeError):
-            return None
 
     def lookup(self, primary: bytes, request_headers: Headers) -> Stored | None:
         stored = self._lookup(primary, request_headers)
@@ -201,8 +106,8 @@ class DiskStore:
 
     def _lookup(self, primary: bytes, request_headers: Headers) -> Stored | None:
         path = self._path(file_name(primary))
-        found = self._open(path)
-        if found is None or found.meta["p"] != _text(primary):
+        found = open_file(path)
+        if found is None or found.meta["p"] != as_text(primary):
             if found is not None:
                 os.close(found.fd)
             return None
@@ -211,21 +116,21 @@ class DiskStore:
             self._touch(found)
             os.close(found.fd)
             try:
-                names = tuple(_bytes(name) for name in found.meta["v"])
-                generation = _bytes(found.meta["g"])
+                names = tuple(as_bytes(name) for name in found.meta["v"])
+                generation = as_bytes(found.meta["g"])
             except (KeyError, TypeError, AttributeError):
                 return None
             secondary = secondary_key(names, request_headers)
             path = self._path(file_name(primary, generation, secondary))
-            found = self._open(path)
+            found = open_file(path)
             if found is None:
                 return None
         try:
             meta = found.meta
-            if found.kind != ENTRY or meta["p"] != _text(primary) or (
-                    meta["s"] != _text(secondary)):
+            if found.kind != ENTRY or meta["p"] != as_text(primary) or (
+                    meta["s"] != as_text(secondary)):
                 raise ValueError("another key")
-            headers = [(_bytes(name), _bytes(value)) for name, value in meta["h"]]
+            headers = [(as_bytes(name), as_bytes(value)) for name, value in meta["h"]]
             stored = Stored(
                 primary, secondary, int(meta["st"]), headers, float(meta["rq"]),
                 float(meta["rs"]), found.body_length, fd=found.fd,
@@ -252,7 +157,7 @@ class DiskStore:
         name = file_name(primary)
         secondary = b""
         if names:
-            current = self._marker(primary)
+            current = read_marker(self._path(file_name(primary)), primary)
             generation = current[1] if current is not None and current[0] == names else (
                 secrets.token_hex(8).encode("ascii"))
             if current is None or current[0] != names:
@@ -260,9 +165,9 @@ class DiskStore:
             secondary = secondary_key(names, request_headers)
             name = file_name(primary, generation, secondary)
         record = {
-            "p": _text(primary), "s": _text(secondary), "st": meta.status,
+            "p": as_text(primary), "s": as_text(secondary), "st": meta.status,
             "rq": meta.request_time, "rs": meta.response_time,
-            "h": [[_text(n), _text(v)] for n, v in meta.headers],
+            "h": [[as_text(n), as_text(v)] for n, v in meta.headers],
         }
         head, meta_length = encode(ENTRY, record)
         if meta_length > MAX_META:
@@ -277,12 +182,12 @@ class DiskStore:
         return writer if writer.write_raw(head) else None
 
     def _write_marker(self, primary: bytes, names: tuple[bytes, ...], generation: bytes) -> None:
-        data, _ = encode(MARKER, {"p": _text(primary), "v": [_text(n) for n in names],
-                                  "g": _text(generation)})
+        data, _ = encode(MARKER, {"p": as_text(primary), "v": [as_text(n) for n in names],
+                                  "g": as_text(generation)})
         fd, temp = self._temp()
         try:
             try:
-                _write_all(fd, data)
+                write_all(fd, data)
             finally:
                 os.close(fd)
             os.replace(temp, self._path(file_name(primary)))
@@ -308,9 +213,9 @@ class DiskStore:
         atomic, and skipped when another process has replaced the file meanwhile."""
         path, ino, dev = stored.handle
         record = {
-            "p": _text(stored.primary), "s": _text(stored.secondary), "st": stored.status,
+            "p": as_text(stored.primary), "s": as_text(stored.secondary), "st": stored.status,
             "rq": request_time, "rs": response_time,
-            "h": [[_text(n), _text(v)] for n, v in headers],
+            "h": [[as_text(n), as_text(v)] for n, v in headers],
         }
         head, meta_length = encode(ENTRY, record, stored.body_length)
         if meta_length > MAX_META:
@@ -321,7 +226,7 @@ class DiskStore:
         except OSError:
             return False
         try:
-            if own and _identity(os.fstat(source)) != (ino, dev):
+            if own and file_identity(os.fstat(source)) != (ino, dev):
                 return False
             if not self._rewrite(path, (ino, dev), head, source, stored):
                 return False
@@ -329,7 +234,7 @@ class DiskStore:
             if own:
                 os.close(source)
         try:
-            stored.handle = (path, *_identity(os.stat(path)))
+            stored.handle = (path, *file_identity(os.stat(path)))
         except OSError:
             return False
         self._total += len(head) - stored.body_offset
@@ -344,11 +249,11 @@ class DiskStore:
             return False
         try:
             try:
-                _write_all(fd, head)
-                _copy(source, stored.body_offset, fd, stored.body_length)
+                write_all(fd, head)
+                copy_range(source, stored.body_offset, fd, stored.body_length)
             finally:
                 os.close(fd)
-            if _identity(os.stat(path)) != identity:
+            if file_identity(os.stat(path)) != identity:
                 os.unlink(temp)
                 return False
             os.replace(temp, path)
@@ -386,30 +291,7 @@ class DiskStore:
         return removed
 
     def _files(self) -> list[tuple[float, int, str]]:
-        """(mtime, size, path) of every cache file; stale temporary files are removed."""
-        files = []
-        dead = self._clock() - TEMP_GRACE
-        try:
-            scan = os.scandir(self.directory)
-        except OSError:
-            return files
-        with scan:
-            for item in scan:
-                try:
-                    st = item.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if not stat.S_ISREG(st.st_mode):
-                    continue
-                if item.name.startswith(TEMP_PREFIX):
-                    if st.st_mtime < dead:
-                        try:
-                            os.unlink(item.path)
-                        except OSError:
-                            pass
-                elif _NAME.fullmatch(item.name):
-                    files.append((st.st_mtime, st.st_size, item.path))
-        return files
+        return list_files(self.directory, self._clock() - TEMP_GRACE)
 
     def evict(self) -> None:
         """Scan the directory; if over ``max_bytes``, remove the least recently used
@@ -440,29 +322,6 @@ class DiskStore:
         return {"entries": self._entries, "bytes": self._total, **self._counts}
 
 
-def _copy(source: int, offset: int, target: int, length: int) -> None:
-    """Copy ``length`` bytes of ``source`` from ``offset`` to the end of ``target``."""
-    end = offset + length
-    position = offset
-    try:
-        while position < end:
-            copied = os.copy_file_range(source, target, min(COPY_CHUNK, end - position),
-                                        position)
-            if copied == 0:
-                raise OSError("the source file is shorter than its head says")
-            position += copied
-        return
-    except OSError as exc:
-        if exc.errno is None or position != offset:
-            raise
-    while position < end:
-        data = os.pread(source, min(COPY_CHUNK, end - position), position)
-        if not data:
-            raise OSError("the source file is shorter than its head says")
-        _write_all(target, data)
-        position += len(data)
-
-
 class DiskWriter:
     """A response streaming into its temporary file until ``commit`` renames it in place."""
 
@@ -482,7 +341,7 @@ class DiskWriter:
 
     def write_raw(self, data: bytes) -> bool:
         try:
-            _write_all(self._fd, data)
+            write_all(self._fd, data)
         except OSError:
             self._store._counts["errors"] += 1
             self.abort()

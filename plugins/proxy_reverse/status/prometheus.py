@@ -17,11 +17,11 @@ from prometheus_client.core import (
     Metric,
 )
 
-from .cache_stats import CacheFigures, StoreFigures
-from .stats import LATENCY_BUCKETS
+from ..cache.figures import CacheFigures, StoreFigures
+from ..stats import LATENCY_BUCKETS
 
 if TYPE_CHECKING:
-    from .status_page import StatusReport
+    from .report import StatusReport
 
 # The format generate_latest() writes (the text format 0.0.4).
 PROMETHEUS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"

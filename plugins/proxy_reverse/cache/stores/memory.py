@@ -10,8 +10,8 @@ from __future__ import annotations
 import dataclasses
 from collections import OrderedDict
 
-from .control import Headers
-from .key import secondary_key, vary_names
+from ..rules.control import Headers
+from ..rules.key import secondary_key, vary_names
 from .store import Meta, Stored, content_length, length_mismatch
 
 ENTRY_OVERHEAD = 512

@@ -22,7 +22,7 @@ import httptools
 from monkey_py.loop import EVENT_READ, EVENT_WRITE
 
 from .headers import IDEMPOTENT, is_upgrade, request_head, response_headers
-from .loops import LOOP_DETECTED
+from .loop_guard import LOOP_DETECTED
 from .tunnel import Tunnel
 from .upstreams import Channel
 

@@ -11,11 +11,11 @@ import time
 from html import escape
 from typing import TYPE_CHECKING
 
-from .cache_stats import CacheFigures, StoreFigures
-from .stats import HISTORY_SECONDS, UpstreamSnapshot
+from ..cache.figures import CacheFigures, StoreFigures
+from ..stats import HISTORY_SECONDS, UpstreamSnapshot
 
 if TYPE_CHECKING:
-    from .status_page import EntryStatus, StatusReport
+    from .report import EntryStatus, StatusReport
 
 REFRESH_SECONDS = 5
 CHART_WIDTH = 120

@@ -1,47 +1,35 @@
-"""The response cache in the proxy's request path: look up, serve, collapse, store,
-revalidate, invalidate and purge (docs/proxy_cache.md).
+"""The response cache in the proxy's request path: look up, serve, collapse, go
+upstream, wait, invalidate and purge (docs/proxy_cache.md).
 
 For a request an entry with ``Cache On`` takes, ``ProxyCache.handle`` runs before loop
 detection and forwarding, so a hit never touches an upstream. A GET or HEAD is looked
-up; the policy (``cache.policy.decide``) says whether the stored response is served
+up; the policy (``rules.policy.decide``) says whether the stored response is served
 fresh or stale, revalidated, or fetched anew. A request that goes upstream is forwarded
-by the ordinary ``Forward`` with a ``CacheExchange`` in place of the client's request:
-the exchange sees the upstream's answer before the client does, stores it as it
-streams, turns a 304 to a revalidation into the stored response, serves a stale
-response when the upstream fails (stale-if-error), invalidates after unsafe methods,
-and adds ``Cache-Status`` (RFC 9211). A background revalidation (stale-while-revalidate)
-is a ``CacheExchange`` without a client.
+by the ordinary ``Forward`` with a ``CacheExchange`` (``exchange.py``) in place of the
+client's request.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 
 from monkey_py.config import ConfigError
 
-from .cache.control import header_value, response_cache_control
-from .cache.disk_store import DiskStore
-from .cache.fields import cache_status, storage_headers
-from .cache.key import primary_key
-from .cache.memory_store import MemoryStore
-from .cache.policy import (
-    Action,
-    decide,
-    freshness_lifetime,
-    invalidation_targets,
-    stale_if_error_allows,
-    storable,
-)
-from .cache.store import Meta, Store, Stored
-from .cache.validation import conditional_headers, not_modified_matches, updated_headers
-from .cache_serve import Summaries, serve, serve_whole, tail
-from .cache_stats import COLLAPSED, HITS, MISSES, PURGED, REVALIDATED, STALE, STORED, CacheStats
-from .cache_sync import InvalidationLog
-from .collapse import Collapser, Fill
-from .headers import is_upgrade
-from .status_page import allowed
+from ..forwarding.headers import is_upgrade
+from ..status.serve import allowed
+from .collapse import Collapser
+from .exchange import CacheExchange
+from .figures import COLLAPSED, HITS, MISSES, PURGED, STALE, CacheStats
+from .rules.fields import cache_status
+from .rules.key import primary_key
+from .rules.policy import Action, decide
+from .rules.validation import conditional_headers
+from .serve import Summaries, serve, serve_whole, tail
+from .stores.disk import DiskStore
+from .stores.memory import MemoryStore
+from .stores.store import Store, Stored
+from .sync import InvalidationLog
 
 log = logging.getLogger("monkey_py.proxy_reverse")
 
@@ -56,21 +44,7 @@ BACKGROUND_DROP = frozenset({b"if-none-match", b"if-modified-since", b"if-match"
 # Decisions the client's own directives caused: such a request, like one with
 # Authorization, neither waits for another's fetch nor leads one.
 OWN_WAY = frozenset({"request-no-cache", "request-max-age", "min-fresh", "authorization"})
-UPSTREAM_ERRORS = frozenset({500, 502, 503, 504})
-SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 KEY_MEMO_SIZE = 4096
-
-
-def worth_keeping(status: int, headers, now: float) -> bool:
-    """Whether a storable response could ever be reused: it is fresh for a while, can
-    be revalidated (ETag, Last-Modified) or may be served stale (stale-if-error). One
-    without any of these would only take space."""
-    if freshness_lifetime(status, headers, now) > 0:
-        return True
-    if header_value(headers, b"etag") is not None or (
-            header_value(headers, b"last-modified") is not None):
-        return True
-    return "stale-if-error" in response_cache_control(headers)
 
 
 class CacheState:
@@ -312,257 +286,3 @@ class ProxyCache:
         req.respond(200, [(b"Content-Type", b"text/plain; charset=utf-8"),
                           (b"Cache-Status", cache_status(detail="purged"))],
                     b"Purged %s\n" % key)
-
-
-class CacheExchange:
-    """The client's request as ``Forward`` sees it when the cache is on.
-
-    It carries the request as forwarded (for a revalidation, the stored response's
-    validators instead of the client's) and receives the upstream's answer: it stores
-    the response while passing it on, or answers the client from the cache instead.
-    ``client`` is None for a background revalidation (``origin`` then gives the client
-    address for X-Forwarded-For).
-    """
-
-    __slots__ = ("cache", "entry", "client", "key", "headers", "method", "target", "host",
-                 "content_length", "upgrade", "peer", "stored", "fwd", "fill",
-                 "writer", "forward", "on_abort", "passing", "served", "finished",
-                 "request_time", "_drain")
-
-    def __init__(self, cache: ProxyCache, entry, client, key: bytes | None, headers,
-                 *, method: str, fwd: str, stored: Stored | None = None,
-                 fill: Fill | None = None, origin=None) -> None:
-        source = client if client is not None else origin
-        self.cache = cache
-        self.entry = entry
-        self.client = client
-        self.key = key
-        self.headers = headers
-        self.method = method
-        self.target = source.target
-        self.host = source.host
-        self.content_length = source.content_length if client is not None else 0
-        self.upgrade = None
-        self.peer = source.peer
-        self.stored = stored
-        self.fwd = fwd
-        self.fill = fill
-        self.writer = None
-        self.forward = None
-        self.on_abort = None
-        self.passing = False
-        self.served = False
-        self.finished = False
-        self.request_time = time.time()
-        self._drain = None
-        if client is not None:
-            client.on_abort = self._client_gone
-
-    # -- what Forward reads of a request -------------------------------------------------
-    @property
-    def has_body(self) -> bool:
-        return self.content_length != 0
-
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-    def read_body(self, on_data, on_end, on_error=None) -> None:
-        self.client.read_body(on_data, on_end, on_error)
-
-    def pause_body(self) -> None:
-        self.client.pause_body()
-
-    def resume_body(self) -> None:
-        self.client.resume_body()
-
-    @property
-    def on_drain(self):
-        return self._drain
-
-    @on_drain.setter
-    def on_drain(self, callback) -> None:
-        self._drain = callback
-        if self.client is not None and self.passing:
-            self.client.on_drain = callback
-
-    # -- the upstream's answer -------------------------------------------------------------
-    def start_response(self, status: int, headers, reason: bytes | None = None,
-                       length: int | None = None) -> None:
-        raw = self.forward.resp_headers if self.forward is not None else headers
-        now = time.time()
-        cache = self.cache
-        if self.method not in SAFE:
-            if self.key is not None:
-                targets = invalidation_targets(self.method, status, self.key, raw)
-                if targets:
-                    cache.invalidate(targets)
-        stored = self.stored
-        if stored is not None:
-            if status == 304 and not_modified_matches(stored.headers, raw):
-                self._freshen(raw, now)
-                return
-            if status in UPSTREAM_ERRORS and self._stale_on_error(status, now):
-                return
-        request_headers = self.client.headers if self.client is not None else self.headers
-        if self.method == "GET" and self.key is not None and storable(
-                "GET", status, request_headers, raw) and worth_keeping(status, raw, now):
-            self.writer = cache.store.begin(self.key, request_headers, Meta(
-                status, storage_headers(raw), self.request_time, now))
-        if self.client is None:
-            if self.writer is None:
-                self._stop()
-            return
-        if self.writer is None and self.fill is not None:
-            # Nothing will be stored: the waiters go upstream now, in parallel.
-            self.fill.done(False)
-        self.passing = True
-        self._result(MISSES)
-        value = cache_status(fwd=self.fwd, fwd_status=status, stored=self.writer is not None)
-        self.client.start_response(status, [*headers, (b"Cache-Status", value)], reason,
-                                   length)
-
-    def write(self, data: bytes) -> bool:
-        writer = self.writer
-        if writer is not None and not writer.write(data):
-            # Larger than CacheMaxObjectSize (or an I/O error): it streams on uncached.
-            self.writer = None
-            if self.fill is not None:
-                self.fill.done(False)
-            if self.client is None:
-                self._stop()
-        if self.passing:
-            return self.client.write(data)
-        return True
-
-    def end(self) -> None:
-        if self.finished:
-            return
-        self.finished = True
-        stored = False
-        if self.writer is not None:
-            stored = self.writer.commit()
-            self.writer = None
-            if stored:
-                self.cache.count(self.entry, STORED)
-            self.cache.sizes()
-        if self.fill is not None:
-            self.fill.done(stored)
-        self._close_stored()
-        if self.passing:
-            self.client.end()
-
-    def error(self, status: int, detail: str = "", headers=()) -> None:
-        """An answer of the proxy's own (502, 503, 504, 508 ...): stale-if-error may
-        stand in for it."""
-        if self.finished:
-            return
-        if status in UPSTREAM_ERRORS and self.stored is not None and self._stale_on_error(
-                None, time.time()):
-            return
-        self._drop()
-        if self.client is not None:
-            self._result(MISSES)
-            self.client.error(status, detail, [*headers, (b"Cache-Status", cache_status(
-                fwd=self.fwd))])
-
-    def abort(self) -> None:
-        passing = self.passing and not self.finished
-        self._drop()
-        if passing:
-            self.client.abort()
-
-    # -- outcomes ----------------------------------------------------------------------------
-    def _freshen(self, raw, now: float) -> None:
-        """A 304 to a revalidation: update the stored head, serve the stored response."""
-        cache = self.cache
-        stored = self.stored
-        self.stored = None
-        headers = updated_headers(stored.headers, raw)
-        cache.store.update_headers(stored, headers, self.request_time, now)
-        fresh = dataclasses.replace(stored, headers=headers, request_time=self.request_time,
-                                    response_time=now)
-        stored.fd = None
-        cache.count(self.entry, REVALIDATED)
-        self._result(MISSES)
-        cache.sizes()
-        if self.fill is not None:
-            self.fill.done(True)
-        if self.client is None:
-            fresh.close()
-            self.finished = True
-            return
-        summary = cache.summaries.get(fresh)
-        age = summary.age(now)
-        self.served = True
-        self.finished = True
-        serve(self.client, fresh, summary, age, cache_status(
-            fwd=self.fwd, fwd_status=304, ttl=summary.lifetime - age))
-
-    def _stale_on_error(self, status: int | None, now: float) -> bool:
-        """Serve the stale stored response in place of an upstream error, if allowed."""
-        stored = self.stored
-        request_headers = self.client.headers if self.client is not None else self.headers
-        if not stale_if_error_allows(stored, now, request_headers):
-            return False
-        self.stored = None
-        if self.fill is not None:
-            self.fill.done(False)
-        self.finished = True
-        if self.client is None:
-            stored.close()
-            return True
-        cache = self.cache
-        summary = cache.summaries.get(stored)
-        age = summary.age(now)
-        self._result(STALE)
-        self.served = True
-        serve(self.client, stored, summary, age, cache_status(
-            fwd="stale", fwd_status=status, ttl=summary.lifetime - age,
-            detail="stale-if-error"))
-        return True
-
-    def _result(self, counter: int) -> None:
-        """Count the answer a client got to a GET or HEAD: miss or stale."""
-        if self.client is not None and self.method in ("GET", "HEAD"):
-            self.cache.count(self.entry, counter)
-
-    def _drop(self) -> None:
-        """The exchange ends without a stored response."""
-        self.finished = True
-        if self.writer is not None:
-            self.writer.abort()
-            self.writer = None
-        if self.fill is not None:
-            self.fill.done(False)
-        self._close_stored()
-
-    def _close_stored(self) -> None:
-        if self.stored is not None:
-            self.stored.close()
-            self.stored = None
-
-    def _stop(self) -> None:
-        """A background fetch that will store nothing: drop the upstream connection."""
-        self._drop()
-        callback = self.on_abort
-        if callback is not None:
-            self.cache.loop.call_soon(callback)
-
-    def _client_gone(self) -> None:
-        """The client left: a fill that is storing goes on without it, for its waiters."""
-        if self.fill is not None and not self.finished and (
-                self.writer is not None or not self.passing) and self.fill.waiters:
-            self.client = None
-            self.passing = False
-            drain, self._drain = self._drain, None
-            if drain is not None:
-                self.cache.loop.call_soon(drain)
-            return
-        self._drop()
-        callback = self.on_abort
-        if callback is not None:
-            callback()
-

@@ -17,15 +17,15 @@ import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from .control import Headers, header_value
+from ..rules.control import Headers, header_value
 
 
 @dataclass
 class Meta:
     """A response as the upstream sent it, with the times of its request and response.
 
-    ``headers`` are the fields to store (``fields.storage_headers``); the times are the
-    local clock when the request was sent and when the response head arrived.
+    ``headers`` are the fields to store (``rules.fields.storage_headers``); the times
+    are the local clock when the request was sent and when the response head arrived.
     """
 
     status: int

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..headers import HOP_BY_HOP, connection_tokens
+from ...forwarding.headers import HOP_BY_HOP, connection_tokens
 from .control import MAX_DELTA, Headers
 
 UNSTORED = HOP_BY_HOP | {b"set-cookie", b"set-cookie2"}

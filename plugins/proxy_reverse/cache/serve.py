@@ -24,11 +24,11 @@ from monkey_py.static.ranges import (
     unsatisfied_content_range,
 )
 
-from .cache.control import header_value, last_modified, response_cache_control
-from .cache.fields import NOT_MODIFIED_FIELDS, age_header
-from .cache.policy import current_age, freshness_lifetime
-from .cache.store import Stored
-from .cache.validation import client_not_modified
+from .rules.control import header_value, last_modified, response_cache_control
+from .rules.fields import NOT_MODIFIED_FIELDS, age_header
+from .rules.policy import current_age, freshness_lifetime
+from .rules.validation import client_not_modified
+from .stores.store import Stored
 
 _NOT_SERVED = frozenset({b"age", b"content-length", b"date", b"server", b"via"})
 SUMMARY_CACHE_SIZE = 4096

@@ -1,0 +1,1 @@
+"""Forwarding to an upstream: exchange, header fields, connections, tunnels, loop guard."""
