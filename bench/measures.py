@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import resource
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, TypeVar
 
 import loads
@@ -39,6 +39,8 @@ class CpuUse:
     elapsed: float
     others_on_server_cpu: float
     others_on_load_cpu: float
+    exited: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
 
     @property
     def busy(self) -> float:
@@ -51,22 +53,27 @@ def watch_cpu(ctx: Context, setup: Setup, server: ServerProcess,
     """Run ``action`` (a load tool run as a child process) and account the CPU it cost.
 
     "Others" on the load CPU excludes the load tool itself and the scenario's helpers
-    (upstreams); on the server CPU it excludes the server.
+    (upstreams); on the server CPU it excludes the server. The server's processes are
+    read at both ends from its master down (``procfs.tree_cpu``), so a process of the
+    server that exits or starts during the run is counted, and named in ``exited`` or
+    ``started``, instead of failing the run.
     """
-    pids, helper_pids = server.pids(), setup.helper_pids()
-    before = procfs.sample_cpu(pids, helper_pids, ctx.server_cpu, ctx.load_cpu)
+    roots, helper_roots = [server.root_pid()], setup.helper_roots()
+    before = procfs.sample_cpu(roots, helper_roots, ctx.server_cpu, ctx.load_cpu)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     result = action()
     elapsed = time.monotonic() - started
-    used = procfs.sample_cpu(pids, helper_pids, ctx.server_cpu, ctx.load_cpu) - before
+    used = procfs.sample_cpu(roots, helper_roots, ctx.server_cpu, ctx.load_cpu) - before
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     tool = (children.ru_utime - children_before.ru_utime
             + children.ru_stime - children_before.ru_stime)
     return result, CpuUse(
         server=used.server, elapsed=elapsed,
         others_on_server_cpu=percent(used.server_cpu_busy - used.server, elapsed),
-        others_on_load_cpu=percent(used.load_cpu_busy - tool - used.helpers, elapsed))
+        others_on_load_cpu=percent(used.load_cpu_busy - tool - used.helpers, elapsed),
+        exited=[f"{pid} ({name})" for pid, name in sorted(used.exited.items())],
+        started=[f"{pid} ({name})" for pid, name in sorted(used.started.items())])
 
 
 def note_cpu(ctx: Context, outcome: Outcome, label: str, use: CpuUse) -> str:
@@ -76,6 +83,11 @@ def note_cpu(ctx: Context, outcome: Outcome, label: str, use: CpuUse) -> str:
         if share > OTHER_LOAD_WARNING:
             outcome.notes.append(f"{label}: other processes or the host took {share:.0f}% of "
                                  f"CPU {cpu}; figures are noisy")
+    for verb, processes in (("exited", use.exited), ("started", use.started)):
+        if processes:
+            noun = "process" if len(processes) == 1 else "processes"
+            outcome.notes.append(f"{label}: {noun} {', '.join(processes)} of the server "
+                                 f"{verb} during the run (CPU time counted)")
     return (f"server CPU {use.busy:.0f}% busy; others took {use.others_on_server_cpu:.0f}% "
             f"of CPU {ctx.server_cpu} and {use.others_on_load_cpu:.0f}% of CPU {ctx.load_cpu}")
 
@@ -93,7 +105,8 @@ def note_unsaturated(outcome: Outcome, best: dict[str, dict], what: str) -> None
 def cpu_fields(use: CpuUse) -> dict:
     return {"cpu_seconds": use.server, "busy_percent": use.busy,
             "others_on_server_cpu": use.others_on_server_cpu,
-            "others_on_load_cpu": use.others_on_load_cpu}
+            "others_on_load_cpu": use.others_on_load_cpu,
+            "processes_exited": use.exited, "processes_started": use.started}
 
 
 def best_runs(runs: dict[str, list[dict]], key: Callable[[dict], float]) -> dict[str, dict]:

@@ -81,8 +81,9 @@ class Setup:
     def sides(self) -> list[tuple[str, ServerProcess]]:
         return [(MONKEY, self.monkey), (NGINX, self.nginx)]
 
-    def helper_pids(self) -> list[int]:
-        return [pid for helper in self.helpers for pid in helper.pids()]
+    def helper_roots(self) -> list[int]:
+        """The master pid of every helper server."""
+        return [helper.root_pid() for helper in self.helpers]
 
 
 Measure = Callable[[Context, Setup, Outcome], None]

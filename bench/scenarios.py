@@ -239,9 +239,11 @@ def run_scenario(scenario: Scenario, ctx: Context) -> Outcome:
     except ServerFailed as exc:
         outcome.status, outcome.error, outcome.output_tail = "FAILED", str(exc), exc.output_tail
     except (loads.LoadError, procfs.ProcessGone, OSError) as exc:
-        culprit = next((server for server in started if not server.alive()), setup.monkey)
-        outcome.status, outcome.error = "FAILED", f"{exc} ({culprit.name} output below)"
-        outcome.output_tail = culprit.output_tail()
+        dead = next((server for server in started if not server.alive()), None)
+        shown = dead or setup.monkey
+        where = (f"{dead.name} exited" if dead else "every server is still running")
+        outcome.status, outcome.error = "FAILED", f"{exc} ({where}; {shown.name} output below)"
+        outcome.output_tail = shown.output_tail()
     finally:
         for server in reversed(started):
             server.stop()

@@ -112,6 +112,11 @@ class ServerProcess:
             raise ServerFailed(self.name, f"exited with status {self.proc.returncode}",
                                self.output_tail())
 
+    def root_pid(self) -> int:
+        """The master's pid (taskset execs the server, so it is the process started)."""
+        self._check_alive()
+        return self.proc.pid
+
     def pids(self) -> list[int]:
         """The master and all its descendants."""
         self._check_alive()
