@@ -232,7 +232,10 @@ def run_scenario(scenario: Scenario, ctx: Context) -> Outcome:
             server.start()
             started.append(server)
         for side, server in setup.sides():
-            problem = setup.verify(url(server, setup.path))
+            try:
+                problem = setup.verify(url(server, setup.path))
+            except loads.LoadError as exc:
+                problem = str(exc)
             if problem:
                 raise ServerFailed(side, problem, server.output_tail())
         scenario.measure(ctx, setup, outcome)
