@@ -1,4 +1,4 @@
-"""Measure steps: load both servers of a scenario the same way and turn runs into metrics.
+"""Measure steps: load the servers of a scenario the same way and turn runs into metrics.
 
 Every measured run is wrapped in ``watch_cpu``, which reads the server's CPU time and how
 much of each pinned CPU other processes took meanwhile, so that a noisy figure says so.
@@ -13,7 +13,7 @@ from typing import Callable, TypeVar
 
 import loads
 import procfs
-from model import MONKEY, NGINX, Context, Measure, Metric, Outcome, Setup
+from model import FLOOR, MONKEY, NGINX, Context, Measure, Metric, Outcome, Setup
 from servers import ServerProcess
 
 MIB = 1024 * 1024
@@ -114,43 +114,62 @@ def best_runs(runs: dict[str, list[dict]], key: Callable[[dict], float]) -> dict
     return {side: max(side_runs, key=key) for side, side_runs in runs.items()}
 
 
+def wrk_rounds(ctx: Context, setup: Setup, outcome: Outcome, path: str, connections: int,
+               threads: int, what: str = "") -> dict[str, list[dict]]:
+    """Warm-up then measured wrk run of ``path`` on each side in turn, ``ctx.rounds``
+    times; every run's wrk figures and CPU use, by side. ``what`` names the load in logs
+    and notes when a scenario runs more than one."""
+    runs: dict[str, list[dict]] = {side: [] for side, _ in setup.sides()}
+    for round_index in range(1, ctx.rounds + 1):
+        for side, server in setup.sides():
+            target = url(server, path)
+            if ctx.warmup:
+                loads.run_wrk(target, seconds=ctx.warmup, connections=connections,
+                              threads=threads, cpu=ctx.load_cpu, latency=False)
+            result, use = watch_cpu(ctx, setup, server, lambda: loads.run_wrk(
+                target, seconds=ctx.duration, connections=connections, threads=threads,
+                cpu=ctx.load_cpu))
+            runs[side].append({"round": round_index, **asdict(result), **cpu_fields(use)})
+            label = " ".join(filter(None, (side, what, f"round {round_index}")))
+            summary = note_cpu(ctx, outcome, label, use)
+            ctx.log(f"  {label}: {result.requests_per_second:,.0f} req/s, "
+                    f"{use.server / max(result.requests, 1) * 1e6:.1f} us CPU/req, "
+                    f"{result.errors} errors; {summary}")
+            if result.errors:
+                outcome.notes.append(
+                    f"{label}: wrk reported {result.non_2xx} non-2xx/3xx responses and "
+                    f"socket errors {result.socket_errors or 'none'}")
+    return runs
+
+
+def cpu_per_request(run: dict) -> float:
+    """Server CPU microseconds per request completed in a wrk run."""
+    return run["cpu_seconds"] / max(run["requests"], 1) * 1e6
+
+
 def throughput(connections: int | None = None, threads: int = 1) -> Measure:
     """A measure step: warm-up then measured wrk run per side, alternating, best of rounds.
 
     ``connections`` None means the ``--connections`` option. The best round is the one
-    with the highest req/s; its CPU time and p99 are reported with it.
+    with the highest req/s; its CPU time and p99 are reported with it. The sides are
+    monkey_py, nginx and, when the scenario has one, the floor.
     """
     def measure(ctx: Context, setup: Setup, outcome: Outcome) -> None:
-        conns = connections or ctx.connections
-        runs: dict[str, list[dict]] = {MONKEY: [], NGINX: []}
-        for round_index in range(1, ctx.rounds + 1):
-            for side, server in setup.sides():
-                target = url(server, setup.path)
-                if ctx.warmup:
-                    loads.run_wrk(target, seconds=ctx.warmup, connections=conns,
-                                  threads=threads, cpu=ctx.load_cpu, latency=False)
-                result, use = watch_cpu(ctx, setup, server, lambda: loads.run_wrk(
-                    target, seconds=ctx.duration, connections=conns, threads=threads,
-                    cpu=ctx.load_cpu))
-                runs[side].append({"round": round_index, **asdict(result), **cpu_fields(use)})
-                label = f"{side} round {round_index}"
-                summary = note_cpu(ctx, outcome, label, use)
-                ctx.log(f"  {label}: {result.requests_per_second:,.0f} req/s, "
-                        f"{use.server / max(result.requests, 1) * 1e6:.1f} us CPU/req, "
-                        f"{result.errors} errors; {summary}")
-                if result.errors:
-                    outcome.notes.append(
-                        f"{label}: wrk reported {result.non_2xx} non-2xx/3xx responses and "
-                        f"socket errors {result.socket_errors or 'none'}")
+        runs = wrk_rounds(ctx, setup, outcome, setup.path, connections or ctx.connections,
+                          threads)
         outcome.raw["runs"] = runs
         best = best_runs(runs, lambda run: run["requests_per_second"])
         note_unsaturated(outcome, best, "req/s")
 
-        def pick(key: Callable[[dict], float | None]) -> tuple[float | None, float | None]:
-            return key(best[MONKEY]), key(best[NGINX])
+        def pick(key: Callable[[dict], float | None]) -> tuple[float | None, ...]:
+            return tuple(key(best[side]) if side in best else None
+                         for side in (MONKEY, NGINX, FLOOR))
 
-        def errors(side: str) -> int:
-            return sum(run["non_2xx"] + sum(run["socket_errors"].values()) for run in runs[side])
+        def errors(run: dict) -> int:
+            return run["non_2xx"] + sum(run["socket_errors"].values())
+
+        def all_errors(side: str) -> int | None:
+            return sum(map(errors, runs[side])) if side in runs else None
 
         outcome.metrics += [
             Metric(f"requests/s (best of {ctx.rounds})", "req/s",
@@ -158,10 +177,10 @@ def throughput(connections: int | None = None, threads: int = 1) -> Measure:
             Metric("p99 latency", "ms", *pick(
                 lambda run: None if run["p99_seconds"] is None else run["p99_seconds"] * 1e3),
                 better="lower"),
-            Metric("CPU per request", "us", *pick(
-                lambda run: run["cpu_seconds"] / max(run["requests"], 1) * 1e6), better="lower"),
+            Metric("CPU per request", "us", *pick(cpu_per_request), better="lower"),
             Metric("server CPU busy", "%", *pick(lambda run: run["busy_percent"]), better=""),
-            Metric("errors (all rounds)", "count", errors(MONKEY), errors(NGINX), better=""),
+            Metric("errors (all rounds)", "count",
+                   *(all_errors(side) for side in (MONKEY, NGINX, FLOOR)), better=""),
         ]
     return measure
 
@@ -172,31 +191,15 @@ def with_reference(measure: Measure, path: str, label: str) -> Measure:
     the table, and a note gives the scenario's rate as a share of the reference's."""
     def measure_both(ctx: Context, setup: Setup, outcome: Outcome) -> None:
         measure(ctx, setup, outcome)
-        runs: dict[str, list[dict]] = {MONKEY: [], NGINX: []}
-        for round_index in range(1, ctx.rounds + 1):
-            for side, server in setup.sides():
-                target = url(server, path)
-                if ctx.warmup:
-                    loads.run_wrk(target, seconds=ctx.warmup, connections=ctx.connections,
-                                  threads=1, cpu=ctx.load_cpu, latency=False)
-                result, use = watch_cpu(ctx, setup, server, lambda: loads.run_wrk(
-                    target, seconds=ctx.duration, connections=ctx.connections, threads=1,
-                    cpu=ctx.load_cpu))
-                runs[side].append({"round": round_index, **asdict(result), **cpu_fields(use)})
-                label_round = f"{side} {label} round {round_index}"
-                summary = note_cpu(ctx, outcome, label_round, use)
-                ctx.log(f"  {label_round}: {result.requests_per_second:,.0f} req/s, "
-                        f"{use.server / max(result.requests, 1) * 1e6:.1f} us CPU/req; "
-                        f"{summary}")
+        runs = wrk_rounds(ctx, setup, outcome, path, ctx.connections, 1, label)
         outcome.raw["reference"] = {"path": path, "runs": runs}
         best = best_runs(runs, lambda run: run["requests_per_second"])
         rate = {side: run["requests_per_second"] for side, run in best.items()}
-        cpu = {side: run["cpu_seconds"] / max(run["requests"], 1) * 1e6
-               for side, run in best.items()}
+        cpu = {side: cpu_per_request(run) for side, run in best.items()}
         measured = outcome.metrics[0]
         outcome.metrics += [
-            Metric(f"{label}: requests/s", "req/s", rate[MONKEY], rate[NGINX]),
-            Metric(f"{label}: CPU per request", "us", cpu[MONKEY], cpu[NGINX],
+            Metric(f"{label}: requests/s", "req/s", rate[MONKEY], rate[NGINX], rate.get(FLOOR)),
+            Metric(f"{label}: CPU per request", "us", cpu[MONKEY], cpu[NGINX], cpu.get(FLOOR),
                    better="lower"),
         ]
         shares = ", ".join(

@@ -1,4 +1,4 @@
-"""Start and stop the servers a benchmark compares: monkey_py and nginx.
+"""Start and stop the servers a benchmark compares: monkey_py, nginx and the floor.
 
 Every server gets its configuration written into a private work directory, listens on
 an ephemeral loopback port and runs pinned to one CPU with ``taskset`` (children inherit
@@ -21,6 +21,7 @@ from pathlib import Path
 import procfs
 
 INDENT = "    "
+FLOOR_DIR = Path(__file__).resolve().parent / "floor"
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 
 
@@ -67,10 +68,12 @@ class ServerProcess:
     cpu: int
     log_path: Path
     extra_logs: tuple[Path, ...] = ()
+    workers: int = 1
     proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 15.0, workers: int = 1) -> None:
-        """Start the server and wait until its port accepts and its workers exist."""
+    def start(self, timeout: float = 15.0) -> None:
+        """Start the server and wait until its port accepts and its ``workers`` (child
+        processes; 0 for a server that serves from its only process) exist."""
         log = open(self.log_path, "wb")
         try:
             self.proc = subprocess.Popen(
@@ -92,7 +95,8 @@ class ServerProcess:
                 raise ServerFailed(self.name, f"port {self.port} not open after {timeout:.0f}s",
                                    self.output_tail())
             time.sleep(0.05)
-        while len(procfs.descendants(self.proc.pid)) < workers and time.monotonic() < deadline:
+        while (len(procfs.descendants(self.proc.pid)) < self.workers
+               and time.monotonic() < deadline):
             self._check_alive()
             time.sleep(0.05)
 
@@ -296,3 +300,19 @@ def nginx_server(workdir: Path, name: str, port: int, cpu: int, conf: Path) -> S
     argv = [binary, "-p", str(conf.parent), "-e", str(conf.parent / "error.log"), "-c", str(conf)]
     return ServerProcess(name, argv, port, cpu, workdir / f"{name}.log",
                          extra_logs=(conf.parent / "error.log",))
+
+
+def floor_server(workdir: Path, port: int, cpu: int, program: str, *args: str) -> ServerProcess:
+    """A floor program of ``bench/floor`` (one process, no workers) run with this Python."""
+    argv = [sys.executable, str(FLOOR_DIR / program), str(port), *args]
+    return ServerProcess("floor", argv, port, cpu, workdir / "floor.log", workers=0)
+
+
+def static_floor(workdir: Path, port: int, cpu: int, file: Path) -> ServerProcess:
+    """The static floor answering every request with ``file``, read once at start."""
+    return floor_server(workdir, port, cpu, "static_floor.py", str(file.resolve()))
+
+
+def proxy_floor(workdir: Path, port: int, cpu: int, upstreams: list[str]) -> ServerProcess:
+    """The proxy floor in front of ``upstreams`` (HOST:PORT each), round robin."""
+    return floor_server(workdir, port, cpu, "proxy_floor.py", *upstreams)
