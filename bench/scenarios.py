@@ -78,12 +78,14 @@ def make_docroot(path: Path, files: dict[str, bytes | int]) -> Path:
 
 
 def static_setup(ctx: Context, workdir: Path) -> Setup:
-    """monkey_py and nginx serving the same random 8 KB file from one document root."""
+    """monkey_py and nginx (with ``open_file_cache``) serving the same random 8 KB file
+    from one document root."""
     body = os.urandom(STATIC_SIZE)
     docroot = make_docroot(workdir / "htdocs", {STATIC_FILE: body})
     monkey = monkey_server(workdir, MONKEY, free_port(), ctx.server_cpu, docroot=docroot)
     port = free_port()
-    conf = write_nginx_config(workdir / "nginx", port, nginx_static_body(docroot),
+    conf = write_nginx_config(workdir / "nginx", port,
+                              nginx_static_body(docroot, open_file_cache=True),
                               connections=max(16384, ctx.idle_connections + 1024))
     nginx = nginx_server(workdir, "nginx", port, ctx.server_cpu, conf)
     return Setup(monkey, nginx, f"/{STATIC_FILE}", expect_body(body))

@@ -22,6 +22,10 @@ import procfs
 
 INDENT = "    "
 FLOOR_DIR = Path(__file__).resolve().parent / "floor"
+# nginx's open-file cache where it serves static files under test: monkey_py keeps open
+# files of its own, revalidated at most once a second, so nginx gets the same help.
+NGINX_OPEN_FILE_CACHE = ("open_file_cache max=1000 inactive=20s; open_file_cache_valid 1s; "
+                         "open_file_cache_min_uses 1; open_file_cache_errors off;")
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 
 
@@ -258,9 +262,11 @@ http {{
     return conf
 
 
-def nginx_static_body(docroot: Path) -> str:
-    """Server block body that serves files from ``docroot``."""
-    return f"root {docroot.resolve()};"
+def nginx_static_body(docroot: Path, *, open_file_cache: bool = False) -> str:
+    """Server block body that serves files from ``docroot``, with ``open_file_cache`` on
+    when asked (the servers under test; upstreams do without)."""
+    cache = f"\n        {NGINX_OPEN_FILE_CACHE}" if open_file_cache else ""
+    return f"root {docroot.resolve()};{cache}"
 
 
 def nginx_proxy_config(prefix: Path, port: int, upstreams: list[str]) -> Path:
@@ -275,12 +281,13 @@ def nginx_proxy_config(prefix: Path, port: int, upstreams: list[str]) -> Path:
 def nginx_cache_config(prefix: Path, port: int, upstreams: list[str], location: str,
                        docroot: Path) -> Path:
     """An nginx proxy with ``proxy_cache`` (its cache directory inside ``prefix``) for the
-    targets under ``location``; other targets are files of ``docroot``."""
+    targets under ``location``; other targets are files of ``docroot`` (with
+    ``open_file_cache``, as in the static scenario)."""
     servers = " ".join(f"server {address};" for address in upstreams)
     http_extra = (f"upstream backends {{ {servers} keepalive 32; }}\n    "
                   f"proxy_cache_path {prefix}/cache levels=1:2 keys_zone=bench:10m "
                   "max_size=64m inactive=60m use_temp_path=off;")
-    body = (f"root {docroot.resolve()};\n        "
+    body = (f"{nginx_static_body(docroot, open_file_cache=True)}\n        "
             f"location {location} {{ proxy_pass http://backends; proxy_http_version 1.1; "
             'proxy_set_header Connection ""; proxy_cache bench; proxy_cache_valid 200 1h; '
             "proxy_cache_key $scheme$host$request_uri; "
