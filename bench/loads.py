@@ -90,12 +90,19 @@ def run_wrk(url: str, *, seconds: int, connections: int, threads: int, cpu: int,
 
 
 def fetch(url: str, limit: int = -1, timeout: float = 10.0) -> tuple[int, bytes]:
-    """One GET with urllib: status and body, or its first ``limit`` bytes (errors included)."""
+    """One GET with urllib: status and body, or its first ``limit`` bytes (errors included).
+
+    The body is read as its framing says (``read()``): ``read(-1)`` would wait for the
+    server to close, which only a server honouring urllib's ``Connection: close`` does.
+    """
+    def body(response) -> bytes:
+        return response.read() if limit < 0 else response.read(limit)
+
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.status, response.read(limit)
+            return response.status, body(response)
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read(limit)
+        return exc.code, body(exc)
     except OSError as exc:
         raise LoadError(f"GET {url} failed: {exc}") from exc
 

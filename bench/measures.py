@@ -1,4 +1,4 @@
-"""Measure steps: load both servers of a scenario the same way and turn runs into metrics.
+"""Measure steps: load the servers of a scenario the same way and turn runs into metrics.
 
 Every measured run is wrapped in ``watch_cpu``, which reads the server's CPU time and how
 much of each pinned CPU other processes took meanwhile, so that a noisy figure says so.
@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import resource
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Callable, TypeVar
 
 import loads
 import procfs
-from model import MONKEY, NGINX, Context, Measure, Metric, Outcome, Setup
+from model import FLOOR, MONKEY, NGINX, Context, Measure, Metric, Outcome, Setup
 from servers import ServerProcess
 
 MIB = 1024 * 1024
@@ -39,6 +39,8 @@ class CpuUse:
     elapsed: float
     others_on_server_cpu: float
     others_on_load_cpu: float
+    exited: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
 
     @property
     def busy(self) -> float:
@@ -51,22 +53,27 @@ def watch_cpu(ctx: Context, setup: Setup, server: ServerProcess,
     """Run ``action`` (a load tool run as a child process) and account the CPU it cost.
 
     "Others" on the load CPU excludes the load tool itself and the scenario's helpers
-    (upstreams); on the server CPU it excludes the server.
+    (upstreams); on the server CPU it excludes the server. The server's processes are
+    read at both ends from its master down (``procfs.tree_cpu``), so a process of the
+    server that exits or starts during the run is counted, and named in ``exited`` or
+    ``started``, instead of failing the run.
     """
-    pids, helper_pids = server.pids(), setup.helper_pids()
-    before = procfs.sample_cpu(pids, helper_pids, ctx.server_cpu, ctx.load_cpu)
+    roots, helper_roots = [server.root_pid()], setup.helper_roots()
+    before = procfs.sample_cpu(roots, helper_roots, ctx.server_cpu, ctx.load_cpu)
     children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.monotonic()
     result = action()
     elapsed = time.monotonic() - started
-    used = procfs.sample_cpu(pids, helper_pids, ctx.server_cpu, ctx.load_cpu) - before
+    used = procfs.sample_cpu(roots, helper_roots, ctx.server_cpu, ctx.load_cpu) - before
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     tool = (children.ru_utime - children_before.ru_utime
             + children.ru_stime - children_before.ru_stime)
     return result, CpuUse(
         server=used.server, elapsed=elapsed,
         others_on_server_cpu=percent(used.server_cpu_busy - used.server, elapsed),
-        others_on_load_cpu=percent(used.load_cpu_busy - tool - used.helpers, elapsed))
+        others_on_load_cpu=percent(used.load_cpu_busy - tool - used.helpers, elapsed),
+        exited=[f"{pid} ({name})" for pid, name in sorted(used.exited.items())],
+        started=[f"{pid} ({name})" for pid, name in sorted(used.started.items())])
 
 
 def note_cpu(ctx: Context, outcome: Outcome, label: str, use: CpuUse) -> str:
@@ -76,6 +83,11 @@ def note_cpu(ctx: Context, outcome: Outcome, label: str, use: CpuUse) -> str:
         if share > OTHER_LOAD_WARNING:
             outcome.notes.append(f"{label}: other processes or the host took {share:.0f}% of "
                                  f"CPU {cpu}; figures are noisy")
+    for verb, processes in (("exited", use.exited), ("started", use.started)):
+        if processes:
+            noun = "process" if len(processes) == 1 else "processes"
+            outcome.notes.append(f"{label}: {noun} {', '.join(processes)} of the server "
+                                 f"{verb} during the run (CPU time counted)")
     return (f"server CPU {use.busy:.0f}% busy; others took {use.others_on_server_cpu:.0f}% "
             f"of CPU {ctx.server_cpu} and {use.others_on_load_cpu:.0f}% of CPU {ctx.load_cpu}")
 
@@ -93,7 +105,8 @@ def note_unsaturated(outcome: Outcome, best: dict[str, dict], what: str) -> None
 def cpu_fields(use: CpuUse) -> dict:
     return {"cpu_seconds": use.server, "busy_percent": use.busy,
             "others_on_server_cpu": use.others_on_server_cpu,
-            "others_on_load_cpu": use.others_on_load_cpu}
+            "others_on_load_cpu": use.others_on_load_cpu,
+            "processes_exited": use.exited, "processes_started": use.started}
 
 
 def best_runs(runs: dict[str, list[dict]], key: Callable[[dict], float]) -> dict[str, dict]:
@@ -101,43 +114,62 @@ def best_runs(runs: dict[str, list[dict]], key: Callable[[dict], float]) -> dict
     return {side: max(side_runs, key=key) for side, side_runs in runs.items()}
 
 
+def wrk_rounds(ctx: Context, setup: Setup, outcome: Outcome, path: str, connections: int,
+               threads: int, what: str = "") -> dict[str, list[dict]]:
+    """Warm-up then measured wrk run of ``path`` on each side in turn, ``ctx.rounds``
+    times; every run's wrk figures and CPU use, by side. ``what`` names the load in logs
+    and notes when a scenario runs more than one."""
+    runs: dict[str, list[dict]] = {side: [] for side, _ in setup.sides()}
+    for round_index in range(1, ctx.rounds + 1):
+        for side, server in setup.sides():
+            target = url(server, path)
+            if ctx.warmup:
+                loads.run_wrk(target, seconds=ctx.warmup, connections=connections,
+                              threads=threads, cpu=ctx.load_cpu, latency=False)
+            result, use = watch_cpu(ctx, setup, server, lambda: loads.run_wrk(
+                target, seconds=ctx.duration, connections=connections, threads=threads,
+                cpu=ctx.load_cpu))
+            runs[side].append({"round": round_index, **asdict(result), **cpu_fields(use)})
+            label = " ".join(filter(None, (side, what, f"round {round_index}")))
+            summary = note_cpu(ctx, outcome, label, use)
+            ctx.log(f"  {label}: {result.requests_per_second:,.0f} req/s, "
+                    f"{use.server / max(result.requests, 1) * 1e6:.1f} us CPU/req, "
+                    f"{result.errors} errors; {summary}")
+            if result.errors:
+                outcome.notes.append(
+                    f"{label}: wrk reported {result.non_2xx} non-2xx/3xx responses and "
+                    f"socket errors {result.socket_errors or 'none'}")
+    return runs
+
+
+def cpu_per_request(run: dict) -> float:
+    """Server CPU microseconds per request completed in a wrk run."""
+    return run["cpu_seconds"] / max(run["requests"], 1) * 1e6
+
+
 def throughput(connections: int | None = None, threads: int = 1) -> Measure:
     """A measure step: warm-up then measured wrk run per side, alternating, best of rounds.
 
     ``connections`` None means the ``--connections`` option. The best round is the one
-    with the highest req/s; its CPU time and p99 are reported with it.
+    with the highest req/s; its CPU time and p99 are reported with it. The sides are
+    monkey_py, nginx and, when the scenario has one, the floor.
     """
     def measure(ctx: Context, setup: Setup, outcome: Outcome) -> None:
-        conns = connections or ctx.connections
-        runs: dict[str, list[dict]] = {MONKEY: [], NGINX: []}
-        for round_index in range(1, ctx.rounds + 1):
-            for side, server in setup.sides():
-                target = url(server, setup.path)
-                if ctx.warmup:
-                    loads.run_wrk(target, seconds=ctx.warmup, connections=conns,
-                                  threads=threads, cpu=ctx.load_cpu, latency=False)
-                result, use = watch_cpu(ctx, setup, server, lambda: loads.run_wrk(
-                    target, seconds=ctx.duration, connections=conns, threads=threads,
-                    cpu=ctx.load_cpu))
-                runs[side].append({"round": round_index, **asdict(result), **cpu_fields(use)})
-                label = f"{side} round {round_index}"
-                summary = note_cpu(ctx, outcome, label, use)
-                ctx.log(f"  {label}: {result.requests_per_second:,.0f} req/s, "
-                        f"{use.server / max(result.requests, 1) * 1e6:.1f} us CPU/req, "
-                        f"{result.errors} errors; {summary}")
-                if result.errors:
-                    outcome.notes.append(
-                        f"{label}: wrk reported {result.non_2xx} non-2xx/3xx responses and "
-                        f"socket errors {result.socket_errors or 'none'}")
+        runs = wrk_rounds(ctx, setup, outcome, setup.path, connections or ctx.connections,
+                          threads)
         outcome.raw["runs"] = runs
         best = best_runs(runs, lambda run: run["requests_per_second"])
         note_unsaturated(outcome, best, "req/s")
 
-        def pick(key: Callable[[dict], float | None]) -> tuple[float | None, float | None]:
-            return key(best[MONKEY]), key(best[NGINX])
+        def pick(key: Callable[[dict], float | None]) -> tuple[float | None, ...]:
+            return tuple(key(best[side]) if side in best else None
+                         for side in (MONKEY, NGINX, FLOOR))
 
-        def errors(side: str) -> int:
-            return sum(run["non_2xx"] + sum(run["socket_errors"].values()) for run in runs[side])
+        def errors(run: dict) -> int:
+            return run["non_2xx"] + sum(run["socket_errors"].values())
+
+        def all_errors(side: str) -> int | None:
+            return sum(map(errors, runs[side])) if side in runs else None
 
         outcome.metrics += [
             Metric(f"requests/s (best of {ctx.rounds})", "req/s",
@@ -145,10 +177,10 @@ def throughput(connections: int | None = None, threads: int = 1) -> Measure:
             Metric("p99 latency", "ms", *pick(
                 lambda run: None if run["p99_seconds"] is None else run["p99_seconds"] * 1e3),
                 better="lower"),
-            Metric("CPU per request", "us", *pick(
-                lambda run: run["cpu_seconds"] / max(run["requests"], 1) * 1e6), better="lower"),
+            Metric("CPU per request", "us", *pick(cpu_per_request), better="lower"),
             Metric("server CPU busy", "%", *pick(lambda run: run["busy_percent"]), better=""),
-            Metric("errors (all rounds)", "count", errors(MONKEY), errors(NGINX), better=""),
+            Metric("errors (all rounds)", "count",
+                   *(all_errors(side) for side in (MONKEY, NGINX, FLOOR)), better=""),
         ]
     return measure
 
@@ -159,31 +191,15 @@ def with_reference(measure: Measure, path: str, label: str) -> Measure:
     the table, and a note gives the scenario's rate as a share of the reference's."""
     def measure_both(ctx: Context, setup: Setup, outcome: Outcome) -> None:
         measure(ctx, setup, outcome)
-        runs: dict[str, list[dict]] = {MONKEY: [], NGINX: []}
-        for round_index in range(1, ctx.rounds + 1):
-            for side, server in setup.sides():
-                target = url(server, path)
-                if ctx.warmup:
-                    loads.run_wrk(target, seconds=ctx.warmup, connections=ctx.connections,
-                                  threads=1, cpu=ctx.load_cpu, latency=False)
-                result, use = watch_cpu(ctx, setup, server, lambda: loads.run_wrk(
-                    target, seconds=ctx.duration, connections=ctx.connections, threads=1,
-                    cpu=ctx.load_cpu))
-                runs[side].append({"round": round_index, **asdict(result), **cpu_fields(use)})
-                label_round = f"{side} {label} round {round_index}"
-                summary = note_cpu(ctx, outcome, label_round, use)
-                ctx.log(f"  {label_round}: {result.requests_per_second:,.0f} req/s, "
-                        f"{use.server / max(result.requests, 1) * 1e6:.1f} us CPU/req; "
-                        f"{summary}")
+        runs = wrk_rounds(ctx, setup, outcome, path, ctx.connections, 1, label)
         outcome.raw["reference"] = {"path": path, "runs": runs}
         best = best_runs(runs, lambda run: run["requests_per_second"])
         rate = {side: run["requests_per_second"] for side, run in best.items()}
-        cpu = {side: run["cpu_seconds"] / max(run["requests"], 1) * 1e6
-               for side, run in best.items()}
+        cpu = {side: cpu_per_request(run) for side, run in best.items()}
         measured = outcome.metrics[0]
         outcome.metrics += [
-            Metric(f"{label}: requests/s", "req/s", rate[MONKEY], rate[NGINX]),
-            Metric(f"{label}: CPU per request", "us", cpu[MONKEY], cpu[NGINX],
+            Metric(f"{label}: requests/s", "req/s", rate[MONKEY], rate[NGINX], rate.get(FLOOR)),
+            Metric(f"{label}: CPU per request", "us", cpu[MONKEY], cpu[NGINX], cpu.get(FLOOR),
                    better="lower"),
         ]
         shares = ", ".join(

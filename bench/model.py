@@ -9,7 +9,7 @@ from typing import Callable
 
 from servers import ServerProcess
 
-MONKEY, NGINX = "monkey_py", "nginx"
+MONKEY, NGINX, FLOOR = "monkey_py", "nginx", "floor"
 
 
 class SetupError(RuntimeError):
@@ -33,20 +33,32 @@ class Context:
 
 @dataclass
 class Metric:
-    """One row of the result table; ``better`` is 'higher', 'lower' or '' (no ratio)."""
+    """One row of the result table; ``better`` is 'higher', 'lower' or '' (no ratio).
+
+    ``floor`` is the bare Python server's figure, in the scenarios that have one.
+    """
 
     name: str
     unit: str
     monkey: float | None
     nginx: float | None
+    floor: float | None = None
     better: str = "higher"
+
+    def _over(self, other: float | None) -> float | None:
+        if not self.better or self.monkey is None or not other:
+            return None
+        return self.monkey / other
 
     @property
     def ratio(self) -> float | None:
         """monkey_py divided by nginx, when both exist and the metric has a ratio."""
-        if not self.better or self.monkey is None or not self.nginx:
-            return None
-        return self.monkey / self.nginx
+        return self._over(self.nginx)
+
+    @property
+    def floor_ratio(self) -> float | None:
+        """monkey_py divided by the floor, when both exist and the metric has a ratio."""
+        return self._over(self.floor)
 
 
 @dataclass
@@ -65,24 +77,46 @@ class Outcome:
         data = asdict(self)
         for row, metric in zip(data["metrics"], self.metrics):
             row["ratio"] = metric.ratio
+            row["floor_ratio"] = metric.floor_ratio
         return data
 
 
 @dataclass
 class Setup:
-    """The servers of one scenario and what to request from them."""
+    """The servers of one scenario and what to request from them.
+
+    ``floor``, when there is one, is a bare Python server doing the same job
+    (``bench/floor``): it is loaded and measured like monkey_py and nginx, and checked
+    with ``floor_verify`` when given (it has no cache to report a hit from, say), else
+    with ``verify``.
+    """
 
     monkey: ServerProcess
     nginx: ServerProcess
     path: str
     verify: Callable[[str], str | None]
     helpers: list[ServerProcess] = field(default_factory=list)
+    floor: ServerProcess | None = None
+    floor_verify: Callable[[str], str | None] | None = None
 
     def sides(self) -> list[tuple[str, ServerProcess]]:
-        return [(MONKEY, self.monkey), (NGINX, self.nginx)]
+        """The servers under test, by side name, in the order each round loads them."""
+        sides = [(MONKEY, self.monkey), (NGINX, self.nginx)]
+        if self.floor is not None:
+            sides.append((FLOOR, self.floor))
+        return sides
 
-    def helper_pids(self) -> list[int]:
-        return [pid for helper in self.helpers for pid in helper.pids()]
+    def check(self, side: str) -> Callable[[str], str | None]:
+        """The response check of one side."""
+        return (self.floor_verify or self.verify) if side == FLOOR else self.verify
+
+    def servers(self) -> list[ServerProcess]:
+        """Every server to start, helpers (upstreams) first."""
+        return [*self.helpers, *(server for _, server in self.sides())]
+
+    def helper_roots(self) -> list[int]:
+        """The master pid of every helper server."""
+        return [helper.root_pid() for helper in self.helpers]
 
 
 Measure = Callable[[Context, Setup, Outcome], None]

@@ -31,31 +31,41 @@ def _stat_fields(pid: int) -> list[str]:
     return text[text.rindex(")") + 2:].split()
 
 
-def parent_map() -> dict[int, int]:
-    """Map every live pid to its parent pid."""
-    parents: dict[int, int] = {}
+def _process_table() -> dict[int, list[str]]:
+    """The stat fields (after the command name) of every live process, by pid."""
+    table: dict[int, list[str]] = {}
     for entry in PROC.iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            parents[int(entry.name)] = int(_stat_fields(int(entry.name))[1])
-        except (ProcessGone, OSError, ValueError, IndexError):
+            table[int(entry.name)] = _stat_fields(int(entry.name))
+        except (ProcessGone, OSError, ValueError):
             continue
-    return parents
+    return table
 
 
-def descendants(pid: int) -> list[int]:
-    """All live descendants of ``pid`` (children, grandchildren ...), sorted."""
+def _tree(table: dict[int, list[str]], root: int) -> list[int]:
+    """``root`` and all its descendants in ``table``."""
     children: dict[int, list[int]] = {}
-    for child, parent in parent_map().items():
-        children.setdefault(parent, []).append(child)
-    found: list[int] = []
-    pending = list(children.get(pid, []))
+    for pid, fields in table.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    found = [root]
+    pending = list(children.get(root, []))
     while pending:
         current = pending.pop()
         found.append(current)
         pending.extend(children.get(current, []))
-    return sorted(found)
+    return found
+
+
+def parent_map() -> dict[int, int]:
+    """Map every live pid to its parent pid."""
+    return {pid: int(fields[1]) for pid, fields in _process_table().items()}
+
+
+def descendants(pid: int) -> list[int]:
+    """All live descendants of ``pid`` (children, grandchildren ...), sorted."""
+    return sorted(_tree(_process_table(), pid)[1:])
 
 
 def group_alive(pgid: int) -> bool:
@@ -72,13 +82,43 @@ def group_alive(pgid: int) -> bool:
     return False
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User plus system CPU seconds consumed so far by ``pids`` together."""
-    total = 0
-    for pid in pids:
-        fields = _stat_fields(pid)
-        total += int(fields[11]) + int(fields[12])
-    return total / CLOCK_TICKS
+def command_line(pid: int) -> str:
+    """The command line of ``pid`` as ``ps`` shows it (nginx names its processes there)."""
+    try:
+        return (PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").decode(
+            errors="replace").strip() or "?"
+    except OSError:
+        return "?"
+
+
+@dataclass(frozen=True)
+class TreeCpu:
+    """CPU seconds so far of some process trees, and the processes they held then."""
+
+    seconds: float
+    processes: dict[int, str]
+
+
+def tree_cpu(roots: list[int], table: dict[int, list[str]] | None = None) -> TreeCpu:
+    """CPU seconds so far of the process trees under ``roots`` (a server's master).
+
+    The trees are read at this moment, and every process in them counts its own user
+    and system time plus that of the children it has reaped. So a process that exits
+    between two readings (nginx's cache loader ends a minute after the start, a worker
+    may be replaced) still counts, through its parent, and one that starts in between
+    counts from its start: the difference of two readings is the CPU the servers used.
+    """
+    table = _process_table() if table is None else table
+    ticks = 0
+    processes: dict[int, str] = {}
+    for root in roots:
+        if root not in table:
+            raise ProcessGone(root)
+        for pid in _tree(table, root):
+            utime, stime, cutime, cstime = map(int, table[pid][11:15])
+            ticks += utime + stime + cutime + cstime
+            processes[pid] = command_line(pid)
+    return TreeCpu(ticks / CLOCK_TICKS, processes)
 
 
 @dataclass(frozen=True)
@@ -121,22 +161,40 @@ def cpu_busy_seconds(cpu: int) -> float:
 
 
 @dataclass(frozen=True)
-class CpuSample:
-    """CPU seconds so far of the server, of helper servers, and of the two pinned CPUs."""
+class CpuDelta:
+    """What the server, the helper servers and the two pinned CPUs used between two
+    readings, and which processes of the server left or joined its tree meanwhile."""
 
     server: float
     helpers: float
     server_cpu_busy: float
     load_cpu_busy: float
-
-    def __sub__(self, other: "CpuSample") -> "CpuSample":
-        return CpuSample(self.server - other.server, self.helpers - other.helpers,
-                         self.server_cpu_busy - other.server_cpu_busy,
-                         self.load_cpu_busy - other.load_cpu_busy)
+    exited: dict[int, str]
+    started: dict[int, str]
 
 
-def sample_cpu(server_pids: list[int], helper_pids: list[int], server_cpu: int,
+@dataclass(frozen=True)
+class CpuSample:
+    """CPU seconds so far of the server, of helper servers, and of the two pinned CPUs."""
+
+    server: TreeCpu
+    helpers: TreeCpu
+    server_cpu_busy: float
+    load_cpu_busy: float
+
+    def __sub__(self, other: "CpuSample") -> CpuDelta:
+        now, then = self.server.processes, other.server.processes
+        return CpuDelta(self.server.seconds - other.server.seconds,
+                      self.helpers.seconds - other.helpers.seconds,
+                      self.server_cpu_busy - other.server_cpu_busy,
+                      self.load_cpu_busy - other.load_cpu_busy,
+                      exited={pid: then[pid] for pid in then.keys() - now.keys()},
+                      started={pid: now[pid] for pid in now.keys() - then.keys()})
+
+
+def sample_cpu(server_roots: list[int], helper_roots: list[int], server_cpu: int,
                load_cpu: int) -> CpuSample:
-    """Read every CPU counter a run needs, at one moment."""
-    return CpuSample(cpu_seconds(server_pids), cpu_seconds(helper_pids),
+    """Read every CPU counter a run needs, at one moment; the roots are masters' pids."""
+    table = _process_table()
+    return CpuSample(tree_cpu(server_roots, table), tree_cpu(helper_roots, table),
                      cpu_busy_seconds(server_cpu), cpu_busy_seconds(load_cpu))

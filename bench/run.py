@@ -1,4 +1,4 @@
-"""Benchmark monkey_py side by side with nginx and print a comparison table.
+"""Benchmark monkey_py side by side with nginx (and a bare Python floor) and print a table.
 
 Usage: ``bench/run.py [SCENARIO ...] [--duration SECONDS]``. With no scenario named, every
 scenario whose prerequisites are installed runs. Results also go to
@@ -100,19 +100,37 @@ def number(value: float | None, unit: str) -> str:
     return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
 
 
+def ratio_cell(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}"
+
+
+def has_floor(outcomes: list[Outcome]) -> bool:
+    """Whether any scenario measured a floor."""
+    return any(metric.floor is not None for outcome in outcomes for metric in outcome.metrics)
+
+
 def table(outcomes: list[Outcome]) -> str:
-    """The comparison table: scenario, metric, monkey_py, nginx, monkey_py/nginx."""
+    """The comparison table: scenario, metric, monkey_py, nginx, monkey_py/nginx; with the
+    floor's figure and monkey_py/floor too when a scenario had a floor."""
+    with_floor = has_floor(outcomes)
     header = ("scenario", "metric", "monkey_py", "nginx", "monkey/nginx")
+    if with_floor:
+        header = ("scenario", "metric", "monkey_py", "nginx", "floor", "monkey/nginx",
+                  "monkey/floor")
     rows: list[tuple[str, ...]] = []
     for outcome in outcomes:
         if outcome.status != "ok":
             rows.append((outcome.scenario, f"{outcome.status}: {outcome.error}"))
             continue
         for metric in outcome.metrics:
-            ratio = metric.ratio
-            rows.append((outcome.scenario, f"{metric.name} [{metric.unit}]",
-                         number(metric.monkey, metric.unit), number(metric.nginx, metric.unit),
-                         "-" if ratio is None else f"{ratio:.2f}"))
+            cells = [outcome.scenario, f"{metric.name} [{metric.unit}]",
+                     number(metric.monkey, metric.unit), number(metric.nginx, metric.unit)]
+            if with_floor:
+                cells += [number(metric.floor, metric.unit), ratio_cell(metric.ratio),
+                          ratio_cell(metric.floor_ratio)]
+            else:
+                cells.append(ratio_cell(metric.ratio))
+            rows.append(tuple(cells))
     full = [header, *(row for row in rows if len(row) == len(header))]
     widths = [max(len(row[column]) for row in full) for column in range(len(header))]
 
@@ -194,7 +212,9 @@ def main(argv: list[str]) -> int:
         for note in outcome.notes:
             print(f"note ({outcome.scenario}): {note}")
     write_json(args.json, args, outcomes)
-    print(f"\nratio = monkey_py / nginx. {time.monotonic() - started:.0f}s; "
+    floor = (" monkey/floor = monkey_py / the bare Python floor (bench/floor)."
+             if has_floor(outcomes) else "")
+    print(f"\nmonkey/nginx = monkey_py / nginx.{floor} {time.monotonic() - started:.0f}s; "
           f"results written to {args.json}")
     return 0 if all(outcome.status == "ok" for outcome in outcomes) else 1
 

@@ -1,10 +1,10 @@
 """The benchmark scenarios and the runner that executes one of them.
 
 A scenario is a name, a ``prepare`` step that writes the configurations and returns the
-servers to start (monkey_py, nginx, and helpers such as upstreams) with the URL path to
-load, and a ``measure`` step. Throughput scenarios share one measure step built by
-``throughput()`` from the wrk parameters, so a new one is a ``prepare`` function and one
-``Scenario(...)`` line in ``SCENARIOS``.
+servers to start (monkey_py, nginx, the floor when the scenario has one, and helpers such
+as upstreams) with the URL path to load, and a ``measure`` step. Throughput scenarios
+share one measure step built by ``throughput()`` from the wrk parameters, so a new one is
+a ``prepare`` function and one ``Scenario(...)`` line in ``SCENARIOS``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ import procfs
 from measures import download, measure_idle, throughput, url, with_reference
 from model import MONKEY, Context, Outcome, Scenario, Setup, SetupError
 from servers import (ServerFailed, ServerProcess, free_port, monkey_server, nginx_cache_config,
-                     nginx_proxy_config, nginx_server, nginx_static_body, write_nginx_config)
+                     nginx_proxy_config, nginx_server, nginx_static_body, proxy_floor,
+                     static_floor, write_nginx_config)
 
 STATIC_FILE = "8k.bin"
 STATIC_SIZE = 8192
@@ -76,16 +77,26 @@ def make_docroot(path: Path, files: dict[str, bytes | int]) -> Path:
     return path
 
 
-def prepare_static(ctx: Context, workdir: Path) -> Setup:
-    """monkey_py and nginx serving the same random 8 KB file from one document root."""
+def static_setup(ctx: Context, workdir: Path) -> Setup:
+    """monkey_py and nginx (with ``open_file_cache``) serving the same random 8 KB file
+    from one document root."""
     body = os.urandom(STATIC_SIZE)
     docroot = make_docroot(workdir / "htdocs", {STATIC_FILE: body})
     monkey = monkey_server(workdir, MONKEY, free_port(), ctx.server_cpu, docroot=docroot)
     port = free_port()
-    conf = write_nginx_config(workdir / "nginx", port, nginx_static_body(docroot),
+    conf = write_nginx_config(workdir / "nginx", port,
+                              nginx_static_body(docroot, open_file_cache=True),
                               connections=max(16384, ctx.idle_connections + 1024))
     nginx = nginx_server(workdir, "nginx", port, ctx.server_cpu, conf)
     return Setup(monkey, nginx, f"/{STATIC_FILE}", expect_body(body))
+
+
+def prepare_static(ctx: Context, workdir: Path) -> Setup:
+    """The static setup, and the static floor answering the same file from memory."""
+    setup = static_setup(ctx, workdir)
+    setup.floor = static_floor(workdir, free_port(), ctx.server_cpu,
+                               workdir / "htdocs" / STATIC_FILE)
+    return setup
 
 
 def prepare_idle(ctx: Context, workdir: Path) -> Setup:
@@ -100,7 +111,7 @@ def prepare_idle(ctx: Context, workdir: Path) -> Setup:
         raise SetupError(f"the ephemeral port range {low}-{high} is too small for "
                          f"{ctx.idle_connections} connections: widen "
                          "net.ipv4.ip_local_port_range or pass a smaller --idle-connections")
-    return prepare_static(ctx, workdir)
+    return static_setup(ctx, workdir)
 
 
 def upstreams(ctx: Context, workdir: Path, server_body: Callable[[int, Path], str]
@@ -146,8 +157,10 @@ def prepare_proxy(ctx: Context, workdir: Path) -> Setup:
 
     helpers = upstreams(ctx, workdir, answer)
     monkey, nginx = proxies(ctx, workdir, helpers)
+    floor = proxy_floor(workdir, free_port(), ctx.server_cpu,
+                        [f"127.0.0.1:{helper.port}" for helper in helpers])
     return Setup(monkey, nginx, f"/{SMALL_FILE}",
-                 expect_any_of([small_body(1), small_body(2)]), helpers)
+                 expect_any_of([small_body(1), small_body(2)]), helpers, floor)
 
 
 def prepare_proxy_large(ctx: Context, workdir: Path) -> Setup:
@@ -180,7 +193,8 @@ def expect_cache_hit(expected: bytes) -> Callable[[str], str | None]:
 def prepare_cache(ctx: Context, workdir: Path) -> Setup:
     """Cache hits: both proxies cache a 200-byte response of two upstreams (monkey_py
     ``Cache On`` with its memory store, nginx ``proxy_cache``); both also serve the same
-    200 bytes as a static file, the reference of the comparison."""
+    200 bytes as a static file, the reference of the comparison. The floor is the static
+    floor answering those 200 bytes from memory, to every target."""
     body = small_body(1)
 
     def answer(_index: int, _docroot: Path) -> str:
@@ -197,7 +211,9 @@ def prepare_cache(ctx: Context, workdir: Path) -> Setup:
     port = free_port()
     nginx = nginx_server(workdir, "nginx", port, ctx.server_cpu, nginx_cache_config(
         workdir / "nginx", port, addresses, "/cached/", docroot))
-    return Setup(monkey, nginx, f"/cached/{SMALL_FILE}", expect_cache_hit(body), helpers)
+    floor = static_floor(workdir, free_port(), ctx.server_cpu, docroot / "static" / SMALL_FILE)
+    return Setup(monkey, nginx, f"/cached/{SMALL_FILE}", expect_cache_hit(body), helpers,
+                 floor, floor_verify=expect_body(body))
 
 
 SCENARIOS = [
@@ -228,20 +244,25 @@ def run_scenario(scenario: Scenario, ctx: Context) -> Outcome:
         return outcome
     started: list[ServerProcess] = []
     try:
-        for server in [*setup.helpers, setup.nginx, setup.monkey]:
+        for server in setup.servers():
             server.start()
             started.append(server)
         for side, server in setup.sides():
-            problem = setup.verify(url(server, setup.path))
+            try:
+                problem = setup.check(side)(url(server, setup.path))
+            except loads.LoadError as exc:
+                problem = str(exc)
             if problem:
                 raise ServerFailed(side, problem, server.output_tail())
         scenario.measure(ctx, setup, outcome)
     except ServerFailed as exc:
         outcome.status, outcome.error, outcome.output_tail = "FAILED", str(exc), exc.output_tail
     except (loads.LoadError, procfs.ProcessGone, OSError) as exc:
-        culprit = next((server for server in started if not server.alive()), setup.monkey)
-        outcome.status, outcome.error = "FAILED", f"{exc} ({culprit.name} output below)"
-        outcome.output_tail = culprit.output_tail()
+        dead = next((server for server in started if not server.alive()), None)
+        shown = dead or setup.monkey
+        where = (f"{dead.name} exited" if dead else "every server is still running")
+        outcome.status, outcome.error = "FAILED", f"{exc} ({where}; {shown.name} output below)"
+        outcome.output_tail = shown.output_tail()
     finally:
         for server in reversed(started):
             server.stop()

@@ -1,4 +1,4 @@
-"""Start and stop the servers a benchmark compares: monkey_py and nginx.
+"""Start and stop the servers a benchmark compares: monkey_py, nginx and the floor.
 
 Every server gets its configuration written into a private work directory, listens on
 an ephemeral loopback port and runs pinned to one CPU with ``taskset`` (children inherit
@@ -21,6 +21,11 @@ from pathlib import Path
 import procfs
 
 INDENT = "    "
+FLOOR_DIR = Path(__file__).resolve().parent / "floor"
+# nginx's open-file cache where it serves static files under test: monkey_py keeps open
+# files of its own, revalidated at most once a second, so nginx gets the same help.
+NGINX_OPEN_FILE_CACHE = ("open_file_cache max=1000 inactive=20s; open_file_cache_valid 1s; "
+                         "open_file_cache_min_uses 1; open_file_cache_errors off;")
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 
 
@@ -67,10 +72,12 @@ class ServerProcess:
     cpu: int
     log_path: Path
     extra_logs: tuple[Path, ...] = ()
+    workers: int = 1
     proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 15.0, workers: int = 1) -> None:
-        """Start the server and wait until its port accepts and its workers exist."""
+    def start(self, timeout: float = 15.0) -> None:
+        """Start the server and wait until its port accepts and its ``workers`` (child
+        processes; 0 for a server that serves from its only process) exist."""
         log = open(self.log_path, "wb")
         try:
             self.proc = subprocess.Popen(
@@ -92,7 +99,8 @@ class ServerProcess:
                 raise ServerFailed(self.name, f"port {self.port} not open after {timeout:.0f}s",
                                    self.output_tail())
             time.sleep(0.05)
-        while len(procfs.descendants(self.proc.pid)) < workers and time.monotonic() < deadline:
+        while (len(procfs.descendants(self.proc.pid)) < self.workers
+               and time.monotonic() < deadline):
             self._check_alive()
             time.sleep(0.05)
 
@@ -111,6 +119,11 @@ class ServerProcess:
         if self.proc is not None and self.proc.poll() is not None:
             raise ServerFailed(self.name, f"exited with status {self.proc.returncode}",
                                self.output_tail())
+
+    def root_pid(self) -> int:
+        """The master's pid (taskset execs the server, so it is the process started)."""
+        self._check_alive()
+        return self.proc.pid
 
     def pids(self) -> list[int]:
         """The master and all its descendants."""
@@ -249,9 +262,11 @@ http {{
     return conf
 
 
-def nginx_static_body(docroot: Path) -> str:
-    """Server block body that serves files from ``docroot``."""
-    return f"root {docroot.resolve()};"
+def nginx_static_body(docroot: Path, *, open_file_cache: bool = False) -> str:
+    """Server block body that serves files from ``docroot``, with ``open_file_cache`` on
+    when asked (the servers under test; upstreams do without)."""
+    cache = f"\n        {NGINX_OPEN_FILE_CACHE}" if open_file_cache else ""
+    return f"root {docroot.resolve()};{cache}"
 
 
 def nginx_proxy_config(prefix: Path, port: int, upstreams: list[str]) -> Path:
@@ -266,12 +281,13 @@ def nginx_proxy_config(prefix: Path, port: int, upstreams: list[str]) -> Path:
 def nginx_cache_config(prefix: Path, port: int, upstreams: list[str], location: str,
                        docroot: Path) -> Path:
     """An nginx proxy with ``proxy_cache`` (its cache directory inside ``prefix``) for the
-    targets under ``location``; other targets are files of ``docroot``."""
+    targets under ``location``; other targets are files of ``docroot`` (with
+    ``open_file_cache``, as in the static scenario)."""
     servers = " ".join(f"server {address};" for address in upstreams)
     http_extra = (f"upstream backends {{ {servers} keepalive 32; }}\n    "
                   f"proxy_cache_path {prefix}/cache levels=1:2 keys_zone=bench:10m "
                   "max_size=64m inactive=60m use_temp_path=off;")
-    body = (f"root {docroot.resolve()};\n        "
+    body = (f"{nginx_static_body(docroot, open_file_cache=True)}\n        "
             f"location {location} {{ proxy_pass http://backends; proxy_http_version 1.1; "
             'proxy_set_header Connection ""; proxy_cache bench; proxy_cache_valid 200 1h; '
             "proxy_cache_key $scheme$host$request_uri; "
@@ -291,3 +307,19 @@ def nginx_server(workdir: Path, name: str, port: int, cpu: int, conf: Path) -> S
     argv = [binary, "-p", str(conf.parent), "-e", str(conf.parent / "error.log"), "-c", str(conf)]
     return ServerProcess(name, argv, port, cpu, workdir / f"{name}.log",
                          extra_logs=(conf.parent / "error.log",))
+
+
+def floor_server(workdir: Path, port: int, cpu: int, program: str, *args: str) -> ServerProcess:
+    """A floor program of ``bench/floor`` (one process, no workers) run with this Python."""
+    argv = [sys.executable, str(FLOOR_DIR / program), str(port), *args]
+    return ServerProcess("floor", argv, port, cpu, workdir / "floor.log", workers=0)
+
+
+def static_floor(workdir: Path, port: int, cpu: int, file: Path) -> ServerProcess:
+    """The static floor answering every request with ``file``, read once at start."""
+    return floor_server(workdir, port, cpu, "static_floor.py", str(file.resolve()))
+
+
+def proxy_floor(workdir: Path, port: int, cpu: int, upstreams: list[str]) -> ServerProcess:
+    """The proxy floor in front of ``upstreams`` (HOST:PORT each), round robin."""
+    return floor_server(workdir, port, cpu, "proxy_floor.py", *upstreams)
