@@ -53,7 +53,13 @@ class ConnectionParams:
 
 
 class VirtualHosts:
-    """Host header to site; the first site answers every host no other site names."""
+    """Host header to site; the first site answers every host no other site names.
+
+    Answers are remembered per Host value (a bounded memo): most requests name one of a
+    few hosts, port included.
+    """
+
+    MEMO_SIZE = 1024
 
     def __init__(self, sites) -> None:
         self.default = sites[0]
@@ -61,12 +67,20 @@ class VirtualHosts:
         for site in sites:
             for name in site.server_names:
                 self._by_name[name.encode("idna" if not name.isascii() else "ascii")] = site
+        self._memo: dict[bytes, object] = {}
 
     def resolve(self, host: bytes):
-        site = self._by_name.get(host)
-        if site is None and b":" in host:
-            site = self._by_name.get(host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host)
-        return site or self.default
+        site = self._memo.get(host)
+        if site is None:
+            site = self._by_name.get(host)
+            if site is None and b":" in host:
+                site = self._by_name.get(
+                    host.rsplit(b":", 1)[0] if not host.endswith(b"]") else host)
+            site = site or self.default
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            self._memo[host] = site
+        return site
 
 
 class Server:

@@ -139,6 +139,19 @@ class Connection:
             callback()
         self._update_reading()
 
+    def crashed(self, exc: Exception) -> None:
+        """A bug below one of the calls above: answer 500 if nothing was sent, else cut."""
+        log.error("error while serving %s: %s", self.peer, exc, exc_info=exc)
+        req = self.current
+        if req is not None and not req.finished and not req.response_started:
+            req.keep_alive = False
+            try:
+                req.error(500)
+                return
+            except Exception:
+                log.exception("answering 500 failed too")
+        self.close()
+
     def timed_out(self) -> None:
         if self.phase == WAITING and not self.stream.queue:
             return
@@ -151,10 +164,11 @@ class Connection:
 
     # -- reading ----------------------------------------------------------------------
     def _update_reading(self) -> None:
-        if not self.closed:
-            self.stream.set_reading(self.phase == LINGER or not (
-                self._body_paused or self._upgraded or self._parse_error is not None
-                or len(self.parser.ready) >= MAX_PIPELINED))
+        reading = self.phase == LINGER or not (
+            self._body_paused or self._upgraded or self._parse_error is not None
+            or len(self.parser.ready) >= MAX_PIPELINED)
+        if reading != self.stream.reading and not self.closed:
+            self.stream.set_reading(reading)
 
     def set_body_paused(self, paused: bool) -> None:
         self._body_paused = paused
@@ -230,7 +244,9 @@ class Connection:
         req.on_drain = None
         req.on_abort = None
         self.requests += 1
-        self.server.response_sent(req)
+        server = self.server
+        if server.hooks.sent is not None:
+            server.response_sent(req)
         if self.closed:
             return
         self.current = None

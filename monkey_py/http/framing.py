@@ -18,16 +18,12 @@ CLOSE_LINE = b"Connection: close\r\n"
 KEEP_ALIVE_LINE = b"Connection: keep-alive\r\n"
 
 
-def has_no_body(method: str, status: int) -> bool:
-    """A HEAD answer, 1xx, 204 and 304 never carry a body (RFC 9110 §6.4.1)."""
-    return method == "HEAD" or status < 200 or status in NO_BODY
-
-
 def frame(method: str, version: str, status: int, length: int, keep: bool
           ) -> tuple[bytes, int, bool]:
     """``(lines, framing, keep)`` for a response.
 
-    ``length`` is the body's length, -1 when unknown. ``keep`` is whether the request and
+    ``length`` is the body's length, -1 when unknown. A HEAD answer, 1xx, 204 and 304
+    carry no body (RFC 9110 §6.4.1). ``keep`` is whether the request and
     the server allow the connection to stay open; the answer may still close it (an
     HTTP/1.0 body of unknown length ends with the connection). ``lines`` are the
     ``Content-Length``, ``Transfer-Encoding`` and ``Connection`` lines to send; a 101
@@ -35,11 +31,12 @@ def frame(method: str, version: str, status: int, length: int, keep: bool
     """
     if status == 101:
         return b"", NONE, True
+    bodiless = status < 200 or status in NO_BODY
     if length >= 0:
         # A HEAD answer announces the length its GET would have; 1xx, 204, 304 none.
-        lines = b"" if (status < 200 or status in NO_BODY) else CONTENT_LENGTH % length
-        framing = NONE if has_no_body(method, status) else LENGTH
-    elif has_no_body(method, status):
+        lines = b"" if bodiless else CONTENT_LENGTH % length
+        framing = NONE if bodiless or method == "HEAD" else LENGTH
+    elif bodiless or method == "HEAD":
         lines, framing = b"", NONE
     elif version == "1.1":
         lines, framing = CHUNKED_LINE, CHUNKED

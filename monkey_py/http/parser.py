@@ -17,6 +17,10 @@ import httptools
 from .head import RequestHead
 
 MAX_HEADERS = 100
+# Host values already checked (raw -> lower-case), and method names already decoded.
+MEMO_SIZE = 1024
+_checked_hosts: dict[bytes, bytes] = {}
+_methods: dict[bytes, str] = {}
 
 # A request line that starts with a method token and a space is a well-formed request
 # with a method we do not know (501); anything else is garbage (400).
@@ -82,11 +86,8 @@ class RequestParser:
 
     # -- llhttp callbacks -----------------------------------------------------------
     def on_message_begin(self) -> None:
+        # The per-message state was reset when the previous head completed.
         self.in_message = True
-        self._url = b""
-        self._headers = []
-        self._head_size = 0
-        self._body_size = 0
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -134,10 +135,18 @@ class RequestParser:
                 # The authority of an absolute-form target replaces the Host header.
                 host = absolute[1]
                 url = absolute[2] if absolute[2][:1] == b"/" else b"/" + absolute[2]
-        if not _VALID_HOST.fullmatch(host):
-            self.error = ParseError(400, "The Host header is not a valid host name.")
-            raise self.error
-        method = parser.get_method().decode("ascii")
+        lowered = _checked_hosts.get(host)
+        if lowered is None:
+            if not _VALID_HOST.fullmatch(host):
+                self.error = ParseError(400, "The Host header is not a valid host name.")
+                raise self.error
+            if len(_checked_hosts) >= MEMO_SIZE:
+                _checked_hosts.clear()
+            lowered = _checked_hosts[host] = host.lower()
+        raw_method = parser.get_method()
+        method = _methods.get(raw_method)
+        if method is None:
+            method = _methods[raw_method] = raw_method.decode("ascii")
         if content_length is not None and content_length > self._max_size:
             self.error = ParseError(413, "The request body is larger than the server allows.")
             raise self.error
@@ -145,12 +154,14 @@ class RequestParser:
             self.error = ParseError(411, f"A {method} request needs a Content-Length.")
             raise self.error
         head = RequestHead(
-            method, url, version, headers, host.lower(),
-            parser.should_keep_alive(),
+            method, url, version, headers, lowered, parser.should_keep_alive(),
             content_length if content_length is not None else (-1 if chunked else 0),
         )
         self._head = head
         self.ready.append(head)
+        self._url = b""
+        self._headers = []
+        self._head_size = self._body_size = 0
 
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 from urllib.parse import unquote_to_bytes
 
+from .framing import NONE
 from .head import Body, Headers, RequestHead
 from .response import ResponseWriter
 
@@ -28,7 +29,19 @@ class Request(ResponseWriter):
                  "_body")
 
     def __init__(self, head: RequestHead, conn, start_time: float = 0.0) -> None:
-        ResponseWriter.__init__(self, conn)
+        # The response's state (see ResponseWriter).
+        self.conn = conn
+        self.stream = conn.stream if conn is not None else None
+        self.status = self.bytes_sent = 0
+        self.completed = self.finished = self.response_started = False
+        self.on_drain: Callable[[], None] | None = None
+        self.on_abort: Callable[[], None] | None = None
+        self._framing = NONE
+        self._remaining = -1
+        self._keep = self._ending = False
+        # A started response's head, held back to leave with the first body bytes.
+        self._held = b""
+        # The request.
         self.method = head.method
         target = self.target = head.target
         path, sep, query = target.partition(b"?")
@@ -72,7 +85,8 @@ class Request(ResponseWriter):
 
     @property
     def body_complete(self) -> bool:
-        return self._body is None or self._body.done
+        body = self._body
+        return body is None or body.done
 
     @property
     def body_error(self) -> "ParseError | None":

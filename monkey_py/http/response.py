@@ -13,7 +13,7 @@ import os
 from typing import Callable
 
 from .framing import CHUNKED, LAST_CHUNK, LENGTH, NONE, chunk, frame
-from .status import status_line
+from .status import STATUS_LINES, status_line
 from .stream import HIGH_WATER
 
 log = logging.getLogger(__name__)
@@ -31,30 +31,15 @@ class ResponseWriter:
     ``status`` is 0 until the response starts; ``bytes_sent`` counts body bytes;
     ``completed`` is True once the last byte left; ``finished`` once the response is
     over either way (completed, or cut by ``abort()``, a timeout or the client leaving).
+    ``on_drain`` is called once when the write buffer drains after ``write()`` returned
+    False; ``on_abort`` once if the response can no longer complete. The subclass,
+    :class:`~monkey_py.http.request.Request`, sets them all up (one ``__init__`` per
+    request is cheaper than two).
     """
 
     __slots__ = ("conn", "stream", "status", "bytes_sent", "completed", "finished",
                  "response_started", "on_drain", "on_abort", "_framing", "_remaining",
                  "_keep", "_held", "_ending")
-
-    def __init__(self, conn) -> None:
-        self.conn = conn
-        self.stream = conn.stream if conn is not None else None
-        self.status = 0
-        self.bytes_sent = 0
-        self.completed = False
-        self.finished = False
-        self.response_started = False
-        # Called once when the write buffer drains (after write() returned False).
-        self.on_drain: Callable[[], None] | None = None
-        # Called once if the response can no longer complete (the client left...).
-        self.on_abort: Callable[[], None] | None = None
-        self._framing = NONE
-        self._remaining = -1
-        self._keep = False
-        # A started response's head, held back to leave with the first body bytes.
-        self._held = b""
-        self._ending = False
 
     # -- starting ---------------------------------------------------------------------
     def _head(self, status: int, headers, reason: bytes | None, length: int) -> bytes:
@@ -70,9 +55,9 @@ class ResponseWriter:
         self.response_started = True
         if headers.__class__ is not bytes:
             headers = b"".join([b"%s: %s\r\n" % pair for pair in headers])
-        server = conn.server
-        return b"".join((status_line(status, reason), server.date.line,
-                         server.params.server_header, headers, lines, b"\r\n"))
+        line = STATUS_LINES.get(status) if reason is None else None
+        return b"".join((line or status_line(status, reason), conn.server.date.line,
+                         conn.params.server_header, headers, lines, b"\r\n"))
 
     def respond(self, status: int, headers=(), body: bytes = b"",
                 reason: bytes | None = None) -> None:
@@ -144,8 +129,10 @@ class ResponseWriter:
         self.bytes_sent += len(data)
         if framing == CHUNKED:
             data = chunk(data)
-        if self._held:
-            data = self._take_held() + data
+        held = self._held
+        if held:
+            self._held = b""
+            data = held + data
         return self.stream.write(data)
 
     def sendfile(self, fd: int, offset: int, count: int, close=True) -> None:

@@ -4,11 +4,16 @@
 The client connection, the proxy's upstream connections and the WebSocket tunnel each
 own a Stream and are its *protocol*, which it calls with::
 
+    connected()             a connect() finished (outgoing connections only)
     data_received(data)     bytes were read
     eof_received()          the peer closed its side
     write_drained()         the write queue emptied after a write had to wait
     connection_lost(exc)    a read or write failed: the stream is already closed
     timed_out()             the deadline passed
+    crashed(exc)            one of the calls above raised: end what it was doing
+
+A protocol's bug thus costs what that protocol was doing (one request, one tunnel),
+never the worker.
 
 ``write()`` never blocks: what the socket does not take at once is queued, and the
 return value says whether the queue is still under ``HIGH_WATER`` (backpressure).
@@ -36,7 +41,8 @@ HIGH_WATER = 256 * 1024
 SENDFILE_MAX = 1 << 20
 # Errors that only mean the peer went away.
 DISCONNECTED = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.ESHUTDOWN,
-                          errno.ETIMEDOUT, errno.ECONNREFUSED, errno.EHOSTUNREACH})
+                          errno.ETIMEDOUT, errno.ECONNREFUSED, errno.EHOSTUNREACH,
+                          errno.ENETUNREACH})
 _MORE = socket.MSG_MORE
 
 
@@ -66,7 +72,7 @@ class Stream:
     """A socket owned by one protocol on one loop."""
 
     __slots__ = ("sock", "fd", "loop", "protocol", "queue", "queued", "mask", "reading",
-                 "closed", "deadline", "timer", "write_timeout", "_on_event")
+                 "connecting", "closed", "deadline", "timer", "write_timeout", "_on_event")
 
     def __init__(self, sock: socket.socket, loop, protocol, reading: bool = True) -> None:
         self.sock = sock
@@ -77,6 +83,7 @@ class Stream:
         self.queued = 0
         self.mask = 0
         self.reading = reading
+        self.connecting = False
         self.closed = False
         self.deadline = 0.0
         self.timer = None
@@ -87,7 +94,8 @@ class Stream:
     # -- registration ---------------------------------------------------------------
     def update(self) -> None:
         """Register for what is wanted now: reading if ``reading``, writing if queued."""
-        mask = (EVENT_READ if self.reading else 0) | (EVENT_WRITE if self.queue else 0)
+        mask = (EVENT_READ if self.reading else 0) | (
+            EVENT_WRITE if self.queue or self.connecting else 0)
         if mask != self.mask and not self.closed:
             loop = self.loop
             if not mask:
@@ -125,28 +133,60 @@ class Stream:
             return
         if deadline > self.loop.time():
             self.timer = self.loop.call_at(deadline, self._ring)
-        else:
-            self.deadline = 0.0
+            return
+        self.deadline = 0.0
+        try:
             self.protocol.timed_out()
+        except Exception as exc:
+            self.protocol.crashed(exc)
+
+    # -- connecting -------------------------------------------------------------------
+    def connect(self, address) -> None:
+        """Connect without blocking: ``protocol.connected()`` follows, or
+        ``connection_lost`` (at once when the connection is refused at once)."""
+        err = self.sock.connect_ex(address)
+        if err == 0:
+            self.update()
+            self.protocol.connected()
+        elif err in (errno.EINPROGRESS, errno.EAGAIN):
+            self.connecting = True
+            self.update()
+        else:
+            self.lost(OSError(err, os.strerror(err)))
+
+    def _connect_done(self) -> None:
+        self.connecting = False
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self.lost(OSError(err, os.strerror(err)))
+        else:
+            self.update()
+            self.protocol.connected()
 
     # -- events -----------------------------------------------------------------------
     def on_event(self, mask: int) -> None:
-        if mask & EVENT_WRITE:
-            self.flush()
-            if self.closed:
+        try:
+            if self.connecting:
+                self._connect_done()
                 return
-        if mask & EVENT_READ and self.reading:
-            try:
-                data = self.sock.recv(RECV_SIZE)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                self.lost(exc)
-                return
-            if data:
-                self.protocol.data_received(data)
-            else:
-                self.protocol.eof_received()
+            if mask & EVENT_WRITE:
+                self.flush()
+                if self.closed:
+                    return
+            if mask & EVENT_READ and self.reading:
+                try:
+                    data = self.sock.recv(RECV_SIZE)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError as exc:
+                    self.lost(exc)
+                    return
+                if data:
+                    self.protocol.data_received(data)
+                else:
+                    self.protocol.eof_received()
+        except Exception as exc:
+            self.protocol.crashed(exc)
 
     # -- writing ----------------------------------------------------------------------
     def write(self, data, more: bool = False) -> bool:

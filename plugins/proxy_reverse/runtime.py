@@ -12,7 +12,7 @@ from .forwarding.forward import Forward, upstream_host
 from .forwarding.loop_guard import LOOP_DETECTED, LoopGuard
 from .forwarding.upstreams import Pool, Upstream
 from .settings import EntrySettings, ProxySettings, read_settings
-from .stats import ProxyStats
+from .stats import PUBLISH_SECONDS, ProxyStats
 
 
 
@@ -114,7 +114,11 @@ class ProxyWorker:
         workers = worker.config.server.worker_count()
         for entry in state._entries.values():
             entry.balancer.worker_started(worker.index, workers)
-        state.stats.worker_started(worker.index)
+        stats = state.stats
+        stats.worker_started(worker.index)
+        for upstream in state.upstreams():
+            upstream.tally = stats.tallies[upstream.slot]
+        self._publisher = self.loop.call_later(PUBLISH_SECONDS, self._publish)
         self.cache = None if state.cache is None else ProxyCache(self, state.cache,
                                                                  worker.index)
 
@@ -155,23 +159,27 @@ class ProxyWorker:
 
     def stop(self) -> None:
         self.pool.close_all(self.state.upstreams())
+        self.loop.cancel(self._publisher)
+        self.state.stats.publish()
+
+    def _publish(self) -> None:
+        self.state.stats.publish()
+        self._publisher = self.loop.call_later(PUBLISH_SECONDS, self._publish)
 
     # -- accounting, called by Forward ---------------------------------------------------
-    def opened(self, entry: Entry, upstream: Upstream) -> None:
+    # The balancer hears of connections at once (LeastConnections reads the live counts
+    # of every worker); the statistics count locally and publish on a timer.
+    @staticmethod
+    def opened(entry: Entry, upstream: Upstream) -> None:
         if entry.counts_connections and upstream.server is not None:
             entry.balancer.connection_opened(upstream.server)
-        self.state.stats.opened(upstream.slot)
+        upstream.tally.active += 1
 
-    def closed(self, entry: Entry, upstream: Upstream) -> None:
+    @staticmethod
+    def closed(entry: Entry, upstream: Upstream) -> None:
         if entry.counts_connections and upstream.server is not None:
             entry.balancer.connection_closed(upstream.server)
-        self.state.stats.closed(upstream.slot)
-
-    def responded(self, entry: Entry, upstream: Upstream, latency: float) -> None:
-        self.state.stats.responded(upstream.slot, latency)
-
-    def upstream_ok(self, upstream: Upstream) -> None:
-        upstream.succeeded()
+        upstream.tally.active -= 1
 
     def failed(self, entry: Entry, upstream: Upstream, reason: str,
                responded: bool = False) -> None:

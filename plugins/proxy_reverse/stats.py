@@ -1,14 +1,19 @@
 """Upstream statistics shared by all workers.
 
-Each worker writes only its own row of int64 counters in shared memory (one writer per
-slot, so no lock); a reader sums the rows. Created in the master before the fork, so the
-status page of any worker shows the figures of all of them.
+A worker counts in plain local objects (a :class:`Tally` per upstream: a few integer
+additions per request, no shared memory touched) and publishes them into its own row of
+int64 counters in shared memory every ``PUBLISH_SECONDS`` (one writer per slot, so no
+lock); a reader sums the rows. Created in the master before the fork, so the status page
+of any worker shows the figures of all of them, at most ``PUBLISH_SECONDS`` old (its
+own worker's publish first, so they are current). Failures are rare and publish their
+error text and offline time at once.
 
 A row holds one cell per upstream. A cell has the counters, the latency histogram, the
 last error's text (written under a sequence number so a reader never takes half of it)
 and a ring of per-second counters for the last minute: each ring bucket carries the
 second it counts, so a bucket left from an earlier minute is recognised and ignored.
-Times are read from the monotonic clock, which every process of the machine shares.
+Times are read from the monotonic clock, which every process of the machine shares; a
+publication counts into the ring bucket of the second it happens in.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from typing import Callable
 
 from monkey_py.shared import SharedMemory
 
+# How often a worker's local counts reach the shared memory.
+PUBLISH_SECONDS = 0.25
 # Upper bounds (seconds) of the buckets of the response-time histogram; +Inf follows.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # The per-second history covers this many completed seconds.
@@ -78,6 +85,24 @@ class UpstreamSnapshot:
         return self.latency_sum / self.responses if self.responses else None
 
 
+class Tally:
+    """One upstream's counts in this worker since they were last published."""
+
+    __slots__ = ("requests", "responses", "failures", "active", "latency", "buckets")
+
+    def __init__(self) -> None:
+        self.requests = self.responses = self.failures = self.active = 0
+        self.latency = 0.0
+        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+
+    def responded(self, latency: float) -> None:
+        """A response head arrived ``latency`` seconds after the attempt started."""
+        self.requests += 1
+        self.responses += 1
+        self.latency += latency
+        self.buckets[bisect_left(LATENCY_BUCKETS, latency)] += 1
+
+
 class ProxyStats:
     """The shared counters of one configuration's upstreams."""
 
@@ -93,8 +118,12 @@ class ProxyStats:
         self.slots = self.shared.slots
         self.bytes = self.shared.slots.cast("B")
         self.row = 0
+        # Only a worker publishes, into its own row (set by worker_started).
+        self.publishing = False
         # Where each upstream's cell starts in this worker's row.
         self.bases = [slot * CELL for slot in range(len(labels))]
+        # This worker's counts not yet published, per upstream.
+        self.tallies = [Tally() for _ in labels]
 
     def worker_started(self, index: int) -> None:
         """Point this process at row ``index``.
@@ -103,7 +132,9 @@ class ProxyStats:
         never go back; connections and offline marks died with the old process.
         """
         self.row = index * self.stride
+        self.publishing = True
         self.bases = [self.row + slot * CELL for slot in range(len(self.labels))]
+        self.tallies = [Tally() for _ in self.labels]
         slots = self.shared.slots
         for slot in range(len(self.labels)):
             base = self.row + slot * CELL
@@ -112,38 +143,31 @@ class ProxyStats:
             if slots[base + ERROR_SEQ] & 1:
                 slots[base + ERROR_SEQ] += 1
 
-    # -- writing: the worker's own row ---------------------------------------------------
+    # -- counting: this worker's tallies -----------------------------------------------
     def opened(self, slot: int) -> None:
-        self.slots[self.bases[slot] + ACTIVE] += 1
+        self.tallies[slot].active += 1
 
     def closed(self, slot: int) -> None:
-        self.slots[self.bases[slot] + ACTIVE] -= 1
+        self.tallies[slot].active -= 1
 
     def responded(self, slot: int, latency: float) -> None:
         """A response head arrived ``latency`` seconds after the attempt started."""
-        base = self.bases[slot]
-        slots = self.slots
-        slots[base + REQUESTS] += 1
-        slots[base + RESPONSES] += 1
-        slots[base + LATENCY_US] += int(latency * 1e6)
-        slots[base + BUCKETS + bisect_left(LATENCY_BUCKETS, latency)] += 1
-        self._tick(base, 1, 0)
+        self.tallies[slot].responded(latency)
 
     def failed(self, slot: int, reason: str, offline_until: float,
                responded: bool = False) -> None:
-        """An attempt failed because of ``reason``.
+        """An attempt failed because of ``reason``: counted, and its error and the
+        upstream's offline time (monotonic; 0: online) published at once.
 
-        ``offline_until``: the monotonic time until which this worker holds the upstream
-        offline (0: online). ``responded``: the failure broke off a response already
-        counted as a request.
+        ``responded``: the failure broke off a response already counted as a request.
         """
+        tally = self.tallies[slot]
+        if not responded:
+            tally.requests += 1
+        tally.failures += 1
         base = self.bases[slot]
         slots = self.slots
-        if not responded:
-            slots[base + REQUESTS] += 1
-        slots[base + FAILURES] += 1
         slots[base + OFFLINE_UNTIL_MS] = int(offline_until * 1000)
-        self._tick(base, 0 if responded else 1, 1)
         text = reason.encode("utf-8", "replace")[:ERROR_BYTES]
         start = (base + ERROR_TEXT) * 8
         slots[base + ERROR_SEQ] += 1
@@ -152,9 +176,33 @@ class ProxyStats:
         slots[base + ERROR_AT_MS] = int(self.clock() * 1000)
         slots[base + ERROR_SEQ] += 1
 
-    def _tick(self, base: int, requests: int, failures: int) -> None:
-        """Count into the ring bucket of the current second, claiming it if it is stale."""
+    # -- publishing: the worker's own row ----------------------------------------------------
+    def publish(self) -> None:
+        """Add this worker's tallies to its row, and to the current second's bucket."""
+        if not self.publishing:
+            return
+        slots = self.slots
         second = int(self.clock())
+        for base, tally in zip(self.bases, self.tallies):
+            slots[base + ACTIVE] = tally.active
+            requests, failures = tally.requests, tally.failures
+            if not (requests or failures or tally.responses):
+                continue
+            slots[base + REQUESTS] += requests
+            slots[base + RESPONSES] += tally.responses
+            slots[base + FAILURES] += failures
+            slots[base + LATENCY_US] += int(tally.latency * 1e6)
+            buckets = tally.buckets
+            for index, count in enumerate(buckets):
+                if count:
+                    slots[base + BUCKETS + index] += count
+                    buckets[index] = 0
+            tally.requests = tally.responses = tally.failures = 0
+            tally.latency = 0.0
+            self._tick(base, second, requests, failures)
+
+    def _tick(self, base: int, second: int, requests: int, failures: int) -> None:
+        """Count into the ring bucket of ``second``, claiming it if it is stale."""
         bucket = base + RING + 3 * (second % RING_SIZE)
         slots = self.slots
         if slots[bucket] != second:

@@ -5,11 +5,13 @@ client address check, and failures as the page and the error log report them."""
 from __future__ import annotations
 
 import json
+import time
 import xml.etree.ElementTree as ET
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from monkey_py_plugins.proxy_reverse.stats import PUBLISH_SECONDS
 from proxy_support import ClientFrom
 from rawhttp import Client
 from support import free_port, section, wait_for
@@ -24,7 +26,13 @@ def get(port: int, target: str, method: str = "GET", source: str | None = None, 
         return client.request(method, target, **kwargs)
 
 
+def published() -> None:
+    """Let every worker publish what it counted (each does every quarter second)."""
+    time.sleep(PUBLISH_SECONDS + 0.1)
+
+
 def status(port: int) -> dict:
+    published()
     response = get(port, URL + ".json")
     assert response.status == 200, response
     return json.loads(response.body)
@@ -105,6 +113,7 @@ def test_html_page_shows_every_upstream_with_a_chart(proxy, upstream_pair):
 
 def prometheus_requests(port: int, target: str, match: str, upstream: str) -> float:
     """monkey_proxy_upstream_requests_total of ``upstream`` in the entry matching ``match``."""
+    published()
     response = get(port, target)
     assert response.status == 200
     assert response.header("Content-Type") == "text/plain; version=0.0.4; charset=utf-8"

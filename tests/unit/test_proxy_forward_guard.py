@@ -23,14 +23,12 @@ class Client:
 
 
 def test_an_exception_in_an_event_answers_500(caplog):
+    """The upstream connection's stream hands a callback's exception to ``crashed``
+    (tests/unit/test_stream.py); the Forward answers its client and is done."""
     client = Client()
     forward = Forward(SimpleNamespace(loop=None), SimpleNamespace(settings=None), client)
-
-    def broken(mask: int) -> None:
-        raise RuntimeError("a bug")
-
-    forward._handle_event = broken
     with caplog.at_level(logging.ERROR):
-        forward._on_event(1)
+        forward.crashed(RuntimeError("a bug"))
     assert client.answers == [500] and forward.finished
     assert "proxy_reverse failed on GET /x" in caplog.text
+    assert "a bug" in caplog.text

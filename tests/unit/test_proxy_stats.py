@@ -43,6 +43,7 @@ def in_children(stats: ProxyStats, work: Callable[[ProxyStats, int], None]) -> N
             try:
                 stats.worker_started(index)
                 work(stats, index)
+                stats.publish()               # as the worker's timer does
                 status = 0
             except BaseException:
                 traceback.print_exc()
@@ -55,6 +56,8 @@ def in_children(stats: ProxyStats, work: Callable[[ProxyStats, int], None]) -> N
 
 
 def by_name(stats: ProxyStats) -> dict:
+    """What this process's status page shows: its own counts published, then read."""
+    stats.publish()
     return {up.name: up for up in stats.snapshot()}
 
 
@@ -177,7 +180,10 @@ def test_the_ring_counts_each_completed_second_oldest_first():
         clock.now = second + 0.5
         for _ in range(count):
             stats.responded(0, 0.001)
+        if second != 5003:
+            stats.publish()                   # counts land in the second they are published
     stats.failed(0, "read timed out", 0.0)    # in 5003 too
+    stats.publish()
     clock.now = 5004.1
     up = by_name(stats)["10.0.0.1:80"]
     assert len(up.requests_per_second) == HISTORY_SECONDS
@@ -201,12 +207,14 @@ def test_seconds_older_than_the_history_drop_out_and_buckets_are_reused():
     stats = ProxyStats(LABELS, workers=1, clock=clock)
     stats.worker_started(0)
     stats.responded(0, 0.001)                 # second 100
+    stats.publish()
     clock.now = 100 + HISTORY_SECONDS + 0.5   # second 100 is now the oldest shown
     assert by_name(stats)["10.0.0.1:80"].requests_per_second[0] == 1
     clock.now += 1                            # and now it is gone
     assert sum(by_name(stats)["10.0.0.1:80"].requests_per_second) == 0
     for _ in range(2):                        # a later second takes its bucket over
         stats.responded(0, 0.001)
+    stats.publish()
     clock.now += 1
     assert by_name(stats)["10.0.0.1:80"].requests_per_second[-1] == 2
     assert sum(by_name(stats)["10.0.0.1:80"].requests_per_second) == 2
@@ -227,6 +235,7 @@ def test_the_ring_sums_the_workers_second_by_second():
 
 # -- Prometheus ------------------------------------------------------------------------------
 def report_of(stats: ProxyStats) -> StatusReport:
+    stats.publish()
     snapshot = stats.snapshot()
     return StatusReport("/proxy-status", 1.7e9, stats.workers,
                         [EntryStatus("e.conf:3", ["^/api/", "\\.php$"], "RoundRobin", snapshot)])

@@ -114,6 +114,7 @@ def hostile_report(now=500.5):
         stats.responded(0, 0.004)
     stats.failed(0, HOSTILE, 0.0)
     stats.failed(1, "connect: Connection refused", now + 30)
+    stats.publish()
     return state
 
 

@@ -124,7 +124,7 @@ class CacheExchange:
     # -- the upstream's answer -------------------------------------------------------------
     def start_response(self, status: int, headers, reason: bytes | None = None,
                        length: int | None = None) -> None:
-        raw = self.forward.resp_headers if self.forward is not None else headers
+        raw = self.forward.response_headers
         now = time.time()
         cache = self.cache
         if self.method not in SAFE:
@@ -154,7 +154,7 @@ class CacheExchange:
         self.passing = True
         self._result(MISSES)
         value = cache_status(fwd=self.fwd, fwd_status=status, stored=self.writer is not None)
-        self.client.start_response(status, [*headers, (b"Cache-Status", value)], reason,
+        self.client.start_response(status, headers + b"Cache-Status: %s\r\n" % value, reason,
                                    length)
 
     def write(self, data: bytes) -> bool:

@@ -5,6 +5,10 @@ names, ``Keep-Alive``, ``TE``, ``Trailer``, ``Transfer-Encoding`` (bodies are re
 ``Upgrade`` (passed only for a real upgrade) and ``Proxy-*``. The headers the proxy adds
 (``X-Forwarded-*``, ``Via``) are added after that removal, so naming them in
 ``Connection`` cannot make the proxy drop them.
+
+Each direction is one pass over the headers that writes the forwarded block as bytes.
+What a header name means is looked up once per spelling (a bounded memo), so a
+request or response with the usual headers costs a dictionary lookup per header.
 """
 
 from __future__ import annotations
@@ -18,8 +22,25 @@ REQUEST_DROP = HOP_BY_HOP | {b"expect"}
 FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 _NOTHING: frozenset[bytes] = frozenset()
-# Response headers that are dropped, or read and re-made, on their way to the client.
+# Connection values that name no other header.
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
+
+# What a header name is to the proxy: its lower-case form when it is dropped or read,
+# b"" when it passes unchanged. Requests come with lower-case names already.
+_REQUEST_SPECIAL = REQUEST_DROP | FORWARDED | {b"via", b"host"}
 _RESPONSE_SPECIAL = RESPONSE_DROP | {b"content-length", b"via"}
+MEMO_SIZE = 1024
+_request_kinds: dict[bytes, bytes] = {}
+_response_kinds: dict[bytes, bytes] = {}
+
+
+def _kind(name: bytes, special: frozenset, memo: dict) -> bytes:
+    lowered = name.lower()
+    kind = lowered if lowered in special or lowered[:6] == b"proxy-" else b""
+    if len(memo) >= MEMO_SIZE:
+        memo.clear()
+    memo[name] = kind
+    return kind
 
 
 def connection_tokens(headers, names=None) -> frozenset[bytes]:
@@ -47,35 +68,51 @@ def is_upgrade(request) -> bool:
         b"upgrade" in request_connection_tokens(request))
 
 
+def _without_named(lines: list[bytes], named: frozenset[bytes]) -> list[bytes]:
+    """``lines`` less the headers ``Connection`` named (rare: computed after the pass)."""
+    return [line for line in lines if line.partition(b":")[0].lower() not in named]
+
+
 def request_head(request, host: bytes, via: bytes, forwarded: bool, chunked: bool,
                  upgrade: bool) -> bytes:
-    """The request line and headers sent upstream."""
-    named = _NOTHING
-    for name, _ in request.headers:
-        if name == b"connection":
-            named = request_connection_tokens(request) - {b"host"}
-            break
+    """The request line and headers sent upstream, as one block."""
     lines = [b"%s %s HTTP/1.1\r\nHost: %s\r\n" % (request.method.encode(), request.target,
-                                                   host)]
-    previous_for = []
-    previous_via = []
-    for name, value in request.headers:
-        if name in REQUEST_DROP or name.startswith(b"proxy-") or name in named or name == b"host":
-            continue
-        if name == b"via":
-            previous_via.append(value)
-        elif forwarded and name in FORWARDED:
-            if name == b"x-forwarded-for":
-                previous_for.append(value)
-        else:
-            lines.append(b"%s: %s\r\n" % (name, value))
+                                                  host)]
+    previous_for = previous_via = None
+    named = False
+    kinds = _request_kinds
+    for pair in request.headers:
+        name = pair[0]
+        kind = kinds.get(name)
+        if kind is None:
+            kind = _kind(name, _REQUEST_SPECIAL, kinds)
+        if not kind:
+            lines.append(b"%s: %s\r\n" % pair)
+        elif kind == b"via":
+            previous_via = [*(previous_via or ()), pair[1]]
+        elif kind in FORWARDED:
+            if not forwarded:
+                lines.append(b"%s: %s\r\n" % pair)
+            elif kind == b"x-forwarded-for":
+                previous_for = [*(previous_for or ()), pair[1]]
+        elif kind == b"connection" and pair[1].lower() not in _PLAIN_CONNECTION:
+            named = True
+    if named:
+        tokens = request_connection_tokens(request) - {b"host"}
+        lines[1:] = _without_named(lines[1:], tokens)
+        if previous_via and b"via" in tokens:
+            previous_via = None
+        if previous_for and b"x-forwarded-for" in tokens:
+            previous_for = None
     if forwarded:
-        client = request.peer[0].encode() if isinstance(request.peer, tuple) else b"unknown"
-        lines.append(b"X-Forwarded-For: %s\r\n" % b", ".join([*previous_for, client]))
-        lines.append(b"X-Forwarded-Proto: http\r\n")
+        peer = request.peer
+        client = peer[0].encode() if isinstance(peer, tuple) else b"unknown"
+        if previous_for:
+            client = b", ".join([*previous_for, client])
+        lines.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % client)
         if request.host:
             lines.append(b"X-Forwarded-Host: %s\r\n" % request.host)
-    lines.append(b"Via: %s\r\n" % b", ".join([*previous_via, via]))
+    lines.append(b"Via: %s\r\n" % (b", ".join([*previous_via, via]) if previous_via else via))
     if chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
     if upgrade:
@@ -84,34 +121,34 @@ def request_head(request, host: bytes, via: bytes, forwarded: bool, chunked: boo
     return b"".join(lines)
 
 
-def response_headers(headers, via: bytes, upgrade: bool):
-    """The upstream's response headers as the client gets them, and the body length.
-
-    Returns ``(headers, length)``: ``length`` is the upstream's Content-Length (None
-    without one), which leaves the list to be framed by the server.
+def response_head(headers, via: bytes, upgrade: bool) -> tuple[bytes, int | None]:
+    """The upstream's response headers as the client gets them, as one block of lines,
+    and the body's length (the upstream's Content-Length; None without one).
     """
-    out = []
+    lines = []
     length = None
-    previous_via = []
-    named = _NOTHING
-    for name, value in headers:
-        lowered = name.lower()
-        if lowered in _RESPONSE_SPECIAL:
-            if lowered == b"content-length":
-                length = int(value)
-            elif lowered == b"via":
-                previous_via.append(value)
-            elif lowered == b"connection":
-                named = named | {t.strip().lower() for t in value.split(b",") if t.strip()}
-        elif lowered[:6] != b"proxy-":
-            out.append((name, value))
-    if named - RESPONSE_DROP:
-        # Rare: the upstream named its own hop-by-hop headers in Connection.
-        out = [(name, value) for name, value in out if name.lower() not in named]
-    out.append((b"Via", b", ".join([*previous_via, via]) if previous_via else via))
+    previous_via = None
+    named = False
+    kinds = _response_kinds
+    for pair in headers:
+        kind = kinds.get(pair[0])
+        if kind is None:
+            kind = _kind(pair[0], _RESPONSE_SPECIAL, kinds)
+        if not kind:
+            lines.append(b"%s: %s\r\n" % pair)
+        elif kind == b"content-length":
+            length = int(pair[1])
+        elif kind == b"via":
+            previous_via = [*(previous_via or ()), pair[1]]
+        elif kind == b"connection" and pair[1].lower() not in _PLAIN_CONNECTION:
+            named = True
+    if named:
+        # The upstream named its own hop-by-hop headers in Connection.
+        lines = _without_named(lines, connection_tokens(headers))
+    lines.append(b"Via: %s\r\n" % (b", ".join([*previous_via, via]) if previous_via else via))
     if upgrade:
         for name, value in headers:
             if name.lower() == b"upgrade":
-                out.append((b"Upgrade", value))
-        out.append((b"Connection", b"upgrade"))
-    return out, length
+                lines.append(b"Upgrade: %s\r\n" % value)
+        lines.append(b"Connection: upgrade\r\n")
+    return b"".join(lines), length

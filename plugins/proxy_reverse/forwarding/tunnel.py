@@ -1,128 +1,101 @@
 """A byte tunnel between the client and the upstream after ``101 Switching Protocols``.
 
-Each direction holds at most one read's worth of bytes: a side is not read while the
-other side still has bytes to write (backpressure). An end-of-stream is passed on as a
-half-close; the tunnel closes when both directions ended, on an error, or after
+Each side is a stream. Bytes read from one side are written to the other; a side is not
+read while the other still has bytes queued (backpressure: each direction holds at most
+one read's worth). An end of stream is passed on as a half-close once the bytes before
+it are written; the tunnel closes when both directions ended, on an error, or after
 ``timeout`` seconds without traffic.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 
-from monkey_py.loop import EVENT_READ, EVENT_WRITE
+from monkey_py.http.stream import Stream
 
-RECV_SIZE = 65536
+log = logging.getLogger("monkey_py.proxy_reverse")
 
 
 class _Side:
-    __slots__ = ("sock", "out", "eof", "mask", "shut")
+    """The protocol of one side's stream."""
 
-    def __init__(self, sock: socket.socket, out: bytes) -> None:
-        self.sock = sock
-        self.out = out       # bytes waiting to be written to this side
+    __slots__ = ("tunnel", "stream", "other", "eof", "shut")
+
+    def __init__(self, tunnel: "Tunnel", sock: socket.socket) -> None:
+        self.tunnel = tunnel
+        sock.setblocking(False)
+        self.stream = Stream(sock, tunnel.loop, self)
+        self.other: _Side | None = None
         self.eof = False     # this side sent its end of stream
-        self.mask = 0
-        self.shut = False    # we half-closed our writing to this side
+        self.shut = False    # the tunnel half-closed its writing to this side
+
+    def send(self, data: bytes) -> None:
+        """Write ``data`` to this side; the other side waits until it is all written."""
+        self.stream.write(data)
+        if self.stream.queue:
+            self.other.stream.set_reading(False)
+
+    def data_received(self, data: bytes) -> None:
+        self.tunnel.touch()
+        self.other.send(data)
+
+    def eof_received(self) -> None:
+        self.eof = True
+        self.stream.set_reading(False)
+        self.other.pass_eof()
+
+    def write_drained(self) -> None:
+        self.tunnel.touch()
+        if not self.other.eof:
+            self.other.stream.set_reading(True)
+        self.pass_eof()
+
+    def pass_eof(self) -> None:
+        """Half-close this side once the other side ended and its bytes are written."""
+        if self.other.eof and not self.shut and not self.stream.queue:
+            self.shut = True
+            if not self.stream.shutdown_write():
+                self.tunnel.close()
+                return
+            if self.other.shut:
+                self.tunnel.close()
+
+    def connection_lost(self, exc: OSError) -> None:
+        self.tunnel.close()
+
+    def timed_out(self) -> None:
+        self.tunnel.close()
+
+    def crashed(self, exc: Exception) -> None:
+        log.error("the tunnel failed: %s", exc, exc_info=exc)
+        self.tunnel.close()
 
 
 class Tunnel:
     def __init__(self, loop, client, upstream, to_client: bytes, to_upstream: bytes,
                  timeout: float, on_close) -> None:
         self.loop = loop
-        self.sides = (_Side(client, to_client), _Side(upstream, to_upstream))
         self.timeout = timeout
-        self.deadline = loop.time() + timeout
         self.on_close = on_close
         self.closed = False
-        self.timer = loop.call_at(self.deadline, self._on_timer)
-        for side in self.sides:
-            side.sock.setblocking(False)
-        for side in self.sides:
-            self._write(side)
-        self._update()
+        self.sides = (_Side(self, client), _Side(self, upstream))
+        first, second = self.sides
+        first.other, second.other = second, first
+        # The first side's timer is the tunnel's: it rings after ``timeout`` of silence.
+        first.stream.arm(loop.now + timeout)
+        for side, pending in ((first, to_client), (second, to_upstream)):
+            side.stream.update()
+            if pending:
+                side.send(pending)
 
-    def _other(self, side: _Side) -> _Side:
-        return self.sides[1] if side is self.sides[0] else self.sides[0]
-
-    def _update(self) -> None:
-        if self.closed:
-            return
-        for side in self.sides:
-            other = self._other(side)
-            mask = (EVENT_READ if not side.eof and not other.out else 0) | (
-                EVENT_WRITE if side.out else 0)
-            if mask != side.mask:
-                if not mask:
-                    self.loop.remove(side.sock)
-                elif not side.mask:
-                    self.loop.add(side.sock, mask, lambda m, s=side: self._on_event(s, m))
-                else:
-                    self.loop.modify(side.sock, mask, lambda m, s=side: self._on_event(s, m))
-                side.mask = mask
-        if all(side.eof and side.shut for side in self.sides):
-            self.close()
-
-    def _on_event(self, side: _Side, mask: int) -> None:
-        self.deadline = self.loop.time() + self.timeout
-        if mask & EVENT_WRITE:
-            self._write(side)
-        if mask & EVENT_READ and not self.closed:
-            self._read(side)
-        self._update()
-
-    def _read(self, side: _Side) -> None:
-        other = self._other(side)
-        try:
-            data = side.sock.recv(RECV_SIZE)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            self.close()
-            return
-        if not data:
-            side.eof = True
-            self._shutdown_if_done(other)
-            return
-        other.out = data
-        self._write(other)
-
-    def _write(self, side: _Side) -> None:
-        if side.out:
-            try:
-                sent = side.sock.send(side.out)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                self.close()
-                return
-            side.out = side.out[sent:]
-        self._shutdown_if_done(side)
-
-    def _shutdown_if_done(self, side: _Side) -> None:
-        """Pass the other side's end of stream on once its bytes are all written."""
-        if not side.out and self._other(side).eof and not side.shut:
-            side.shut = True
-            try:
-                side.sock.shutdown(socket.SHUT_WR)
-            except OSError:
-                self.close()
-
-    def _on_timer(self) -> None:
-        if self.closed:
-            return
-        if self.deadline > self.loop.time():
-            self.timer = self.loop.call_at(self.deadline, self._on_timer)
-        else:
-            self.close()
+    def touch(self) -> None:
+        self.sides[0].stream.deadline = self.loop.now + self.timeout
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
-        self.loop.cancel(self.timer)
         for side in self.sides:
-            if side.mask:
-                self.loop.remove(side.sock)
-            side.sock.close()
+            side.stream.close()
         self.on_close()

@@ -7,8 +7,6 @@ import logging
 import socket
 from collections import deque
 
-from monkey_py.loop import EVENT_READ
-
 log = logging.getLogger("monkey_py.proxy_reverse")
 _PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
 
@@ -22,7 +20,8 @@ class Upstream:
 
     __slots__ = (
         "spec", "server", "slot", "attempts", "offline_timeout", "failures",
-        "offline_until", "idle", "pool_size", "pool_timeout", "entry", "itself",
+        "offline_until", "idle", "pool_size", "pool_timeout", "entry", "itself", "authority",
+        "tally",
     )
 
     def __init__(self, spec, server, slot: int, entry, itself: bool) -> None:
@@ -38,6 +37,11 @@ class Upstream:
         self.idle: deque = deque()
         self.pool_size = entry.keepalive_connections
         self.pool_timeout = entry.keepalive_timeout
+        # Its address as a Host header value (when PreserveHost is Off).
+        host = f"[{spec.host}]" if spec.family == socket.AF_INET6 else spec.host
+        self.authority = f"{host}:{spec.port}".encode()
+        # This worker's statistics counts for it (set when the worker starts).
+        self.tally = None
 
     @property
     def name(self) -> str:
@@ -62,54 +66,12 @@ class Upstream:
         return False
 
 
-class Channel:
-    """An upstream socket's registration in the loop and its timer, both reusable.
-
-    The selector keeps the channel as the socket's callback; handing the socket from a
-    request to the pool and back only changes ``handler``, with no system call. Its
-    ``timer`` rings ``alarm`` (the current request's timeout check, or nothing).
-    """
-
-    __slots__ = ("sock", "handler", "timer", "alarm", "since", "pool", "upstream")
-
-    def __init__(self, sock: socket.socket, handler) -> None:
-        self.sock = sock
-        self.handler = handler
-        self.timer = None
-        self.alarm = None
-        # While idle in a pool: since when, and whose.
-        self.since = 0.0
-        self.pool: Pool | None = None
-        self.upstream: Upstream | None = None
-
-    def __call__(self, mask: int) -> None:
-        self.handler(mask)
-
-    def idle_event(self, _mask: int) -> None:
-        """The upstream closed (or wrote on) this idle connection: drop it."""
-        self.pool.drop(self)
-
-    def ring(self) -> None:
-        self.timer = None
-        if self.alarm is not None:
-            self.alarm()
-
-    def close(self, loop, registered: bool) -> None:
-        """Close the socket (unregistering it first if ``registered``) and drop the timer."""
-        if self.timer is not None:
-            loop.cancel(self.timer)
-            self.timer = None
-        if registered:
-            loop.remove(self.sock)
-        self.sock.close()
-
-
 class Pool:
     """Idle keep-alive connections to upstreams, per worker.
 
-    An idle socket stays registered for reading, so the upstream closing it (or sending
-    anything unasked) drops it at once. A sweep once a second closes connections idle
-    for longer than the entry's ``KeepAliveTimeout``.
+    An idle connection stays registered for reading, so the upstream closing it (or
+    sending anything unasked) drops it at once. A sweep once a second closes connections
+    idle for longer than the entry's ``KeepAliveTimeout``.
     """
 
     SWEEP_SECONDS = 1.0
@@ -119,56 +81,45 @@ class Pool:
         self.holders: set[Upstream] = set()
         self.sweeper = None
 
-    def get(self, upstream: Upstream, check: bool) -> Channel | None:
-        """An idle connection to ``upstream``, still registered for reading, or None.
+    def get(self, upstream: Upstream, check: bool):
+        """An idle connection to ``upstream``, or None.
 
         With ``check``, one that the upstream closed in the meantime is skipped (for a
         request that could not be replayed on a fresh connection if it were dead).
         """
-        while upstream.idle:
-            channel = upstream.idle.pop()
-            if not check or _alive(channel.sock):
-                return channel
-            self._close(channel)
+        idle = upstream.idle
+        while idle:
+            conn = idle.pop()
+            if not check or _alive(conn.stream.sock):
+                return conn
+            conn.close()
         return None
 
-    def put(self, upstream: Upstream, channel: Channel, mask: int) -> None:
-        """Keep ``channel`` for reuse; ``mask``: the events it is registered for now."""
+    def put(self, upstream: Upstream, conn) -> None:
+        """Keep ``conn`` (registered for reading, no exchange) for reuse."""
         if len(upstream.idle) >= upstream.pool_size:
-            self._close(channel, bool(mask))
+            conn.close()
             return
-        channel.since = self.loop.time()
-        channel.pool = self
-        channel.upstream = upstream
-        channel.handler = channel.idle_event
-        if mask != EVENT_READ:
-            if mask:
-                self.loop.modify(channel.sock, EVENT_READ, channel)
-            else:
-                self.loop.add(channel.sock, EVENT_READ, channel)
-        upstream.idle.append(channel)
+        conn.since = self.loop.now
+        upstream.idle.append(conn)
         self.holders.add(upstream)
         if self.sweeper is None:
             self.sweeper = self.loop.call_later(self.SWEEP_SECONDS, self._sweep)
 
-    def drop(self, channel: Channel) -> None:
-        """Take an idle ``channel`` out of its pool and close it."""
-        idle = channel.upstream.idle
-        if channel in idle:
-            idle.remove(channel)
-        self._close(channel)
-
-    def _close(self, channel: Channel, registered: bool = True) -> None:
-        """Close a channel's socket and drop its timer."""
-        channel.close(self.loop, registered)
+    @staticmethod
+    def drop(upstream: Upstream, conn) -> None:
+        """Take an idle ``conn`` out of its pool and close it."""
+        if conn in upstream.idle:
+            upstream.idle.remove(conn)
+        conn.close()
 
     def _sweep(self) -> None:
         self.sweeper = None
-        now = self.loop.time()
+        now = self.loop.now
         for upstream in list(self.holders):
             idle = upstream.idle
             while idle and idle[0].since + upstream.pool_timeout <= now:
-                self._close(idle.popleft())
+                idle.popleft().close()
             if not idle:
                 self.holders.discard(upstream)
         if self.holders:
@@ -177,7 +128,7 @@ class Pool:
     def close_all(self, upstreams) -> None:
         for upstream in upstreams:
             while upstream.idle:
-                self._close(upstream.idle.pop())
+                upstream.idle.pop().close()
         self.holders.clear()
         if self.sweeper is not None:
             self.loop.cancel(self.sweeper)

@@ -79,6 +79,8 @@ def serve_status(request, state) -> bool:
     except ValueError as exc:
         request.error(400, str(exc))
         return True
+    # This worker's own counts are published first: the page is current for them.
+    state.stats.publish()
     body = RENDERERS[chosen](build_report(state))
     request.respond(200, [(b"Content-Type", CONTENT_TYPES[chosen]),
                           (b"Cache-Control", b"no-store")], body)

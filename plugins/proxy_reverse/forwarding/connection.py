@@ -1,0 +1,166 @@
+"""A connection to one upstream server, kept across requests.
+
+It owns what outlives a request: its stream (socket, registration, timer), its response
+parser and the parser's callbacks, bound once. It carries one :class:`Forward` at a
+time, whose client gets the response as it is parsed; between requests it waits in
+its upstream's pool, still registered for reading, so that the upstream closing it is
+noticed at once.
+"""
+
+from __future__ import annotations
+
+import socket
+
+import httptools
+
+from monkey_py.http.stream import Stream
+
+# Bytes of an upstream's answer in a row without body bytes in them: the head (with any
+# 1xx answers before it), or chunk framing and trailers. httptools buffers a header of
+# any length, and the proxy drops trailers, so both must be bounded.
+MAX_HEADERS_SIZE = 64 * 1024
+
+
+class UpstreamConnection:
+    """The protocol of one upstream socket's stream, and its response parser's."""
+
+    __slots__ = ("stream", "upstream", "pool", "parser", "read_timeout", "fwd", "client",
+                 "headers", "status", "interim", "done", "keep", "head_only", "head_bytes",
+                 "body_seen", "invalid", "since")
+
+    def __init__(self, upstream, pool, loop) -> None:
+        spec = upstream.spec
+        sock = socket.socket(spec.family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.stream = Stream(sock, loop, self, reading=False)
+        self.upstream = upstream
+        self.pool = pool
+        self.parser = httptools.HttpResponseParser(self)
+        self.read_timeout = upstream.entry.read_timeout
+        self.fwd = None
+        self.client = None
+        # The response's headers as received: (name, value) pairs.
+        self.headers: list = []
+        self.status = self.head_bytes = 0
+        self.interim = self.done = self.keep = self.head_only = self.body_seen = False
+        self.invalid: str | None = None
+        # While idle in the pool: since when.
+        self.since = 0.0
+
+    def begin(self, fwd, head_only: bool) -> None:
+        """Carry ``fwd`` now; ``head_only``: its answer has no body (HEAD)."""
+        self.fwd = fwd
+        self.client = fwd.req
+        self.headers = []
+        self.status = self.head_bytes = 0
+        self.interim = self.done = self.body_seen = False
+        self.head_only = head_only
+        self.invalid = None
+        stream = self.stream
+        stream.write_timeout = self.read_timeout
+        if not stream.reading:
+            stream.set_reading(True)
+
+    def release(self) -> None:
+        """The exchange is over; the connection is idle (or about to be closed)."""
+        self.fwd = self.client = None
+        self.stream.deadline = 0.0
+
+    def close(self) -> None:
+        self.fwd = self.client = None
+        self.stream.close()
+
+    # -- the stream's protocol -----------------------------------------------------------
+    def connected(self) -> None:
+        self.fwd.connected()
+
+    def data_received(self, data: bytes) -> None:
+        fwd = self.fwd
+        if fwd is None:
+            # An idle connection is not spoken to: whatever this is, it is not ours.
+            self.pool.drop(self.upstream, self)
+            return
+        self.stream.deadline = self.stream.loop.now + self.read_timeout
+        self.body_seen = False
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            fwd.upgraded(data[exc.args[0]:])
+            return
+        except httptools.HttpParserError as exc:
+            if self.fwd is fwd:
+                # httptools wraps a callback's own error; say what it was.
+                fwd.invalid_response(self.invalid or str(exc))
+            return
+        if self.fwd is not fwd:
+            return
+        if self.body_seen:
+            self.head_bytes = 0
+        else:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEADERS_SIZE:
+                fwd.invalid_response(f"over {MAX_HEADERS_SIZE} bytes of headers or trailers")
+                return
+        if self.status and self.head_only and not self.done:
+            # llhttp does not know a HEAD was asked: it waits for a body that will not
+            # come. The answer is complete; the parser starts afresh for the next one.
+            self.keep = self.parser.should_keep_alive()
+            self.done = True
+            self.parser = httptools.HttpResponseParser(self)
+        if self.done:
+            fwd.complete(self.keep)
+
+    def eof_received(self) -> None:
+        if self.fwd is None:
+            self.pool.drop(self.upstream, self)
+        else:
+            self.fwd.upstream_closed("the upstream closed the connection")
+
+    def connection_lost(self, exc: OSError) -> None:
+        if self.fwd is None:
+            self.pool.drop(self.upstream, self)
+        else:
+            self.fwd.upstream_lost(exc)
+
+    def write_drained(self) -> None:
+        if self.fwd is not None:
+            self.fwd.request_drained()
+
+    def timed_out(self) -> None:
+        if self.fwd is not None:
+            self.fwd.timed_out()
+
+    def crashed(self, exc: Exception) -> None:
+        if self.fwd is not None:
+            self.fwd.crashed(exc)
+        else:
+            self.pool.drop(self.upstream, self)
+
+    # -- the response parser's callbacks ------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200 and status != 101:
+            self.interim = True
+            self.headers = []
+            return
+        self.status = status
+        if self.fwd is not None:
+            self.fwd.response_started(status, self.headers)
+
+    def on_body(self, body: bytes) -> None:
+        self.body_seen = True
+        client = self.client
+        if client is not None and not client.write(body) and self.fwd is not None:
+            self.fwd.client_full()
+
+    def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = False
+            return
+        # llhttp forgets the message's keep-alive flag once the callback returns.
+        self.keep = self.parser.should_keep_alive()
+        self.done = True
