@@ -33,22 +33,24 @@ class ConnectionParams:
     """Limits and timeouts of client connections, from ``[SERVER]``."""
 
     timeout: float
-    keepalive: bool
     keepalive_timeout: float
     max_keepalive_requests: int
     max_request_size: int
     server_header: bytes
+    # Responses after which the next one may still keep the connection (0: KeepAlive Off).
+    last_keepalive_request: int
 
     @classmethod
     def from_config(cls, server) -> "ConnectionParams":
         name = b"Monkey" if server.hide_version else b"Monkey/" + __version__.encode()
         return cls(
             timeout=server.timeout,
-            keepalive=server.keepalive,
             keepalive_timeout=server.keepalive_timeout,
             max_keepalive_requests=server.max_keepalive_request,
             max_request_size=server.max_request_size,
             server_header=b"Server: " + name + b"\r\n",
+            last_keepalive_request=(
+                server.max_keepalive_request - 1 if server.keepalive else 0),
         )
 
 

@@ -108,11 +108,9 @@ class Connection:
         except ParseError as exc:
             self._parse_error = exc
         if self.current is None:
-            if parser.in_message and self.phase == IDLE:
-                self.phase = READING
-                self.stream.arm(self.loop.now + self.params.timeout)
             self._process()
-        else:
+        elif (len(parser.ready) >= MAX_PIPELINED or self._upgraded
+              or self._parse_error is not None):
             self._update_reading()
 
     def eof_received(self) -> None:
@@ -137,7 +135,6 @@ class Connection:
         if callback is not None:
             req.on_drain = None
             callback()
-        self._update_reading()
 
     def crashed(self, exc: Exception) -> None:
         """A bug below one of the calls above: answer 500 if nothing was sent, else cut."""
@@ -163,6 +160,9 @@ class Connection:
         self.close()
 
     # -- reading ----------------------------------------------------------------------
+    # The stream reads unless the request's body is paused (backpressure), the client
+    # switched protocols or sent garbage, or requests are queued up to MAX_PIPELINED;
+    # while lingering it reads only to drain. This is worked out when one of those changes.
     def _update_reading(self) -> None:
         reading = self.phase == LINGER or not (
             self._body_paused or self._upgraded or self._parse_error is not None
@@ -180,21 +180,29 @@ class Connection:
         if self._processing:
             return
         self._processing = True
+        ready = self.parser.ready
         try:
-            ready = self.parser.ready
             while self.current is None and not self.closed and self.phase != LINGER:
                 if ready:
                     self._dispatch(ready.popleft())
                 elif self._parse_error is not None and self._parse_error.head is None:
                     self._answer_parse_error()
                 else:
+                    if self.phase == IDLE and self.parser.in_message:
+                        # A request started arriving: it has Timeout to complete.
+                        self.phase = READING
+                        self.stream.arm(self.loop.now + self.params.timeout)
                     break
         finally:
             self._processing = False
-        self._update_reading()
+        if not self.stream.reading or len(ready) >= MAX_PIPELINED:
+            self._update_reading()
 
     def _dispatch(self, head: RequestHead) -> None:
-        req = self._begin(head)
+        req = self.current = Request(head, self, self.loop.now)
+        self.phase = WAITING
+        self.stream.deadline = 0.0
+        self._continue_sent = False
         body = head.body
         if body is not None and body.error is not None:
             error = body.error
@@ -203,29 +211,26 @@ class Connection:
         else:
             self.server.dispatch(req)
 
-    def _begin(self, head: RequestHead) -> Request:
-        req = Request(head, self, self.loop.now)
-        self.current = req
-        self.phase = WAITING
-        self.stream.deadline = 0.0
-        self._continue_sent = False
-        return req
-
     def _answer_parse_error(self) -> None:
         exc = self._parse_error
         # No request could be read: an empty method and target say so to stage 40.
-        req = self._begin(RequestHead("", b"", "1.1", [], b"", False, 0))
+        req = self.current = Request(RequestHead("", b"", "1.1", [], b"", False, 0), self,
+                                     self.loop.now)
+        self.phase = WAITING
+        self.stream.deadline = 0.0
         req.site = self.server.default_site
         req.error(exc.status, exc.detail)
 
     # -- the responses ------------------------------------------------------------------
     def may_keep_alive(self, req: Request) -> bool:
-        """Whether the connection may stay open after ``req``'s response."""
-        params = self.params
-        return (req.keep_alive and params.keepalive and not self._upgraded
-                and self._parse_error is None
-                and self.requests + 1 < params.max_keepalive_requests
-                and not self.server.draining and req.body_complete)
+        """Whether the connection may stay open after ``req``'s response: the client and
+        KeepAlive allow it, MaxKeepAliveRequest is not reached, the request stream is in
+        step (its body all read, no garbage, no protocol switch) and the worker is not
+        stopping."""
+        body = req._body
+        return (req.keep_alive and self.requests < self.params.last_keepalive_request
+                and (body is None or body.done) and not self._upgraded
+                and self._parse_error is None and not self.server.draining)
 
     def send_continue(self, req: Request) -> None:
         """``100 Continue`` for a request that expects it, once, before the body is read."""
@@ -241,8 +246,7 @@ class Connection:
     def response_done(self, req: Request) -> None:
         """The last byte of ``req``'s response left: stage 40, then the next request."""
         req.finished = req.completed = True
-        req.on_drain = None
-        req.on_abort = None
+        req.on_drain = req.on_abort = None
         self.requests += 1
         server = self.server
         if server.hooks.sent is not None:
@@ -250,26 +254,22 @@ class Connection:
         if self.closed:
             return
         self.current = None
-        self._body_paused = False
-        if not req._keep or not req.body_complete:
-            # Nothing after a closing response is read or answered (RFC 9112 §9.6); an
-            # unread body is not worth reading just to find the next request.
-            self._linger()
-            return
         parser = self.parser
-        if self.server.draining and not parser.ready and not parser.in_message:
-            # The worker is stopping: this connection was kept alive before it knew.
+        if not req._keep or server.draining and not parser.ready and not parser.in_message:
+            # Nothing after a closing response is read or answered (RFC 9112 §9.6); a
+            # connection kept alive before the worker began to stop ends here too.
             self._linger()
             return
+        self._body_paused = False
         if parser.in_message:
             self.phase = READING
             self.stream.arm(self.loop.now + self.params.timeout)
         else:
             self.phase = IDLE
             self.stream.arm(self.loop.now + self.params.keepalive_timeout)
-        if not self._processing:
+        if parser.ready or self._parse_error is not None:
             self._process()
-        else:
+        elif not self.stream.reading:
             self._update_reading()
 
     def _linger(self) -> None:

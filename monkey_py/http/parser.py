@@ -28,6 +28,9 @@ _METHOD_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ ")
 # RFC 9110 host = uri-host [ ":" port ]; reg-name characters or an IP literal.
 _VALID_HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_VERSIONS = frozenset({"1.1", "1.0"})
+# The headers the parser reads itself.
+_READ = frozenset({b"host", b"content-length", b"transfer-encoding"})
 # absolute-form request target (RFC 9112 §3.2.2): scheme, authority, path and query.
 _ABSOLUTE_FORM = re.compile(rb"[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)([^#]*)")
 
@@ -93,43 +96,38 @@ class RequestParser:
         self._url += url
         self._head_size += len(url)
         if self._head_size > self._max_size:
-            self.error = ParseError(414, "The request target is longer than the server allows.")
-            raise self.error
+            raise self._error(414, "The request target is longer than the server allows.")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self._max_size or len(self._headers) >= MAX_HEADERS:
-            self.error = ParseError(431, "The request headers are larger than the server allows.")
-            raise self.error
+            raise self._error(431, "The request headers are larger than the server allows.")
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
-            self.error = ParseError(505, f"HTTP/{version} is not supported; use HTTP/1.1.")
-            raise self.error
+        if version not in _VERSIONS:
+            raise self._error(505, f"HTTP/{version} is not supported; use HTTP/1.1.")
         headers = self._headers
-        host = None
-        content_length = None
+        host = content_length = None
         chunked = False
         for name, value in headers:
-            if name == b"host":
-                if host is not None:
-                    self.error = ParseError(400, "The request has more than one Host header.")
-                    raise self.error
-                host = value
-            elif name == b"content-length":
-                content_length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = True
+            if name in _READ:
+                if name == b"host":
+                    if host is not None:
+                        raise self._error(400, "The request has more than one Host header.")
+                    host = value
+                elif name == b"content-length":
+                    content_length = int(value)
+                else:
+                    chunked = True
         if host is None:
             if version == "1.1":
-                self.error = ParseError(400, "An HTTP/1.1 request must carry a Host header.")
-                raise self.error
+                raise self._error(400, "An HTTP/1.1 request must carry a Host header.")
             host = b""
         url = self._url
-        if url[:1] != b"/":
+        if url[0] != 47:  # not "/"
             absolute = _ABSOLUTE_FORM.fullmatch(url)
             if absolute is not None:
                 # The authority of an absolute-form target replaces the Host header.
@@ -138,8 +136,7 @@ class RequestParser:
         lowered = _checked_hosts.get(host)
         if lowered is None:
             if not _VALID_HOST.fullmatch(host):
-                self.error = ParseError(400, "The Host header is not a valid host name.")
-                raise self.error
+                raise self._error(400, "The Host header is not a valid host name.")
             if len(_checked_hosts) >= MEMO_SIZE:
                 _checked_hosts.clear()
             lowered = _checked_hosts[host] = host.lower()
@@ -147,27 +144,31 @@ class RequestParser:
         method = _methods.get(raw_method)
         if method is None:
             method = _methods[raw_method] = raw_method.decode("ascii")
-        if content_length is not None and content_length > self._max_size:
-            self.error = ParseError(413, "The request body is larger than the server allows.")
-            raise self.error
-        if content_length is None and not chunked and method in _BODY_METHODS:
-            self.error = ParseError(411, f"A {method} request needs a Content-Length.")
-            raise self.error
-        head = RequestHead(
-            method, url, version, headers, lowered, parser.should_keep_alive(),
-            content_length if content_length is not None else (-1 if chunked else 0),
-        )
-        self._head = head
+        if content_length is None:
+            if chunked:
+                content_length = -1
+            elif method in _BODY_METHODS:
+                raise self._error(411, f"A {method} request needs a Content-Length.")
+            else:
+                content_length = 0
+        elif content_length > self._max_size:
+            raise self._error(413, "The request body is larger than the server allows.")
+        head = self._head = RequestHead(method, url, version, headers, lowered,
+                                        parser.should_keep_alive(), content_length)
         self.ready.append(head)
         self._url = b""
         self._headers = []
         self._head_size = self._body_size = 0
 
+    def _error(self, status: int, detail: str) -> ParseError:
+        """Remember why this request cannot be served (raised by the caller)."""
+        self.error = ParseError(status, detail)
+        return self.error
+
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > self._max_size:
-            self.error = ParseError(413, "The request body is larger than the server allows.")
-            raise self.error
+            raise self._error(413, "The request body is larger than the server allows.")
         self._head.body.feed(body)
 
     def on_message_complete(self) -> None:

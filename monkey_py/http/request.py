@@ -25,13 +25,13 @@ class Request(ResponseWriter):
     """
 
     __slots__ = ("method", "target", "path", "query", "version", "headers", "host",
-                 "keep_alive", "content_length", "upgrade", "site", "start_time", "notes",
+                 "keep_alive", "content_length", "upgrade", "site", "start_time", "_notes",
                  "_body")
 
     def __init__(self, head: RequestHead, conn, start_time: float = 0.0) -> None:
         # The response's state (see ResponseWriter).
         self.conn = conn
-        self.stream = conn.stream if conn is not None else None
+        self.stream = conn.stream
         self.status = self.bytes_sent = 0
         self.completed = self.finished = self.response_started = False
         self.on_drain: Callable[[], None] | None = None
@@ -56,9 +56,16 @@ class Request(ResponseWriter):
         self.upgrade = head.upgrade
         self.site: Site | None = None
         self.start_time = start_time
-        # Free space for plugins, keyed by plugin name.
-        self.notes: dict[str, object] = {}
+        self._notes: dict[str, object] | None = None
         self._body: Body | None = head.body
+
+    @property
+    def notes(self) -> dict[str, object]:
+        """Free space for plugins, keyed by plugin name (made when first used)."""
+        notes = self._notes
+        if notes is None:
+            notes = self._notes = {}
+        return notes
 
     # -- request data ---------------------------------------------------------------
     def header(self, name: bytes) -> bytes | None:

@@ -77,8 +77,11 @@ class ResponseWriter:
                 stream.write(head, more=True)
                 stream.write(body)
             self.bytes_sent += len(body)
+        # The whole body is written: the response ends when the stream has sent it.
         self._remaining = 0
-        self.end()
+        self._ending = True
+        if not stream.queue and not self.finished:
+            self.conn.response_done(self)
 
     def error(self, status: int, detail: str = "", headers=()) -> None:
         """Answer with the site's ``[ERROR_PAGES]`` page for ``status`` or a short page."""

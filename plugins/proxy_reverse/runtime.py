@@ -8,7 +8,7 @@ from monkey_py_plugins.balancers.base import Balancer, Server
 from monkey_py_plugins.balancers.registry import load_balancer
 
 from .cache.front import CacheState, ProxyCache
-from .forwarding.forward import Forward, upstream_host
+from .forwarding.forward import Forward
 from .forwarding.loop_guard import LOOP_DETECTED, LoopGuard
 from .forwarding.upstreams import Pool, Upstream
 from .settings import EntrySettings, ProxySettings, read_settings
@@ -150,7 +150,7 @@ class ProxyWorker:
 
     def loops_back(self, request, upstream: Upstream) -> bool:
         """True when forwarding ``request`` to ``upstream`` (this server) would proxy it again."""
-        site = self.vhosts.resolve(upstream_host(request, upstream.entry, upstream).lower())
+        site = self.vhosts.resolve(upstream.host_for(request).lower())
         entries = self.state.entries_for(site)
         if not entries:
             return False
@@ -167,20 +167,6 @@ class ProxyWorker:
         self._publisher = self.loop.call_later(PUBLISH_SECONDS, self._publish)
 
     # -- accounting, called by Forward ---------------------------------------------------
-    # The balancer hears of connections at once (LeastConnections reads the live counts
-    # of every worker); the statistics count locally and publish on a timer.
-    @staticmethod
-    def opened(entry: Entry, upstream: Upstream) -> None:
-        if entry.counts_connections and upstream.server is not None:
-            entry.balancer.connection_opened(upstream.server)
-        upstream.tally.active += 1
-
-    @staticmethod
-    def closed(entry: Entry, upstream: Upstream) -> None:
-        if entry.counts_connections and upstream.server is not None:
-            entry.balancer.connection_closed(upstream.server)
-        upstream.tally.active -= 1
-
     def failed(self, entry: Entry, upstream: Upstream, reason: str,
                responded: bool = False) -> None:
         """An attempt failed; ``responded``: after its response head was counted."""

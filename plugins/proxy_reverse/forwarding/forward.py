@@ -36,21 +36,13 @@ class UpstreamError(Exception):
         self.delivered = delivered
 
 
-def candidates(entry, request):
-    """The entry's upstreams in the order to try them: the balancer's, then the backups."""
-    primaries = entry.primaries
-    for server in entry.balancer.candidates(request):
-        yield primaries[server.index]
-    yield from entry.backups
-
-
 class Forward:
     """One client request on its way through the proxy."""
 
-    __slots__ = ("proxy", "entry", "settings", "req", "loop", "queue", "upstream", "conn",
-                 "attempt_start", "connecting", "started", "finished", "request_sent",
-                 "delivered", "replayable", "upgrade", "reused", "body_paused",
-                 "client_paused", "tried", "looping", "last_status")
+    __slots__ = ("proxy", "entry", "settings", "req", "loop", "servers", "backups",
+                 "upstream", "conn", "attempt_start", "connecting", "started", "finished",
+                 "request_sent", "delivered", "replayable", "upgrade", "reused",
+                 "body_paused", "client_paused", "looping", "last_status")
 
     def __init__(self, proxy, entry, request) -> None:
         self.proxy = proxy
@@ -58,43 +50,52 @@ class Forward:
         self.settings = entry.settings
         self.req = request
         self.loop = proxy.loop
-        self.queue = None
+        # The balancer's order (its Server objects), then the backups: taken lazily.
+        self.servers = self.backups = None
         self.upstream = None
         self.conn: UpstreamConnection | None = None
         self.attempt_start = 0.0
         self.connecting = self.started = self.finished = self.request_sent = False
         self.delivered = self.reused = self.body_paused = self.client_paused = False
-        self.tried = self.looping = False
+        self.looping = False
         self.last_status = 502
         self.upgrade = request.upgrade is not None and is_upgrade(request)
-        self.replayable = request.method in IDEMPOTENT and not request.has_body
+        self.replayable = request.method in IDEMPOTENT and not request.content_length
 
     # -- choosing ---------------------------------------------------------------------
     def start(self) -> None:
         req = self.req
-        self.queue = candidates(self.entry, req)
+        self.servers = iter(self.entry.balancer.candidates(req))
         req.on_abort = self._client_gone
-        if req.has_body:
+        if req.content_length:
             req.pause_body()
-        self._next()
+        self._next(self._pick())
 
     def _pick(self):
         """The next candidate that is online and is not this server looping; or None."""
         now = self.loop.now
         req = self.req
-        for upstream in self.queue:
+        primaries = self.entry.primaries
+        for server in self.servers:
+            upstream = primaries[server.index]
+            if upstream.itself and self.proxy.loops_back(req, upstream):
+                self.looping = True
+            elif upstream.offline_until <= now:
+                return upstream
+        if self.backups is None:
+            self.backups = iter(self.entry.backups)
+        for upstream in self.backups:
             if upstream.itself and self.proxy.loops_back(req, upstream):
                 self.looping = True
             elif upstream.offline_until <= now:
                 return upstream
         return None
 
-    def _next(self, upstream=None) -> None:
-        """Try ``upstream`` (or the next candidate), or answer when none is left."""
-        upstream = upstream or self._pick()
+    def _next(self, upstream) -> None:
+        """Try ``upstream``, or answer when none is left."""
         if upstream is not None:
             self._attempt(upstream, fresh=False)
-        elif self.tried:
+        elif self.upstream is not None:
             if self.last_status == 504:
                 self._answer(504, "The upstream server did not answer in time.")
             else:
@@ -106,12 +107,16 @@ class Forward:
             self._answer(503, "Every upstream server is offline; try again later.")
 
     def _attempt(self, upstream, fresh: bool) -> None:
-        self.tried = True
         self.upstream = upstream
         self.attempt_start = self.loop.now
         proxy = self.proxy
-        proxy.opened(self.entry, upstream)
-        conn = None if fresh else proxy.pool.get(upstream, check=not self.replayable)
+        entry = self.entry
+        # The balancer hears of it at once (LeastConnections reads every worker's live
+        # counts); the statistics count it locally.
+        if entry.counts_connections and upstream.server is not None:
+            entry.balancer.connection_opened(upstream.server)
+        upstream.tally.active += 1
+        conn = None if fresh or not upstream.idle else proxy.pool.get(upstream, not self.replayable)
         self.reused = conn is not None
         if conn is None:
             conn = UpstreamConnection(upstream, proxy.pool, self.loop)
@@ -134,13 +139,13 @@ class Forward:
         settings = self.settings
         stream = conn.stream
         stream.arm(self.loop.now + settings.read_timeout)
-        stream.write(request_head(req, upstream_host(req, settings, self.upstream),
-                                  self.proxy.via, settings.forwarded_headers,
-                                  req.content_length == -1, self.upgrade))
+        stream.write(request_head(req, self.upstream.host_for(req), self.proxy.via,
+                                  settings.forwarded_headers, req.content_length == -1,
+                                  self.upgrade))
         if self.conn is not conn:
             return  # the write failed and the attempt ended with it
         self.delivered = True
-        if req.has_body:
+        if req.content_length:
             req.read_body(self._on_body, self._on_body_end, self._on_body_error)
             if self.conn is conn and not self.body_paused:
                 req.resume_body()
@@ -196,12 +201,15 @@ class Forward:
             return
         self.conn = None
         self.connecting = False
+        upstream = self.upstream
         if keep:
-            conn.release()
-            self.proxy.pool.put(self.upstream, conn)
+            self.proxy.pool.put(upstream, conn)
         else:
             conn.close()
-        self.proxy.closed(self.entry, self.upstream)
+        entry = self.entry
+        if entry.counts_connections and upstream.server is not None:
+            entry.balancer.connection_closed(upstream.server)
+        upstream.tally.active -= 1
 
     def crashed(self, exc: Exception) -> None:
         """A bug must cost this request only: answer it and free the upstream."""
@@ -356,16 +364,13 @@ class Forward:
         proxy, entry, upstream = self.proxy, self.entry, self.upstream
         if upstream.failures:
             upstream.succeeded()
+        def closed() -> None:
+            if entry.counts_connections and upstream.server is not None:
+                entry.balancer.connection_closed(upstream.server)
+            upstream.tally.active -= 1
+
         Tunnel(self.loop, client_sock, upstream_sock, unsent + from_upstream,
-               to_upstream + from_client, self.settings.tunnel_timeout,
-               lambda: proxy.closed(entry, upstream))
-
-
-def upstream_host(request, settings, upstream) -> bytes:
-    """The Host header the upstream gets: the client's, or the upstream's own address."""
-    if settings.preserve_host and request.host:
-        return request.host
-    return upstream.authority
+               to_upstream + from_client, self.settings.tunnel_timeout, closed)
 
 
 def _close_delimited(headers) -> bool:

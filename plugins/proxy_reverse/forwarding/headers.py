@@ -73,6 +73,26 @@ def _without_named(lines: list[bytes], named: frozenset[bytes]) -> list[bytes]:
     return [line for line in lines if line.partition(b":")[0].lower() not in named]
 
 
+def _added(address: str, host: bytes, via: bytes, forwarded: bool, previous_for=None,
+           previous_via=None) -> bytes:
+    """The lines the proxy adds to a request: X-Forwarded-* (when ``forwarded``), Via."""
+    lines = []
+    if forwarded:
+        client = address.encode()
+        if previous_for:
+            client = b", ".join([*previous_for, client])
+        lines.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % client)
+        if host:
+            lines.append(b"X-Forwarded-Host: %s\r\n" % host)
+    lines.append(b"Via: %s\r\n" % (b", ".join([*previous_via, via]) if previous_via else via))
+    return b"".join(lines)
+
+
+# The added lines of requests without X-Forwarded-For or Via of their own, by client
+# address, Host, Via token and ForwardedHeaders: the same few for most requests.
+_added_lines: dict[tuple, bytes] = {}
+
+
 def request_head(request, host: bytes, via: bytes, forwarded: bool, chunked: bool,
                  upgrade: bool) -> bytes:
     """The request line and headers sent upstream, as one block."""
@@ -104,15 +124,18 @@ def request_head(request, host: bytes, via: bytes, forwarded: bool, chunked: boo
             previous_via = None
         if previous_for and b"x-forwarded-for" in tokens:
             previous_for = None
-    if forwarded:
-        peer = request.peer
-        client = peer[0].encode() if isinstance(peer, tuple) else b"unknown"
-        if previous_for:
-            client = b", ".join([*previous_for, client])
-        lines.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % client)
-        if request.host:
-            lines.append(b"X-Forwarded-Host: %s\r\n" % request.host)
-    lines.append(b"Via: %s\r\n" % (b", ".join([*previous_via, via]) if previous_via else via))
+    peer = request.peer
+    address = peer[0] if isinstance(peer, tuple) else "unknown"
+    if previous_for or previous_via:
+        lines.append(_added(address, request.host, via, forwarded, previous_for, previous_via))
+    else:
+        key = (address, request.host, via, forwarded)
+        added = _added_lines.get(key)
+        if added is None:
+            if len(_added_lines) >= MEMO_SIZE:
+                _added_lines.clear()
+            added = _added_lines[key] = _added(address, request.host, via, forwarded)
+        lines.append(added)
     if chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")
     if upgrade:

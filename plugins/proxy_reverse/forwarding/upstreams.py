@@ -47,6 +47,12 @@ class Upstream:
     def name(self) -> str:
         return self.spec.name
 
+    def host_for(self, request) -> bytes:
+        """The Host header it gets for ``request``: the client's, or its own address."""
+        if self.entry.preserve_host and request.host:
+            return request.host
+        return self.authority
+
     def available(self, now: float) -> bool:
         return self.offline_until <= now
 
@@ -96,10 +102,11 @@ class Pool:
         return None
 
     def put(self, upstream: Upstream, conn) -> None:
-        """Keep ``conn`` (registered for reading, no exchange) for reuse."""
+        """Keep ``conn`` for reuse, still registered for reading."""
         if len(upstream.idle) >= upstream.pool_size:
             conn.close()
             return
+        conn.release()
         conn.since = self.loop.now
         upstream.idle.append(conn)
         self.holders.add(upstream)
