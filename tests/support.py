@@ -112,6 +112,11 @@ class MonkeyProcess:
         return self.proc.returncode
 
 
+def open_fds(pid: int) -> int:
+    """How many file descriptors process ``pid`` holds open."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
 def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
     """Send ``data`` on a fresh connection and read until the server closes it."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:

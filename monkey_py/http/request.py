@@ -95,11 +95,6 @@ class Request(ResponseWriter):
         body = self._body
         return body is None or body.done
 
-    @property
-    def body_error(self) -> "ParseError | None":
-        """Why the body could not be read (a malformed or too large body), or None."""
-        return None if self._body is None else self._body.error
-
     # -- the request body ---------------------------------------------------------------
     def read_body(
         self,
