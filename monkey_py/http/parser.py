@@ -49,8 +49,10 @@ class ParseError(Exception):
 class RequestParser:
     """Feeds bytes to llhttp and queues complete request heads in :attr:`ready`.
 
-    Body bytes go to the body of the head they belong to (``RequestHead.body``). After
-    a :class:`ParseError` the parser is dead: the connection answers and closes.
+    Body bytes go to the body of the head they belong to (``RequestHead.body``).
+    ``in_message`` says a request is under way: its target has begun to arrive and its
+    end has not. After a :class:`ParseError` the parser is dead: the connection answers
+    and closes.
     """
 
     __slots__ = (
@@ -88,11 +90,10 @@ class RequestParser:
         return False
 
     # -- llhttp callbacks -----------------------------------------------------------
-    def on_message_begin(self) -> None:
-        # The per-message state was reset when the previous head completed.
-        self.in_message = True
-
     def on_url(self, url: bytes) -> None:
+        # A request is under way from its target on (the per-message state was reset
+        # when the previous head completed).
+        self.in_message = True
         self._url += url
         self._head_size += len(url)
         if self._head_size > self._max_size:

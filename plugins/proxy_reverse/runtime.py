@@ -32,12 +32,13 @@ class Entry:
         self.counts_connections = (
             kind.connection_opened is not Balancer.connection_opened
             or kind.connection_closed is not Balancer.connection_closed)
+        patterns = self.settings.match
+        # ``matches(target)``: whether a Match rule is found in the target; with one rule
+        # (the usual case) it is that rule's own search.
+        self.matches = patterns[0].search if len(patterns) == 1 else self._any_match
 
-    def matches(self, target: str) -> bool:
-        for pattern in self.settings.match:
-            if pattern.search(target):
-                return True
-        return False
+    def _any_match(self, target: str) -> bool:
+        return any(pattern.search(target) for pattern in self.settings.match)
 
 
 _UNSET = object()

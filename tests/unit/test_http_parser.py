@@ -36,8 +36,10 @@ def test_a_head_is_plain_data():
 def test_pipelined_heads_queue_in_order_and_a_partial_one_is_in_message():
     parser = parse(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nHEAD /2 HTTP/1.1\r\nHost: a\r\n\r\nGE")
     assert [head.target for head in parser.ready] == [b"/1", b"/2"]
+    assert not parser.in_message              # a request is under way from its target on
+    parser.feed(b"T /3 HTTP/1.1\r\nHo")
     assert parser.in_message
-    parser.feed(b"T /3 HTTP/1.1\r\nHost: a\r\n\r\n")
+    parser.feed(b"st: a\r\n\r\n")
     assert [head.method for head in parser.ready] == ["GET", "HEAD", "GET"]
     assert not parser.in_message
 

@@ -24,7 +24,7 @@ MAX_HEADERS_SIZE = 64 * 1024
 class UpstreamConnection:
     """The protocol of one upstream socket's stream, and its response parser's."""
 
-    __slots__ = ("stream", "upstream", "pool", "parser", "read_timeout", "fwd", "client",
+    __slots__ = ("stream", "loop", "upstream", "pool", "parser", "read_timeout", "fwd", "client",
                  "headers", "status", "interim", "done", "keep", "head_only", "head_bytes",
                  "body_seen", "invalid", "since")
 
@@ -33,11 +33,13 @@ class UpstreamConnection:
         sock = socket.socket(spec.family, socket.SOCK_STREAM)
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.stream = Stream(sock, loop, self, reading=False)
+        self.stream = Stream(sock, loop, self)
+        self.loop = loop
         self.upstream = upstream
         self.pool = pool
         self.parser = httptools.HttpResponseParser(self)
-        self.read_timeout = upstream.entry.read_timeout
+        # ReadTimeout bounds the upstream's silence, and any wait to write to it.
+        self.read_timeout = self.stream.write_timeout = upstream.entry.read_timeout
         self.fwd = None
         self.client = None
         # The response's headers as received: (name, value) pairs.
@@ -56,11 +58,6 @@ class UpstreamConnection:
         self.status = self.head_bytes = 0
         self.interim = self.done = self.body_seen = False
         self.head_only = head_only
-        self.invalid = None
-        stream = self.stream
-        stream.write_timeout = self.read_timeout
-        if not stream.reading:
-            stream.set_reading(True)
 
     def release(self) -> None:
         """The exchange is over; the connection is idle (or about to be closed)."""
@@ -81,7 +78,7 @@ class UpstreamConnection:
             # An idle connection is not spoken to: whatever this is, it is not ours.
             self.pool.drop(self.upstream, self)
             return
-        self.stream.deadline = self.stream.loop.now + self.read_timeout
+        self.stream.deadline = self.loop.now + self.read_timeout
         self.body_seen = False
         try:
             self.parser.feed_data(data)

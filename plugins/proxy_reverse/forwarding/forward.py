@@ -348,8 +348,10 @@ class Forward:
         if upstream.failures:
             upstream.succeeded()
         self._release(keep=keep and self.request_sent)
-        self._finish()
-        self.req.end()
+        self.finished = True
+        req = self.req
+        req.on_abort = req.on_drain = None
+        req.end()
 
     # -- upgrades -----------------------------------------------------------------------
     def upgraded(self, from_upstream: bytes) -> None:

@@ -108,8 +108,10 @@ class Pool:
             return
         conn.release()
         conn.since = self.loop.now
-        upstream.idle.append(conn)
-        self.holders.add(upstream)
+        idle = upstream.idle
+        if not idle:
+            self.holders.add(upstream)
+        idle.append(conn)
         if self.sweeper is None:
             self.sweeper = self.loop.call_later(self.SWEEP_SECONDS, self._sweep)
 
