@@ -225,12 +225,13 @@ class Connection:
     def may_keep_alive(self, req: Request) -> bool:
         """Whether the connection may stay open after ``req``'s response: the client and
         KeepAlive allow it, MaxKeepAliveRequest is not reached, the request stream is in
-        step (its body all read, no garbage, no protocol switch) and the worker is not
-        stopping."""
+        step after it (its body all read, not a protocol switch) and the worker is not
+        stopping. Garbage later in the stream does not close it early: the requests
+        before the garbage are answered, then the garbage gets its 400 and the close."""
         body = req._body
         return (req.keep_alive and self.requests < self.params.last_keepalive_request
-                and (body is None or body.done) and not self._upgraded
-                and self._parse_error is None and not self.server.draining)
+                and (body is None or body.done) and req.upgrade is None
+                and not self.server.draining)
 
     def send_continue(self, req: Request) -> None:
         """``100 Continue`` for a request that expects it, once, before the body is read."""

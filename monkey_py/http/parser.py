@@ -22,9 +22,12 @@ MEMO_SIZE = 1024
 _checked_hosts: dict[bytes, bytes] = {}
 _methods: dict[bytes, str] = {}
 
-# A request line that starts with a method token and a space is a well-formed request
-# with a method we do not know (501); anything else is garbage (400).
-_METHOD_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+ ")
+# RFC 9110 token, the shape of a method.
+_TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_VERSION_WORDS = frozenset({b"HTTP/1.0", b"HTTP/1.1"})
+# llhttp's messages for a request line it refuses (the line is then looked at again).
+_REQUEST_LINE_ERRORS = ("Invalid method", "Expected HTTP/", "Invalid HTTP version",
+                        "Expected CRLF after version", "Expected SP after")
 # RFC 9110 host = uri-host [ ":" port ]; reg-name characters or an IP literal.
 _VALID_HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
@@ -50,7 +53,7 @@ class RequestParser:
     """Feeds bytes to llhttp and queues complete request heads in :attr:`ready`.
 
     Body bytes go to the body of the head they belong to (``RequestHead.body``).
-    ``in_message`` says a request is under way: its target has begun to arrive and its
+    ``in_message`` says a request is under way: its first byte has arrived and its
     end has not. After a :class:`ParseError` the parser is dead: the connection answers
     and closes.
     """
@@ -78,22 +81,36 @@ class RequestParser:
 
         Raises :class:`ParseError` for a request that cannot be served.
         """
+        queued = len(self.ready)
+        head = self._head
+        # What is left of the body being read (-1: chunked, where llhttp stops unknown).
+        body_left = 0 if head is None else (
+            head.content_length - self._body_size if head.content_length > 0 else -1)
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self.ready[-1].upgrade = data[exc.args[0]:]
             return True
-        except httptools.HttpParserInvalidMethodError:
-            raise self._fail(self._bad_method(data))
         except httptools.HttpParserError as exc:
-            raise self._fail(self.error or self._classify(str(exc))) from None
+            error = self.error
+            if error is None:
+                reason = str(exc)
+                if isinstance(exc, httptools.HttpParserInvalidMethodError) or reason.startswith(
+                        _REQUEST_LINE_ERRORS):
+                    part = self._failing_part(data, list(self.ready)[queued:], body_left)
+                    error = (ParseError(400, "The request line is malformed.") if part is None
+                             else _bad_request_line(part))
+                else:
+                    error = ParseError(400, f"Malformed request: {reason}.")
+            raise self._fail(error) from None
         return False
 
     # -- llhttp callbacks -----------------------------------------------------------
-    def on_url(self, url: bytes) -> None:
-        # A request is under way from its target on (the per-message state was reset
-        # when the previous head completed).
+    def on_message_begin(self) -> None:
+        # The per-message state was reset when the previous head completed.
         self.in_message = True
+
+    def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_size += len(url)
         if self._head_size > self._max_size:
@@ -109,6 +126,9 @@ class RequestParser:
         parser = self._parser
         version = parser.get_http_version()
         if version not in _VERSIONS:
+            if version == "0.9":
+                raise self._error(400, "A request line needs a method, a target and "
+                                  "a version (HTTP/0.9 is not supported).")
             raise self._error(505, f"HTTP/{version} is not supported; use HTTP/1.1.")
         headers = self._headers
         host = content_length = None
@@ -190,13 +210,30 @@ class RequestParser:
         return error
 
     @staticmethod
-    def _bad_method(data: bytes) -> ParseError:
-        if _METHOD_TOKEN.match(data.lstrip(b"\r\n")):
-            return ParseError(501, "The request method is not implemented by this server.")
-        return ParseError(400, "The request line is malformed.")
+    def _failing_part(data: bytes, new_heads, body_left: int) -> bytes | None:
+        """Where in ``data`` the request that failed begins: after what was left of a
+        body being read (``body_left``), then after each head this chunk completed (its
+        empty line) and its body; None when a chunked body hides where that is."""
+        if body_left < 0:
+            return None
+        start = body_left
+        for head in new_heads:
+            end = data.find(b"\r\n\r\n", start)
+            if end < 0 or head.content_length < 0:
+                return None
+            start = end + 4 + head.content_length
+        return data[start:]
 
-    @staticmethod
-    def _classify(message: str) -> ParseError:
-        if "HTTP version" in message:
-            return ParseError(505, "The HTTP version is invalid; use HTTP/1.1.")
-        return ParseError(400, f"Malformed request: {message}.")
+
+def _bad_request_line(part: bytes) -> ParseError:
+    """What a request line llhttp refused deserves, as Monkey answers it: three words
+    with a version other than ``HTTP/1.0`` or ``HTTP/1.1`` get 505 (a lower-case or
+    garbled version, or none after a trailing space), a well-formed line with a method
+    this server does not know gets 501, anything else 400."""
+    line = part.lstrip(b"\r\n").split(b"\n", 1)[0].rstrip(b"\r")
+    words = line.split(b" ")
+    if len(words) == 3 and _TOKEN.fullmatch(words[0]) and words[1]:
+        if words[2] not in _VERSION_WORDS:
+            return ParseError(505, "The HTTP version is not supported; use HTTP/1.1.")
+        return ParseError(501, "The request method is not implemented by this server.")
+    return ParseError(400, "The request line is malformed.")

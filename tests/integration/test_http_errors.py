@@ -245,13 +245,22 @@ def test_whitespace_before_colon_of_content_length_is_400(server):
         assert client.read_to_close() == b""
 
 
-def test_error_after_good_pipelined_request_answers_the_good_one(server):
+@pytest.mark.parametrize("bad, status", [
+    (b"GARBAGE\x01\r\n\r\n", 400),
+    (b"BAD REQUEST LINE\r\n\r\n", 505),        # three words, no HTTP version: as Monkey
+    (b"BREW /file.txt HTTP/1.1\r\n\r\n", 501),
+])
+def test_error_after_good_pipelined_requests_answers_the_good_ones_first(server, bad, status):
+    """The requests before the garbage are answered as usual (kept alive); the garbage
+    gets its own answer, and nothing after it (RFC 9112 §9.6)."""
     with Client(server.port) as client:
-        client.send(build_request("GET", "/file.txt") + b"BAD REQUEST LINE\r\n\r\n")
-        first = client.read_response()
-        assert (first.status, first.body) == (200, FILE)
-        if first.header("Connection") != "close":
-            assert client.read_response().status == 400
+        client.send(build_request("GET", "/file.txt") * 2 + bad + build_request("GET", "/"))
+        for _ in range(2):
+            good = client.read_response()
+            assert (good.status, good.body) == (200, FILE)
+            assert good.header("Connection") is None
+        error = client.read_response()
+        assert error.status == status and error.header("Connection") == "close"
         assert client.read_to_close() == b""
 
 

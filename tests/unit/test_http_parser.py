@@ -36,10 +36,8 @@ def test_a_head_is_plain_data():
 def test_pipelined_heads_queue_in_order_and_a_partial_one_is_in_message():
     parser = parse(b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\nHEAD /2 HTTP/1.1\r\nHost: a\r\n\r\nGE")
     assert [head.target for head in parser.ready] == [b"/1", b"/2"]
-    assert not parser.in_message              # a request is under way from its target on
-    parser.feed(b"T /3 HTTP/1.1\r\nHo")
-    assert parser.in_message
-    parser.feed(b"st: a\r\n\r\n")
+    assert parser.in_message                  # from its first byte on
+    parser.feed(b"T /3 HTTP/1.1\r\nHost: a\r\n\r\n")
     assert [head.method for head in parser.ready] == ["GET", "HEAD", "GET"]
     assert not parser.in_message
 
@@ -126,3 +124,31 @@ def test_a_body_error_reaches_its_reader():
     with pytest.raises(ParseError):
         parser.feed(b"zz\r\n")
     assert len(errors) == 1 and errors[0].status == 400
+
+
+@pytest.mark.parametrize("data, status", [
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\nBREW / HTTP/1.1\r\n\r\n", 501),
+    (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nBREW!BREW / HTTP/1.1\r\n\r\n", 501),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / http/1.1\r\n\r\n", 505),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET /\r\n\r\n", 400),          # HTTP/0.9 style
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\nGET / \r\n\r\n", 505),         # empty version
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\x01\x02\r\n\r\n", 400),
+    # After a chunked body, where llhttp stopped is not known: a plain 400.
+    (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+     b"BREW / HTTP/1.1\r\n\r\n", 400),
+])
+def test_a_bad_request_line_after_good_requests_is_judged_on_its_own(data, status):
+    """The requests before it are queued; its own line decides its status."""
+    parser = RequestParser(1024)
+    with pytest.raises(ParseError) as caught:
+        parser.feed(data)
+    assert caught.value.status == status
+    assert len(parser.ready) == 1
+
+
+def test_a_bad_request_line_after_part_of_a_body_is_found_by_its_length():
+    parser = RequestParser(1024)
+    parser.feed(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\nabc")
+    with pytest.raises(ParseError) as caught:
+        parser.feed(b"defBREW / HTTP/1.1\r\n\r\n")
+    assert caught.value.status == 501
