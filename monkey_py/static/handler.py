@@ -8,6 +8,8 @@ kept open; a file is never read into memory whole above ``SMALL_FILE``.
 
 from __future__ import annotations
 
+import errno
+import logging
 import os
 import secrets
 import stat
@@ -21,6 +23,8 @@ from .ranges import Unsatisfiable, content_range, multipart_byteranges, parse_ra
 
 if TYPE_CHECKING:
     from ..http.request import Request
+
+log = logging.getLogger(__name__)
 
 ALLOWED = frozenset({"GET", "HEAD"})
 # Request headers that take a request off the plain 200 path.
@@ -83,8 +87,8 @@ class StaticHandler:
         except (FileNotFoundError, NotADirectoryError):
             req.error(404)
             return None
-        except OSError:
-            req.error(403)
+        except OSError as exc:
+            _answer_failed_open(req, exc)
             return None
         if stat.S_ISDIR(st.st_mode):
             os.close(fd)
@@ -107,8 +111,8 @@ class StaticHandler:
         try:
             return self.files.keep(key, fd, st,
                                    lambda: FileMeta(st, self.mime.guess(path), self.resume))
-        except OSError:
-            req.error(403)
+        except OSError as exc:
+            _answer_failed_open(req, exc)
             return None
 
     def _open(self, root: str, rel: str):
@@ -208,6 +212,25 @@ class StaticHandler:
                 req.sendfile(entry.fd, offset, count, entry.lend())
         req.write(closing)
         req.end()
+
+
+def _answer_failed_open(req: "Request", exc: OSError) -> None:
+    """A file that exists could not be opened or read: 403 when it may not be (permission,
+    a symbolic link with SymLink Off), 503 when the worker is out of descriptors or
+    memory for a moment (logged), 500 for anything else (logged)."""
+    if exc.errno in _REFUSED:
+        req.error(403)
+    elif exc.errno in _EXHAUSTED:
+        log.error("cannot open %s: %s; answering 503", req.path.decode("latin-1"), exc)
+        req.error(503, "The server is short of resources; try again in a moment.",
+                  [(b"Retry-After", b"1")])
+    else:
+        log.error("cannot open %s: %s; answering 500", req.path.decode("latin-1"), exc)
+        req.error(500)
+
+
+_REFUSED = frozenset({errno.EACCES, errno.EPERM, errno.ELOOP})
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 
 
 class FileMeta:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import os
+import resource
 import socket
 import time
 
@@ -117,3 +118,26 @@ def test_without_the_cache_every_request_opens_the_file(start_monkey, docroot):
 def test_a_bad_validity_stops_the_start(start_monkey):
     with pytest.raises(RuntimeError, match=r"monkey.conf:\d+: 0 seconds"):
         start_monkey(server=["OpenFileCacheValid 0"])
+
+
+def test_out_of_descriptors_is_503_not_403(server, docroot):
+    """A worker that runs out of descriptors says so (503, Retry-After) and recovers."""
+    (docroot / "late.txt").write_bytes(b"late\n")
+    (worker,) = server.worker_pids()
+    soft, hard = resource.prlimit(worker, resource.RLIMIT_NOFILE)
+    with socket.create_connection(("127.0.0.1", server.port)) as client:
+        client.sendall(b"GET /late.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"[:10])
+        # The connection is accepted: now leave the worker no descriptor to open with
+        # (the limit is on descriptor numbers: the lowest free one is the next it gets).
+        time.sleep(0.3)
+        used = {int(name) for name in os.listdir(f"/proc/{worker}/fd")}
+        lowest_free = next(number for number in range(len(used) + 1) if number not in used)
+        resource.prlimit(worker, resource.RLIMIT_NOFILE, (lowest_free, hard))
+        try:
+            client.sendall(b"GET /late.txt HTTP/1.1\r\nHost: localhost\r\n\r\n"[10:])
+            answer = client.recv(65536)
+        finally:
+            resource.prlimit(worker, resource.RLIMIT_NOFILE, (soft, hard))
+    assert answer.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1" in answer
+    assert "answering 503" in server.log()
+    assert get(server.port, "/late.txt") == (200, b"late\n")
