@@ -14,8 +14,9 @@ LENGTH, CHUNKED, UNTIL_CLOSE, NONE = range(4)
 
 CONTENT_LENGTH = b"Content-Length: %d\r\n"
 CHUNKED_LINE = b"Transfer-Encoding: chunked\r\n"
-CLOSE_LINE = b"Connection: close\r\n"
-KEEP_ALIVE_LINE = b"Connection: keep-alive\r\n"
+# Spelled as Monkey spells them.
+CLOSE_LINE = b"Connection: Close\r\n"
+KEEP_ALIVE_LINE = b"Connection: Keep-Alive\r\n"
 
 
 def frame(method: str, version: str, status: int, length: int, keep: bool

@@ -33,7 +33,7 @@ _VALID_HOST = re.compile(rb"(?:[A-Za-z0-9\-._~!$&'()*+,;=%]*|\[[0-9A-Fa-f:.]+\])
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _VERSIONS = frozenset({"1.1", "1.0"})
 # The headers the parser reads itself.
-_READ = frozenset({b"host", b"content-length", b"transfer-encoding"})
+_READ = frozenset({b"host", b"content-length", b"transfer-encoding", b"upgrade"})
 # absolute-form request target (RFC 9112 §3.2.2): scheme, authority, path and query.
 _ABSOLUTE_FORM = re.compile(rb"[Hh][Tt][Tt][Pp][Ss]?://([^/?#]*)([^#]*)")
 
@@ -100,6 +100,9 @@ class RequestParser:
                     part = self._failing_part(data, list(self.ready)[queued:], body_left)
                     error = (ParseError(400, "The request line is malformed.") if part is None
                              else _bad_request_line(part))
+                elif reason == "Content-Length overflow":
+                    error = ParseError(413, f"The request body is larger than MaxRequestSize "
+                                            f"({_size(self._max_size)}) allows.")
                 else:
                     error = ParseError(400, f"Malformed request: {reason}.")
             raise self._fail(error) from None
@@ -114,12 +117,14 @@ class RequestParser:
         self._url += url
         self._head_size += len(url)
         if self._head_size > self._max_size:
-            raise self._error(414, "The request target is longer than the server allows.")
+            raise self._error(414, f"The request target is longer than MaxRequestSize "
+                                   f"({_size(self._max_size)}) allows.")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._head_size += len(name) + len(value) + 4
         if self._head_size > self._max_size or len(self._headers) >= MAX_HEADERS:
-            raise self._error(431, "The request headers are larger than the server allows.")
+            raise self._error(413, f"The request head is larger than MaxRequestSize "
+                                   f"({_size(self._max_size)}) allows.")
         self._headers.append((name.lower(), value))
 
     def on_headers_complete(self) -> None:
@@ -138,11 +143,15 @@ class RequestParser:
                 if name == b"host":
                     if host is not None:
                         raise self._error(400, "The request has more than one Host header.")
+                    if not value:
+                        raise self._error(400, "The Host header is empty.")
                     host = value
                 elif name == b"content-length":
                     content_length = int(value)
-                else:
+                elif name == b"transfer-encoding":
                     chunked = True
+                elif not value:
+                    raise self._error(400, "The Upgrade header is empty.")
         if host is None:
             if version == "1.1":
                 raise self._error(400, "An HTTP/1.1 request must carry a Host header.")
@@ -154,10 +163,12 @@ class RequestParser:
                 # The authority of an absolute-form target replaces the Host header.
                 host = absolute[1]
                 url = absolute[2] if absolute[2][:1] == b"/" else b"/" + absolute[2]
+        if not host and version == "1.1":
+            raise self._error(400, "The request target names no host.")
         lowered = _checked_hosts.get(host)
         if lowered is None:
-            if not _VALID_HOST.fullmatch(host):
-                raise self._error(400, "The Host header is not a valid host name.")
+            if not _VALID_HOST.fullmatch(host) or not _port_in_range(host):
+                raise self._error(400, "The Host header is not a valid host name and port.")
             if len(_checked_hosts) >= MEMO_SIZE:
                 _checked_hosts.clear()
             lowered = _checked_hosts[host] = host.lower()
@@ -173,7 +184,8 @@ class RequestParser:
             else:
                 content_length = 0
         elif content_length > self._max_size:
-            raise self._error(413, "The request body is larger than the server allows.")
+            raise self._error(413, f"The request body is larger than MaxRequestSize "
+                                   f"({_size(self._max_size)}) allows.")
         head = self._head = RequestHead(method, url, version, headers, lowered,
                                         parser.should_keep_alive(), content_length)
         self.ready.append(head)
@@ -189,7 +201,8 @@ class RequestParser:
     def on_body(self, body: bytes) -> None:
         self._body_size += len(body)
         if self._body_size > self._max_size:
-            raise self._error(413, "The request body is larger than the server allows.")
+            raise self._error(413, f"The request body is larger than MaxRequestSize "
+                                   f"({_size(self._max_size)}) allows.")
         self._head.body.feed(body)
 
     def on_message_complete(self) -> None:
@@ -237,3 +250,15 @@ def _bad_request_line(part: bytes) -> ParseError:
             return ParseError(505, "The HTTP version is not supported; use HTTP/1.1.")
         return ParseError(501, "The request method is not implemented by this server.")
     return ParseError(400, "The request line is malformed.")
+
+
+def _size(limit: int) -> str:
+    return f"{limit // 1024} KB" if limit % 1024 == 0 else f"{limit} bytes"
+
+
+def _port_in_range(host: bytes) -> bool:
+    """A Host port, when there is one, is 1 to 65535 (an empty one is allowed)."""
+    if host.endswith(b"]") or b":" not in host:
+        return True
+    port = host.rpartition(b":")[2]
+    return not port or 1 <= int(port) <= 65535

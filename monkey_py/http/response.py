@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 COALESCE = 65536
 # Statuses after which the connection is not kept alive: the request stream may be
 # out of step, or the client was told to go away.
-CLOSING = frozenset({400, 408, 411, 413, 414, 431, 501, 505})
+CLOSING = frozenset({400, 408, 411, 413, 414, 501, 505})
 
 
 class ResponseWriter:

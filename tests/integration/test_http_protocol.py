@@ -58,7 +58,7 @@ def test_http11_connection_close_is_honoured(server):
     with Client(server.port) as client:
         response = client.request("GET", "/", headers=[("Connection", "close")])
         assert response.status == 200 and response.body == INDEX
-        assert response.header("Connection") == "close"
+        assert response.header("Connection") == "Close"
         assert client.is_closed()
 
 
@@ -67,7 +67,7 @@ def test_http10_closes_by_default(server):
         response = client.request("GET", "/", version="HTTP/1.0", host=None)
         assert response.status == 200 and response.body == INDEX
         assert response.version == "HTTP/1.1"
-        assert response.header("Connection") == "close"
+        assert response.header("Connection") == "Close"
         assert client.is_closed()
 
 
@@ -112,7 +112,7 @@ def test_pipelined_requests_split_across_packets(server):
         assert (first.status, first.body) == (200, PAGE)
         assert second.status == 200 and second.body == b""
         assert (third.status, third.body) == (200, INDEX)
-        assert third.header("Connection") == "close"
+        assert third.header("Connection") == "Close"
         assert client.read_to_close() == b""
 
 
@@ -180,7 +180,7 @@ def test_max_keepalive_request_closes_after_the_last(limited):
         third = client.request("GET", "/")
         assert first.header("Connection") is None
         assert second.header("Connection") is None
-        assert third.header("Connection") == "close"
+        assert third.header("Connection") == "Close"
         assert third.status == 200 and third.body == INDEX
         assert client.is_closed()
 
@@ -190,7 +190,7 @@ def test_max_keepalive_request_with_pipelining(limited):
         client.send(build_request("GET", "/two.txt") * 5)
         responses = [client.read_response() for _ in range(3)]
         assert [r.status for r in responses] == [200, 200, 200]
-        assert responses[2].header("Connection") == "close"
+        assert responses[2].header("Connection") == "Close"
         assert client.read_to_close() == b""
 
 
@@ -198,13 +198,13 @@ def test_keepalive_off_closes_every_connection(no_keepalive):
     with Client(no_keepalive.port) as client:
         response = client.request("GET", "/")
         assert response.status == 200 and response.body == INDEX
-        assert response.header("Connection") == "close"
+        assert response.header("Connection") == "Close"
         assert client.is_closed()
     with Client(no_keepalive.port) as client:
         response = client.request(
             "GET", "/", version="HTTP/1.0", headers=[("Connection", "Keep-Alive")]
         )
-        assert response.header("Connection") == "close"
+        assert response.header("Connection") == "Close"
         assert client.is_closed()
 
 
@@ -214,7 +214,7 @@ def test_response_before_the_body_arrived_announces_the_close(server):
         client.send(build_request("POST", "/two.txt", headers=[("Content-Length", "3")]))
         response = client.read_response("POST")
         assert response.status == 405
-        assert response.header("Connection") == "close"
+        assert response.header("Connection") == "Close"
         assert client.is_closed()
 
 

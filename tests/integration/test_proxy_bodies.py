@@ -152,7 +152,7 @@ def test_a_chunked_answer_ends_with_the_connection_for_http_1_0(proxy):
     assert response.status == 200
     assert response.header("Transfer-Encoding") is None
     assert response.header("Content-Length") is None
-    assert response.header("Connection") == "close"
+    assert response.header("Connection") == "Close"
     assert response.body == b"".join(PARTS)
 
 

@@ -88,7 +88,7 @@ def test_slowloris_is_dropped_while_others_are_served(server):
     assert TIMEOUT - 0.5 <= elapsed <= TIMEOUT + 1.5
     if received:
         assert received.startswith(b"HTTP/1.1 408 ")
-        assert b"\r\nConnection: close\r\n" in received
+        assert b"\r\nConnection: Close\r\n" in received
     assert not fast.errors
     assert len(fast.results) >= 5
     assert all(status == 200 for status, _ in fast.results)

@@ -134,7 +134,7 @@ def test_sigterm_answers_a_connection_whose_request_had_not_arrived(two_workers)
         time.sleep(0.2)
         response = client.request("GET", "/")
         assert (response.status, response.body) == (200, INDEX)
-        assert response.header("Connection") == "close"
+        assert response.header("Connection") == "Close"
         assert client.is_closed()
     assert two_workers.proc.wait(10) == 0
 

@@ -27,7 +27,7 @@ def test_an_unknown_length_is_chunked_for_http_1_1():
 
 
 def test_an_unknown_length_ends_the_connection_for_http_1_0():
-    assert frame("GET", "1.0", 200, -1, True) == (b"Connection: close\r\n", UNTIL_CLOSE, False)
+    assert frame("GET", "1.0", 200, -1, True) == (b"Connection: Close\r\n", UNTIL_CLOSE, False)
 
 
 def test_an_unknown_length_without_a_body_needs_no_framing():
@@ -36,9 +36,9 @@ def test_an_unknown_length_without_a_body_needs_no_framing():
 
 
 def test_keep_alive_lines():
-    assert frame("GET", "1.1", 200, 0, False)[0] == b"Content-Length: 0\r\nConnection: close\r\n"
+    assert frame("GET", "1.1", 200, 0, False)[0] == b"Content-Length: 0\r\nConnection: Close\r\n"
     assert frame("GET", "1.0", 200, 0, True)[0] == (b"Content-Length: 0\r\n"
-                                                    b"Connection: keep-alive\r\n")
+                                                    b"Connection: Keep-Alive\r\n")
     assert frame("GET", "1.0", 200, 0, False)[2] is False
 
 
