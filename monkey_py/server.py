@@ -36,19 +36,22 @@ class ConnectionParams:
     keepalive_timeout: float
     max_keepalive_requests: int
     max_request_size: int
+    # What the server calls itself: "Monkey/<version>", or "Monkey" with HideVersion.
+    product: str
     server_header: bytes
     # Responses after which the next one may still keep the connection (0: KeepAlive Off).
     last_keepalive_request: int
 
     @classmethod
     def from_config(cls, server) -> "ConnectionParams":
-        name = b"Monkey" if server.hide_version else b"Monkey/" + __version__.encode()
+        product = "Monkey" if server.hide_version else f"Monkey/{__version__}"
         return cls(
             timeout=server.timeout,
             keepalive_timeout=server.keepalive_timeout,
             max_keepalive_requests=server.max_keepalive_request,
             max_request_size=server.max_request_size,
-            server_header=b"Server: " + name + b"\r\n",
+            product=product,
+            server_header=b"Server: %s\r\n" % product.encode(),
             last_keepalive_request=(
                 server.max_keepalive_request - 1 if server.keepalive else 0),
         )
@@ -97,6 +100,8 @@ class Server:
         self.hooks = StageHooks(pm)
         self.static = StaticHandler(config.server, loop)
         self.date = DateHeader(loop)
+        # What built-in pages end with (ServerSignature): the Server header's product.
+        self.signature = self.params.product if config.server.server_signature else ""
         self.draining = False
         self.connections: set[Connection] = set()
         # Called when draining and the last connection closes.
@@ -151,9 +156,9 @@ class Server:
             if hooks.received is not None and hooks.received(req):
                 return
             if site.redirect:
+                # As Monkey: an empty body, the Location says it all.
                 target = site.redirect.rstrip("/").encode() + req.target
-                req.respond(301, [(b"Location", target), (b"Content-Type", HTML)],
-                            error_page(301))
+                req.respond(301, [(b"Location", target)])
                 return
             if site.handlers:
                 path = req.path.decode("latin-1")
@@ -194,11 +199,13 @@ class Server:
                 self.hooks.report(exc, "at response sent")
 
     # -- error pages ----------------------------------------------------------------
-    def error_body(self, site, status: int, detail: str) -> tuple[bytes, bytes]:
+    def error_body(self, site, status: int, detail: str, target: bytes = b""
+                   ) -> tuple[bytes, bytes]:
+        """The site's ``[ERROR_PAGES]`` file for ``status``, else the built-in page."""
         page = self._error_pages.get((id(site), status))
         if page is not None:
             return page
-        return error_page(status, detail), HTML
+        return error_page(status, detail, target, self.signature), HTML
 
     def _load_error_pages(self, sites) -> dict:
         pages = {}

@@ -31,7 +31,7 @@ SITES_DIR = "sites"
 DEFAULT_SITE = "default"
 
 # Keys of Monkey's monkey.conf that monkey_py accepts but does not implement.
-NO_EFFECT_KEYS = ("UserDir", "TransportLayer", "FDT", "OverCapacity", "FDLimit", "ServerSignature")
+NO_EFFECT_KEYS = ("TransportLayer", "FDT", "OverCapacity", "FDLimit")
 
 _PLUGIN_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _MIME_RE = re.compile(r"[\w!#$&^.+-]+/[\w!#$&^.+-]+(\s*;\s*[\w.+-]+=\S+)*")
@@ -96,6 +96,8 @@ def _server_keys(directory: Path) -> list[Key]:
         Key("Resume", boolean, default=True),
         Key("SymLink", boolean, default=False, attr="symlink"),
         Key("DefaultMimeType", _mime_type, default="text/plain"),
+        Key("UserDir", _user_dir, default=None),
+        Key("ServerSignature", boolean, default=True),
         Key("OpenFileCache", integer(0), default=1000),
         Key("OpenFileCacheValid", seconds, default=1.0),
         Key("PidFile", path(directory)),
@@ -119,6 +121,14 @@ def _index_files(value: str, location: Location) -> list[str]:
                 location,
             )
     return names
+
+
+def _user_dir(value: str, location: Location) -> str:
+    """UserDir: a directory name inside each user's home (``public_html``)."""
+    if "/" in value.strip("/") or value.strip("/") in ("", ".", ".."):
+        raise ConfigError(f"UserDir '{value}' must be a directory name inside a home "
+                          "directory, without '/'; e.g. public_html", location)
+    return value.strip("/")
 
 
 def _mime_type(value: str, location: Location) -> str:

@@ -66,6 +66,8 @@ class ServerConfig:
     resume: bool
     symlink: bool
     default_mime_type: str
+    user_dir: str | None
+    server_signature: bool
     open_file_cache: int
     open_file_cache_valid: float
     pid_file: Path | None

@@ -6,8 +6,9 @@ through its own :class:`Request`, which writes its response to the stream. Betwe
 requests the connection decides to keep the client or to close gracefully.
 
 One deadline guards every phase (the stream's timer): Timeout while a request head
-arrives or a response waits on the client, KeepAliveTimeout while idle, a short linger
-after the last response; none while a handler owns the request.
+arrives, while its body arrives (between two pieces), or while a response waits on the
+client; KeepAliveTimeout while idle; a short linger after the last response; none while
+a handler owns the request and waits on nothing from the client.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ MAX_PIPELINED = 16
 LINGER_SECONDS = 2.0
 
 # What the deadline is guarding.
-IDLE, READING, WAITING, LINGER = range(4)
+IDLE, READING, BODY, WAITING, LINGER = range(5)
 
 
 class Connection:
@@ -109,8 +110,11 @@ class Connection:
             self._parse_error = exc
         if self.current is None:
             self._process()
-        elif (len(parser.ready) >= MAX_PIPELINED or self._upgraded
-              or self._parse_error is not None):
+            return
+        if self.phase == BODY:
+            self._body_phase()
+        if (len(parser.ready) >= MAX_PIPELINED or self._upgraded
+                or self._parse_error is not None):
             self._update_reading()
 
     def eof_received(self) -> None:
@@ -131,6 +135,8 @@ class Connection:
         if self.phase == WAITING:
             # The handler owns the request again: no deadline until it writes.
             self.stream.deadline = 0.0
+        elif self.phase == BODY:
+            self._body_phase()
         callback = req.on_drain
         if callback is not None:
             req.on_drain = None
@@ -151,6 +157,12 @@ class Connection:
 
     def timed_out(self) -> None:
         if self.phase == WAITING and not self.stream.queue:
+            return
+        if self.phase == BODY:
+            # As Monkey: a body that stops arriving gets no answer; the connection closes.
+            log.info("closing %s: the body of %s %s stopped arriving", self.peer,
+                     self.current.method, self.current.target.decode("latin-1"))
+            self.close()
             return
         if self.phase == READING and self.current is None:
             # Slow client (slowloris): the request did not arrive within Timeout.
@@ -173,6 +185,20 @@ class Connection:
     def set_body_paused(self, paused: bool) -> None:
         self._body_paused = paused
         self._update_reading()
+        if self.current is not None and self.phase in (BODY, WAITING):
+            self._body_phase()
+
+    def _body_phase(self) -> None:
+        """While a body the client owes arrives (and is not paused by its reader), Timeout
+        bounds the wait for its next piece; then the handler owns the request."""
+        body = self.current._body
+        if body is not None and not body.done and not self._body_paused:
+            self.phase = BODY
+            self.stream.arm(self.loop.now + self.params.timeout)
+        else:
+            self.phase = WAITING
+            if not self.stream.queue:
+                self.stream.deadline = 0.0
 
     # -- dispatch ---------------------------------------------------------------------
     def _process(self) -> None:
@@ -200,10 +226,13 @@ class Connection:
 
     def _dispatch(self, head: RequestHead) -> None:
         req = self.current = Request(head, self, self.loop.now)
-        self.phase = WAITING
-        self.stream.deadline = 0.0
         self._continue_sent = False
         body = head.body
+        if body is None or body.done:
+            self.phase = WAITING
+            self.stream.deadline = 0.0
+        else:
+            self._body_phase()
         if body is not None and body.error is not None:
             error = body.error
             req.site = self.server.vhosts.resolve(req.host)

@@ -84,11 +84,12 @@ class ResponseWriter:
             self.conn.response_done(self)
 
     def error(self, status: int, detail: str = "", headers=()) -> None:
-        """Answer with the site's ``[ERROR_PAGES]`` page for ``status`` or a short page."""
-        body, content_type = self.conn.server.error_body(self.site, status, detail)
+        """Answer with the site's ``[ERROR_PAGES]`` page for ``status`` or a short page
+        showing ``detail`` and the request target; ``headers`` are added (a 405 brings
+        its own ``Allow``)."""
+        body, content_type = self.conn.server.error_body(self.site, status, detail,
+                                                         self.target)
         headers = [(b"Content-Type", content_type), *headers]
-        if status == 405:
-            headers.append((b"Allow", b"GET, HEAD"))
         if status in CLOSING:
             self.keep_alive = False
         self.respond(status, headers, body)

@@ -28,14 +28,22 @@ def status_line(status: int, reason: bytes | None = None) -> bytes:
     return b"HTTP/1.1 %d %s\r\n" % (status, reason)
 
 
-def error_page(status: int, detail: str = "") -> bytes:
-    """A short HTML page for ``status``, with an optional one-line explanation."""
+def error_page(status: int, detail: str = "", target: bytes = b"",
+               signature: str = "") -> bytes:
+    """A short HTML page for ``status``: an optional one-line explanation, the request
+    target it answers (as Monkey's pages show it) and the server's signature. Every
+    value is HTML-escaped: nothing the client sent is reflected raw."""
     reason = REASONS.get(status, b"Error").decode("latin-1")
-    text = f"<p>{html.escape(detail)}</p>\n" if detail else ""
-    return (
-        f"<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n"
-        f"<body><h1>{status} {reason}</h1>\n{text}</body></html>\n"
-    ).encode()
+    parts = [f"<!DOCTYPE html>\n<html><head><title>{status} {reason}</title></head>\n"
+             f"<body><h1>{status} {reason}</h1>\n"]
+    if detail:
+        parts.append(f"<p>{html.escape(detail)}</p>\n")
+    if target:
+        parts.append(f"<p><code>{html.escape(target.decode('latin-1'))}</code></p>\n")
+    if signature:
+        parts.append(f"<hr><address>Powered by {html.escape(signature)}</address>\n")
+    parts.append("</body></html>\n")
+    return "".join(parts).encode("latin-1", "replace")
 
 
 class DateHeader:

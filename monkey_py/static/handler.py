@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import pwd
+import re
 import secrets
 import stat
 from typing import TYPE_CHECKING
@@ -26,7 +28,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ALLOWED = frozenset({"GET", "HEAD"})
+ALLOWED = frozenset({"GET", "HEAD", "POST"})
+# User names a UserDir path may name (POSIX portable names), and how many are kept.
+_USER_NAME = re.compile(rb"[a-z_][a-z0-9_.-]{0,31}")
+USER_MEMO = 256
 # Request headers that take a request off the plain 200 path.
 SPECIAL = frozenset({b"if-match", b"if-none-match", b"if-modified-since",
                      b"if-unmodified-since", b"range", b"if-range"})
@@ -42,6 +47,9 @@ class StaticHandler:
         self.mime = MimeTypes(server_config.default_mime_type)
         self.files = OpenFileCache(loop, server_config.open_file_cache,
                                    server_config.open_file_cache_valid)
+        self.user_dir = server_config.user_dir
+        # User name -> the root of its pages (None: no such user), looked up once.
+        self._user_roots: dict[bytes, str | None] = {}
         # O_NONBLOCK: opening a FIFO must not block the loop; O_NOFOLLOW closes the race
         # between the symlink check and the open for the last component.
         self._flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (
@@ -58,9 +66,19 @@ class StaticHandler:
         self.files.close()
 
     def handle(self, req: "Request") -> None:
-        if req.method not in ALLOWED:
-            req.error(405)
+        method = req.method
+        if method not in ALLOWED:
+            req.error(405, headers=[(b"Allow", b"GET, HEAD, POST")])
             return
+        if method == "POST" and not req.body_complete:
+            # As Monkey: the body is read and thrown away, then the file is the answer.
+            # A body that never arrives gets no answer: the connection's Timeout closes it.
+            req.read_body(_discard, lambda: self._answer(req),
+                          lambda error: req.error(error.status, error.detail))
+            return
+        self._answer(req)
+
+    def _answer(self, req: "Request") -> None:
         key = (id(req.site), req.path)
         entry = self.files.get(key)
         if entry is None:
@@ -77,9 +95,15 @@ class StaticHandler:
 
     def _open_entry(self, req: "Request", key) -> OpenFile | None:
         """Resolve and open the request's file, answering the error if there is none."""
-        root = self._root(req.site)
+        path = req.path
+        if self.user_dir is not None and path.startswith(b"/~"):
+            root, path = self._user_root(req)
+            if root is None:
+                return None
+        else:
+            root = self._root(req.site)
         try:
-            rel = url_to_relpath(req.path)
+            rel = url_to_relpath(path)
             fd, st, path = self._open(root, rel)
         except Forbidden:
             req.error(403)
@@ -137,14 +161,37 @@ class StaticHandler:
             os.close(fd)
         return None, None, None
 
+    def _user_root(self, req: "Request") -> tuple[str | None, bytes]:
+        """UserDir: ``/~user/rest`` is ``rest`` below ``~user/<UserDir>``; answers 404
+        (and returns None) for an unknown user, root, or a malformed name."""
+        user, slash, rest = req.path[2:].partition(b"/")
+        root = self._user_roots.get(user, False)
+        if root is False:
+            root = None
+            if _USER_NAME.fullmatch(user):
+                try:
+                    entry = pwd.getpwnam(user.decode("ascii"))
+                except KeyError:
+                    entry = None
+                if entry is not None and entry.pw_uid != 0:
+                    root = os.path.realpath(os.path.join(entry.pw_dir, self.user_dir))
+            if len(self._user_roots) >= USER_MEMO:
+                self._user_roots.clear()
+            self._user_roots[user] = root
+        if root is None:
+            req.error(404)
+        elif not slash:
+            self._redirect_to_directory(req)
+            root = None
+        return root, b"/" + rest
+
     @staticmethod
     def _redirect_to_directory(req: "Request") -> None:
+        # As Monkey: an empty body, Location built from the Host header, port included.
         location = b"http://%s%s/" % (req.host, req.path)
         if req.query is not None:
             location += b"?" + req.query
-        req.respond(301, [(b"Location", location), (b"Content-Type", b"text/html")],
-                    b"<html><body>Moved to <a href=\"%s\">%s</a></body></html>\n"
-                    % (location, location))
+        req.respond(301, [(b"Location", location)])
 
     @staticmethod
     def _serve(req: "Request", entry: OpenFile) -> None:
@@ -212,6 +259,10 @@ class StaticHandler:
                 req.sendfile(entry.fd, offset, count, entry.lend())
         req.write(closing)
         req.end()
+
+
+def _discard(_chunk: bytes) -> None:
+    """Throw a body piece away."""
 
 
 def _answer_failed_open(req: "Request", exc: OSError) -> None:

@@ -129,14 +129,26 @@ def test_error_page_of_one_site_is_not_used_by_another(server):
     assert response.body != CUSTOM_404
 
 
-@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH"])
-def test_write_methods_on_static_files_are_405(server, method):
+@pytest.mark.parametrize("method", ["PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_other_methods_on_static_files_are_405(server, method):
     with Client(server.port) as client:
         client.send(build_request(method, "/file.txt",
                                   headers=[("Content-Length", "3")], body=b"a=1"))
         response = client.read_response(method)
         assert_short_error_page(response, 405)
-        assert response.header("Allow") == "GET, HEAD"
+        assert response.header("Allow") == "GET, HEAD, POST"
+        after = client.request("GET", "/file.txt")
+        assert after.status == 200 and after.body == FILE
+
+
+def test_a_post_to_a_static_file_reads_the_body_and_answers_the_file(server):
+    """As Monkey: the body is read and discarded, the file is the answer."""
+    with Client(server.port) as client:
+        client.send(build_request("POST", "/file.txt", headers=[("Content-Length", "3")]))
+        client.send(b"a=1")
+        response = client.read_response("POST")
+        assert (response.status, response.body) == (200, FILE)
+        assert response.header("Connection") is None
         after = client.request("GET", "/file.txt")
         assert after.status == 200 and after.body == FILE
 
@@ -150,7 +162,7 @@ def test_chunked_post_is_not_411(server):
     data = build_request("POST", "/file.txt", headers=[("Transfer-Encoding", "chunked")],
                          body=b"3\r\nabc\r\n0\r\n\r\n")
     response = exchange(server.port, data)
-    assert response.status == 405
+    assert (response.status, response.body) == (200, FILE)
 
 
 def test_body_over_max_request_size_is_413(server):
@@ -313,5 +325,5 @@ def test_custom_405_page_keeps_the_allow_header(custom_default):
         response = client.request("DELETE", "/file.txt")
         head = client.request("HEAD", "/missing.txt")
     assert response.status == 405 and response.body == CUSTOM_PAGES[405]
-    assert response.header("Allow") == "GET, HEAD"
+    assert response.header("Allow") == "GET, HEAD, POST"
     assert head.status == 404 and head.body == b""

@@ -211,8 +211,8 @@ def test_keepalive_off_closes_every_connection(no_keepalive):
 def test_response_before_the_body_arrived_announces_the_close(server):
     """The server closes rather than read a body it did not need: it must say so."""
     with Client(server.port) as client:
-        client.send(build_request("POST", "/two.txt", headers=[("Content-Length", "3")]))
-        response = client.read_response("POST")
+        client.send(build_request("PUT", "/two.txt", headers=[("Content-Length", "3")]))
+        response = client.read_response("PUT")
         assert response.status == 405
         assert response.header("Connection") == "Close"
         assert client.is_closed()
@@ -220,9 +220,9 @@ def test_response_before_the_body_arrived_announces_the_close(server):
 
 def test_response_after_the_whole_body_keeps_the_connection(server):
     with Client(server.port) as client:
-        client.send(build_request("POST", "/two.txt", headers=[("Content-Length", "3")],
+        client.send(build_request("PUT", "/two.txt", headers=[("Content-Length", "3")],
                                   body=b"a=1"))
-        response = client.read_response("POST")
+        response = client.read_response("PUT")
         assert response.status == 405 and response.header("Connection") is None
         again = client.request("GET", "/two.txt")
         assert again.status == 200 and again.body == PAGE

@@ -11,6 +11,8 @@ from datetime import datetime
 
 import pytest
 
+from monkey_py import __version__
+from monkey_py.http.status import error_page
 from monkey_py_plugins.logger import FLUSH_BYTES, AccessLog
 from support import raw_request, section, site, write_confdir
 
@@ -20,8 +22,9 @@ COMBINED = re.compile(
     r'"(?P<request>(?:[^"\\]|\\.)*)" (?P<status>\d{3}) (?P<bytes>\d+|-) '
     r'"(?P<referer>(?:[^"\\]|\\.)*)" "(?P<agent>(?:[^"\\]|\\.)*)"'
 )
-ERROR_404 = len(b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head>\n"
-                b"<body><h1>404 Not Found</h1>\n</body></html>\n")
+def error_404(target: bytes) -> int:
+    """The size of the built-in 404 page for ``target``."""
+    return len(error_page(404, "", target, f"Monkey/{__version__}"))
 
 
 def get(port, path, headers=None, method="GET", host="localhost"):
@@ -74,7 +77,7 @@ def test_lines_are_combined_format_with_status_and_sizes(logged):
     assert [(line["request"], line["status"], line["bytes"]) for line in lines] == [
         ("GET / HTTP/1.1", "200", "14"),
         ("HEAD /index.html HTTP/1.1", "200", "-"),
-        ("GET /missing?q=1 HTTP/1.1", "404", str(ERROR_404)),
+        ("GET /missing?q=1 HTTP/1.1", "404", str(error_404(b"/missing?q=1"))),
         ("GET /index.html HTTP/1.0", "200", "14"),
     ]
     assert {line["host"] for line in lines} == {"127.0.0.1"}
@@ -94,7 +97,7 @@ def test_quotes_and_unprintable_bytes_are_escaped(logged):
     assert server.stop() == 0
     text = access.read_bytes().decode("ascii")
     assert text.count("\n") == 1
-    assert text.endswith(r'"GET /a%22b HTTP/1.1" 404 ' + str(ERROR_404)
+    assert text.endswith(r'"GET /a%22b HTTP/1.1" 404 ' + str(error_404(b"/a%22b"))
                          + r' "-" "evil\" 200 1 \"-\" \"forged\\ \t\xc3\xa9"' + "\n")
     assert parse(text)[0]["agent"] == r'evil\" 200 1 \"-\" \"forged\\ \t\xc3\xa9'
 

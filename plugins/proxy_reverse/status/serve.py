@@ -72,7 +72,8 @@ def serve_status(request, state) -> bool:
         request.error(403, "The proxy statistics are not available to this address.")
         return True
     if request.method not in ("GET", "HEAD"):
-        request.error(405, "The proxy statistics are read with GET or HEAD.")
+        request.error(405, "The proxy statistics are read with GET or HEAD.",
+                      [(b"Allow", b"GET, HEAD")])
         return True
     try:
         chosen = chosen_format(request.query, implied, url)
