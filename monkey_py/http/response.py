@@ -55,8 +55,10 @@ class ResponseWriter:
         self.response_started = True
         if headers.__class__ is not bytes:
             headers = b"".join([b"%s: %s\r\n" % pair for pair in headers])
+        # A handler's own Date, given first (a cache serving a stored response), is kept.
+        date = b"" if headers[:5] == b"Date:" else conn.server.date.line
         line = STATUS_LINES.get(status) if reason is None else None
-        return b"".join((line or status_line(status, reason), conn.server.date.line,
+        return b"".join((line or status_line(status, reason), date,
                          conn.params.server_header, headers, lines, b"\r\n"))
 
     def respond(self, status: int, headers=(), body: bytes = b"",
