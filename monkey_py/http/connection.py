@@ -39,7 +39,7 @@ class Connection:
 
     __slots__ = ("stream", "server", "loop", "params", "peer", "parser", "requests",
                  "current", "phase", "closed", "notes", "_processing", "_parse_error",
-                 "_upgraded", "_body_paused", "_continue_sent")
+                 "_upgraded", "_body_paused", "_continue_sent", "_plain_on_tls")
 
     def __init__(self, sock: socket.socket, peer, server: "Server") -> None:
         self.server = server
@@ -60,6 +60,7 @@ class Connection:
         self._upgraded = False
         self._body_paused = False
         self._continue_sent = False
+        self._plain_on_tls = False
 
     @property
     def sock(self) -> socket.socket:
@@ -116,6 +117,10 @@ class Connection:
         if (len(parser.ready) >= MAX_PIPELINED or self._upgraded
                 or self._parse_error is not None):
             self._update_reading()
+
+    def plain_on_tls_port(self) -> None:
+        """The client speaks plain HTTP to a TLS listener: its request gets a clear 400."""
+        self._plain_on_tls = True
 
     def eof_received(self) -> None:
         # The client is gone (nginx's "client closed"), or finished its linger.

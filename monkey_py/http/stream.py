@@ -53,13 +53,15 @@ class FileChunk:
     descriptor the stream owns, a cache's release for a shared one, None to keep it.
     """
 
-    __slots__ = ("fd", "offset", "remaining", "release")
+    __slots__ = ("fd", "offset", "remaining", "release", "pending")
 
     def __init__(self, fd: int, offset: int, count: int, release) -> None:
         self.fd = fd
         self.offset = offset
         self.remaining = count
         self.release = release
+        # Bytes read from the file and not yet taken by a TLS socket (see tls.py).
+        self.pending: bytes | None = None
 
     def done(self) -> None:
         release = self.release
@@ -72,7 +74,8 @@ class Stream:
     """A socket owned by one protocol on one loop."""
 
     __slots__ = ("sock", "fd", "loop", "protocol", "queue", "queued", "mask", "reading",
-                 "connecting", "closed", "deadline", "timer", "write_timeout", "_on_event")
+                 "setup", "setup_mask", "tls", "closed", "deadline", "timer", "write_timeout",
+                 "_on_event", "_recv", "_send")
 
     def __init__(self, sock: socket.socket, loop, protocol, reading: bool = True) -> None:
         self.sock = sock
@@ -83,19 +86,29 @@ class Stream:
         self.queued = 0
         self.mask = 0
         self.reading = reading
-        self.connecting = False
+        # A step before the stream carries data (connecting, a TLS handshake): it gets
+        # every event while set, and says which events it waits for.
+        self.setup = None
+        self.setup_mask = 0
+        # TLS on this stream (monkey_py.http.tls.TlsLayer), or None.
+        self.tls = None
         self.closed = False
         self.deadline = 0.0
         self.timer = None
         self.write_timeout = 0.0
         # Bound once: the selector keeps this as the socket's callback.
         self._on_event = self.on_event
+        # How bytes are read and written: the socket's own methods, or TLS's.
+        self._recv = sock.recv
+        self._send = sock.send
 
     # -- registration ---------------------------------------------------------------
     def update(self) -> None:
         """Register for what is wanted now: reading if ``reading``, writing if queued."""
-        mask = (EVENT_READ if self.reading else 0) | (
-            EVENT_WRITE if self.queue or self.connecting else 0)
+        if self.setup is None:
+            mask = (EVENT_READ if self.reading else 0) | (EVENT_WRITE if self.queue else 0)
+        else:
+            mask = self.setup_mask
         if mask != self.mask and not self.closed:
             loop = self.loop
             if not mask:
@@ -110,10 +123,6 @@ class Stream:
         if reading != self.reading:
             self.reading = reading
             self.update()
-
-    def handover(self, protocol) -> None:
-        """Give the stream (registration, timer and queue) to another protocol."""
-        self.protocol = protocol
 
     # -- deadline -------------------------------------------------------------------
     def arm(self, deadline: float) -> None:
@@ -141,24 +150,32 @@ class Stream:
             self.protocol.crashed(exc)
 
     # -- connecting -------------------------------------------------------------------
-    def connect(self, address) -> None:
-        """Connect without blocking: ``protocol.connected()`` follows, or
-        ``connection_lost`` (at once when the connection is refused at once)."""
+    def connect(self, address, tls=None) -> None:
+        """Connect without blocking, then (with ``tls``, a ``TlsLayer``) secure the
+        connection: ``protocol.connected()`` follows, or ``connection_lost`` (at once
+        when the connection is refused at once)."""
+        self.tls = tls
         err = self.sock.connect_ex(address)
         if err == 0:
-            self.update()
-            self.protocol.connected()
+            self._connected()
         elif err in (errno.EINPROGRESS, errno.EAGAIN):
-            self.connecting = True
+            self.setup = self._connect_done
+            self.setup_mask = EVENT_WRITE
             self.update()
         else:
             self.lost(OSError(err, os.strerror(err)))
 
     def _connect_done(self) -> None:
-        self.connecting = False
+        self.setup = None
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
             self.lost(OSError(err, os.strerror(err)))
+        else:
+            self._connected()
+
+    def _connected(self) -> None:
+        if self.tls is not None:
+            self.tls.start()
         else:
             self.update()
             self.protocol.connected()
@@ -166,8 +183,8 @@ class Stream:
     # -- events -----------------------------------------------------------------------
     def on_event(self, mask: int) -> None:
         try:
-            if self.connecting:
-                self._connect_done()
+            if self.setup is not None:
+                self.setup()
                 return
             if mask & EVENT_WRITE:
                 self.flush()
@@ -175,7 +192,7 @@ class Stream:
                     return
             if mask & EVENT_READ and self.reading:
                 try:
-                    data = self.sock.recv(RECV_SIZE)
+                    data = self._recv(RECV_SIZE)
                 except (BlockingIOError, InterruptedError):
                     return
                 except OSError as exc:
@@ -196,9 +213,9 @@ class Stream:
         """
         if self.closed:
             return False
-        if not self.queue:
+        if not self.queue and self.setup is None:
             try:
-                sent = self.sock.send(data, _MORE if more else 0)
+                sent = self._send(data, _MORE if more else 0)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as exc:
@@ -224,7 +241,7 @@ class Stream:
         waiting = not self.queue
         self.queue.append(chunk)
         self.flush()
-        if waiting and self.queue:
+        if waiting and self.queue and self.setup is None:
             self._waiting()
 
     def _waiting(self) -> None:
@@ -237,16 +254,19 @@ class Stream:
         """Write what the socket takes; once a queue that had to wait is empty,
         ``write_drained()``."""
         queue = self.queue
-        if not queue:
-            return
+        if not queue or self.setup is not None:
+            return  # nothing to write, or not yet: the setup step updates when done
         waited = self.mask & EVENT_WRITE
         progressed = False
         try:
             while queue:
                 item = queue[0]
                 if item.__class__ is FileChunk:
-                    sent = os.sendfile(self.fd, item.fd, item.offset,
-                                       min(item.remaining, SENDFILE_MAX))
+                    if self.tls is None:
+                        sent = os.sendfile(self.fd, item.fd, item.offset,
+                                           min(item.remaining, SENDFILE_MAX))
+                    else:
+                        sent = self.tls.send_file(item)
                     if sent == 0:
                         raise OSError(errno.EIO, "file shorter than announced")
                     progressed = True
@@ -257,7 +277,7 @@ class Stream:
                     queue.popleft()
                     item.done()
                 else:
-                    sent = self.sock.send(item)
+                    sent = self._send(item)
                     progressed = True
                     self.queued -= sent
                     if sent < len(item):

@@ -1,0 +1,124 @@
+"""TLS on the stream layer, on real socket pairs with certificates made by trustme:
+the handshake, data both ways, files in chunks, plain bytes sniffed on a TLS port."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+
+import pytest
+import trustme
+
+from monkey_py.http.stream import Stream
+from monkey_py.http.tls import TlsLayer
+from monkey_py.loop import EventLoop
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list = []
+        self.data = b""
+
+    def data_received(self, data: bytes) -> None:
+        self.data += data
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        return lambda *args: self.calls.append((name, *args))
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture
+def contexts(ca):
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("example.test").configure_cert(server)
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca.configure_trust(client)
+    return server, client
+
+
+@pytest.fixture
+def loop():
+    loop = EventLoop()
+    yield loop
+    loop.close()
+
+
+def run(loop, until, rounds: int = 500) -> None:
+    for _ in range(rounds):
+        if until():
+            return
+        loop.call_later(0.01, lambda: None)
+        loop.run_once()
+    raise AssertionError("the condition was not reached")
+
+
+def pair(loop):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    server, client = Recorder(), Recorder()
+    return Stream(a, loop, server), server, Stream(b, loop, client), client
+
+
+def test_handshake_then_data_both_ways(loop, contexts):
+    server_ctx, client_ctx = contexts
+    server_stream, server, client_stream, client = pair(loop)
+    TlsLayer(server_stream, server_ctx, True).sniff()
+    TlsLayer(client_stream, client_ctx, False, "example.test").start()
+    run(loop, lambda: ("connected",) in client.calls)
+    client_stream.write(b"hello over tls")
+    run(loop, lambda: server.data == b"hello over tls")
+    assert server_stream.write(b"x" * 300_000) is True or server_stream.queue
+    run(loop, lambda: len(client.data) == 300_000)
+    assert client.data == b"x" * 300_000
+
+
+def test_a_file_goes_through_tls_in_chunks(loop, contexts, tmp_path):
+    server_ctx, client_ctx = contexts
+    server_stream, server, client_stream, client = pair(loop)
+    TlsLayer(server_stream, server_ctx, True).sniff()
+    TlsLayer(client_stream, client_ctx, False, "example.test").start()
+    run(loop, lambda: ("connected",) in client.calls)
+    content = bytes(range(256)) * 4096           # 1 MiB
+    path = tmp_path / "f"
+    path.write_bytes(content)
+    import os
+    fd = os.open(path, os.O_RDONLY)
+    released = []
+    server_stream.write(b"<")
+    server_stream.sendfile(fd, 10, len(content) - 20, released.append)
+    server_stream.write(b">")
+    run(loop, lambda: len(client.data) == len(content) - 20 + 2)
+    assert client.data == b"<" + content[10:-10] + b">" and released == [fd]
+    os.close(fd)
+
+
+def test_a_certificate_for_another_name_fails_the_handshake(loop, contexts):
+    server_ctx, client_ctx = contexts
+    server_stream, server, client_stream, client = pair(loop)
+    TlsLayer(server_stream, server_ctx, True).sniff()
+    TlsLayer(client_stream, client_ctx, False, "other.test").start()
+    run(loop, lambda: client.calls)
+    name, exc = client.calls[0]
+    assert name == "connection_lost" and isinstance(exc, ssl.SSLCertVerificationError)
+    assert client_stream.closed
+
+
+def test_plain_bytes_on_a_tls_port_are_handed_on_as_they_are(loop, contexts):
+    server_ctx, _ = contexts
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    server = Recorder()
+    stream = Stream(a, loop, server)
+    TlsLayer(stream, server_ctx, True).sniff()
+    b.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    run(loop, lambda: server.data)
+    assert server.calls == [("plain_on_tls_port",)]
+    assert server.data == b"GET / HTTP/1.1\r\n\r\n" and stream.tls is None
+    b.close()
