@@ -83,9 +83,7 @@ class RequestParser:
         """
         queued = len(self.ready)
         head = self._head
-        # What is left of the body being read (-1: chunked, where llhttp stops unknown).
-        body_left = 0 if head is None else (
-            head.content_length - self._body_size if head.content_length > 0 else -1)
+        body_size = self._body_size
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
@@ -97,6 +95,9 @@ class RequestParser:
                 reason = str(exc)
                 if isinstance(exc, httptools.HttpParserInvalidMethodError) or reason.startswith(
                         _REQUEST_LINE_ERRORS):
+                    # What was left of a body being read (-1: chunked, end unknown).
+                    body_left = 0 if head is None else (
+                        head.content_length - body_size if head.content_length > 0 else -1)
                     part = self._failing_part(data, list(self.ready)[queued:], body_left)
                     error = (ParseError(400, "The request line is malformed.") if part is None
                              else _bad_request_line(part))

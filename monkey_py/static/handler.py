@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ALLOWED = frozenset({"GET", "HEAD", "POST"})
 # User names a UserDir path may name (POSIX portable names), and how many are kept.
 _USER_NAME = re.compile(rb"[a-z_][a-z0-9_.-]{0,31}")
 USER_MEMO = 256
@@ -67,18 +66,17 @@ class StaticHandler:
 
     def handle(self, req: "Request") -> None:
         method = req.method
-        if method not in ALLOWED:
-            req.error(405, headers=[(b"Allow", b"GET, HEAD, POST")])
-            return
-        if method == "POST" and not req.body_complete:
-            # As Monkey: the body is read and thrown away, then the file is the answer.
-            # A body that never arrives gets no answer: the connection's Timeout closes it.
-            req.read_body(_discard, lambda: self._answer(req),
-                          lambda error: req.error(error.status, error.detail))
-            return
-        self._answer(req)
-
-    def _answer(self, req: "Request") -> None:
+        if method != "GET" and method != "HEAD":
+            if method != "POST":
+                req.error(405, headers=[(b"Allow", b"GET, HEAD, POST")])
+                return
+            if not req.body_complete:
+                # As Monkey: the body is read and thrown away, then the file is the
+                # answer. A body that never arrives gets no answer: the connection's
+                # Timeout closes it.
+                req.read_body(_discard, lambda: self.handle(req),
+                              lambda error: req.error(error.status, error.detail))
+                return
         key = (id(req.site), req.path)
         entry = self.files.get(key)
         if entry is None:
