@@ -55,7 +55,7 @@ class ResponseHead:
         return body
 
     def _parse(self, head: bytes) -> None:
-        lines = head.replace(b"\r\n", b"\n").split(b"\n")
+        lines = head.replace(b"\r\n", b"\n").split(b"\n") if head else []
         status = None
         if lines and lines[0].startswith(b"HTTP/"):
             status = self._status(lines.pop(0).partition(b" ")[2])

@@ -11,7 +11,10 @@ def parse(*pieces: bytes):
     head = ResponseHead()
     rest = None
     for piece in pieces:
-        rest = head.feed(piece)
+        if head.complete:
+            rest += piece
+        else:
+            rest = head.feed(piece)
     return head, rest
 
 
