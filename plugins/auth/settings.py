@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from monkey_py.config import ConfigError, Key, Location, read_section
+from monkey_py.config import ConfigError, Key, Location, check_sections, read_section
 from monkey_py.config.values import path as path_value
 from monkey_py.static.paths import Forbidden, url_to_relpath
 
@@ -72,6 +72,9 @@ def read_areas(config) -> dict[str, list[Area]]:
 
     A users file named by several sections is read once.
     """
+    document = config.plugin_config("auth")
+    if document is not None:
+        check_sections(document, {})  # the plugin reads only the sites' [AUTH] sections
     keys = _keys(config.directory)
     files: dict[Path, UsersFile] = {}
     areas: dict[str, list[Area]] = {}
