@@ -176,6 +176,9 @@ class Exchange:
         self._answer(503, "The FastCGI server is busy; try again shortly.")
 
     def timed_out(self) -> None:
+        if not self.connected_once:
+            self.server_closed(f"no connection within {self.timeout:g}s")
+            return
         log.error("fastcgi: server %s sent nothing for %gs on %s", self.server.spec,
                   self.timeout, self.request.path.decode("latin-1"))
         self._finish(keep=False)
