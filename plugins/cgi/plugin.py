@@ -16,13 +16,11 @@ from __future__ import annotations
 import logging
 import os
 
-from monkey_py import __version__
 from monkey_py.config import ConfigError, Key, check_sections, one_section, read_section, values
 from monkey_py.hookspec import hookimpl
-from monkey_py.static.paths import Forbidden
 
-from .environ import (ScriptNotFound, locate_script, meta_variables, rules_of, set_env,
-                      site_section)
+from .environ import meta_variables, rules_of, set_env, site_section
+from .gateway import Gateway
 from .script import ScriptRun
 
 log = logging.getLogger("monkey_py.cgi")
@@ -76,9 +74,7 @@ class Cgi:
         self.loop = None
         self.timeout = 30.0
         self.running: set[ScriptRun] = set()
-        self.follow_symlinks = False
-        self.roots: dict[str, str] = {}
-        self.software = b""
+        self.gateway: Gateway | None = None
 
     @hookimpl
     def monkey_site_sections(self):
@@ -90,14 +86,10 @@ class Cgi:
 
     @hookimpl
     def monkey_worker_start(self, worker):
-        config = worker.config
-        self.settings = Settings(config)
+        self.settings = Settings(worker.config)
         self.timeout = self.settings.timeout
         self.loop = worker.loop
-        self.follow_symlinks = config.server.symlink
-        self.roots = {site.name: os.path.realpath(site.document_root) for site in config.sites}
-        self.software = b"Monkey" if config.server.hide_version else (
-            b"Monkey/" + __version__.encode())
+        self.gateway = Gateway(worker.config, self.settings.rules)
 
     @hookimpl
     def monkey_worker_stop(self, worker):
@@ -107,25 +99,13 @@ class Cgi:
 
     @hookimpl
     def monkey_request_handler(self, request):
-        site = request.site
-        rules = self.settings.rules.get(site.name)
-        if not rules:
-            return None
-        path = request.path.decode("latin-1")
-        for rule in rules:
-            if rule.matches(path):
-                return self.handle(request, rule.params)
-        return None
+        params = self.gateway.rule_params(request)
+        return None if params is None else self.handle(request, params)
 
     def handle(self, request, params: list[str]) -> bool:
         site = request.site
-        try:
-            script = locate_script(self.roots[site.name], request.path, self.follow_symlinks)
-        except Forbidden:
-            request.error(403)
-            return True
-        except ScriptNotFound:
-            request.error(404)
+        script = self.gateway.script(request, "CGI")
+        if script is None:
             return True
         interpreter = params[0] if params else None
         if interpreter is None and not os.access(script.filename, os.X_OK):
@@ -133,14 +113,11 @@ class Cgi:
                       "the Match rule)", script.filename)
             request.error(500)
             return True
-        if request.content_length < 0:
-            request.error(411, "A CGI script needs the body's Content-Length.")
-            return True
         if len(self.running) >= self.settings.max_scripts:
             request.error(503, "Too many scripts are running; try again shortly.",
                           headers=[(b"Retry-After", b"1")])
             return True
-        variables = meta_variables(request, script, self.software,
+        variables = meta_variables(request, script, self.gateway.software,
                                    self.settings.site_env.get(site.name, ()))
         env = dict(variables)
         env[b"PATH"] = self.settings.path

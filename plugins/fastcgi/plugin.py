@@ -10,12 +10,9 @@ starts and says in the log whether it answers.
 
 from __future__ import annotations
 
-import os
-
-from monkey_py import __version__
 from monkey_py.hookspec import hookimpl
-from monkey_py.static.paths import Forbidden
-from monkey_py_plugins.cgi.environ import ScriptNotFound, locate_script, meta_variables
+from monkey_py_plugins.cgi.environ import meta_variables
+from monkey_py_plugins.cgi.gateway import Gateway
 
 from .exchange import Exchange
 from .servers import FcgiServer, Probe
@@ -28,9 +25,7 @@ class FastCgi:
     def __init__(self) -> None:
         self.settings: Settings | None = None
         self.servers: dict[str, FcgiServer] = {}
-        self.roots: dict[str, str] = {}
-        self.follow_symlinks = False
-        self.software = b""
+        self.gateway: Gateway | None = None
 
     @hookimpl
     def monkey_site_sections(self):
@@ -42,14 +37,10 @@ class FastCgi:
 
     @hookimpl
     def monkey_worker_start(self, worker):
-        config = worker.config
-        self.settings = Settings(config)
+        self.settings = Settings(worker.config)
         self.servers = {name: FcgiServer(spec, worker.loop)
                         for name, spec in self.settings.servers.items()}
-        self.roots = {site.name: os.path.realpath(site.document_root) for site in config.sites}
-        self.follow_symlinks = config.server.symlink
-        self.software = b"Monkey" if config.server.hide_version else (
-            b"Monkey/" + __version__.encode())
+        self.gateway = Gateway(worker.config, self.settings.rules)
         if worker.index == 0:
             for spec in self.settings.servers.values():
                 Probe(spec, worker.loop)
@@ -61,32 +52,17 @@ class FastCgi:
 
     @hookimpl
     def monkey_request_handler(self, request):
-        site_name = request.site.name
-        rules = self.settings.rules.get(site_name)
-        if not rules:
-            return None
-        path = request.path.decode("latin-1")
-        for rule in rules:
-            if rule.matches(path):
-                return self.handle(request, rule.params)
-        return None
+        params = self.gateway.rule_params(request)
+        return None if params is None else self.handle(request, params)
 
     def handle(self, request, params: list[str]) -> bool:
         settings = self.settings
         site_name = request.site.name
-        try:
-            script = locate_script(self.roots[site_name], request.path, self.follow_symlinks)
-        except Forbidden:
-            request.error(403)
-            return True
-        except ScriptNotFound:
-            request.error(404)
-            return True
-        if request.content_length < 0:
-            request.error(411, "A FastCGI request needs the body's Content-Length.")
+        script = self.gateway.script(request, "FastCGI")
+        if script is None:
             return True
         server = self.servers[settings.server_for(site_name, params)]
-        variables = meta_variables(request, script, self.software,
+        variables = meta_variables(request, script, self.gateway.software,
                                    settings.site_env.get(site_name, ()),
                                    pass_authorization=True)
         Exchange(server, request, variables).start()

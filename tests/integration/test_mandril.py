@@ -2,34 +2,18 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 
 from rawhttp import Client, build_request
-from support import section, site, wait_for
+from support import raw_request, section, site, wait_for
 
 
 def from_address(port: int, source: str, request: bytes) -> bytes:
     """Send ``request`` from the loopback address ``source``; all bytes until close."""
-    with socket.socket() as sock:
-        sock.settimeout(5)
-        sock.bind((source, 0))
-        sock.connect(("127.0.0.1", port))
-        try:
-            sock.sendall(request)
-        except OSError:
-            return b""
-        chunks = []
-        while True:
-            try:
-                chunk = sock.recv(65536)
-            except (ConnectionResetError, socket.timeout):
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return b"".join(chunks)
+    try:
+        return raw_request(port, request, source=source)
+    except BrokenPipeError:
+        return b""  # refused before the request could be written
 
 
 @pytest.fixture(scope="module")

@@ -42,7 +42,7 @@ def test_every_key_is_documented(plugin, key):
 def test_plugin_commands_and_their_options_are_in_cli_md(name):
     text = (ROOT / "docs" / "cli.md").read_text()
     assert f"## monkey {name}" in text
-    command = entry_points(group="monkey_py.commands", name=name)[0].load()
+    command = next(iter(entry_points(group="monkey_py.commands", name=name))).load()
     for param in command.params:
         if isinstance(param, click.Option):
             for option in param.opts:
