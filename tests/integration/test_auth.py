@@ -238,6 +238,7 @@ def test_duplicate_users_are_reported(tmp_path, docroot):
 
 def test_auth_section_keys_are_checked(tmp_path, docroot):
     result = check(tmp_path, docroot, ["Location a", "Title T", "Users u"])
-    assert "sites/default:5:" in result.stderr and "must be a path starting with '/'" in result.stderr
+    assert "sites/default:5:" in result.stderr
+    assert "must be a path starting with '/'" in result.stderr
     result = check(tmp_path, docroot, ["Location /a", "Title T"])
     assert "needs a 'Users' key" in result.stderr

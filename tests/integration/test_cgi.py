@@ -30,9 +30,11 @@ data = sys.stdin.buffer.read(int(os.environ.get("CONTENT_LENGTH", "0")))
 sys.stdout.write("Content-Type: text/plain\\r\\n\\r\\n")
 sys.stdout.write(f"{{len(data)}} {{hashlib.sha256(data).hexdigest()}}\\n")
 """,
-    "status.cgi": "#!/bin/sh\nprintf 'Status: 404 Gone Away\\nContent-Type: text/plain\\n\\nnot here\\n'\n",
+    "status.cgi": "#!/bin/sh\nprintf 'Status: 404 Gone Away\\nContent-Type: text/plain\\n\\n"
+                  "not here\\n'\n",
     "redirect.cgi": "#!/bin/sh\nprintf 'Location: http://example.com/elsewhere\\n\\n'\n",
-    "nph.cgi": "#!/bin/sh\nprintf 'HTTP/1.1 203 Fine\\r\\nContent-Type: text/plain\\r\\n\\r\\nnph\\n'\n",
+    "nph.cgi": "#!/bin/sh\nprintf 'HTTP/1.1 203 Fine\\r\\nContent-Type: text/plain\\r\\n\\r\\n"
+               "nph\\n'\n",
     "big.cgi": f"""#!{PYTHON}
 import sys
 out = sys.stdout.buffer
@@ -76,7 +78,8 @@ def server(module_monkey, base):
         path.write_text(text)
         path.chmod(0o644 if name == "noexec.cgi" else 0o755)
     (root / "py").mkdir()
-    (root / "py" / "hello.py").write_text("print('Content-Type: text/plain')\nprint()\nprint('py')\n")
+    (root / "py" / "hello.py").write_text(
+        "print('Content-Type: text/plain')\nprint()\nprint('py')\n")
     return module_monkey(
         server=["MaxRequestSize 4096"], plugins=["cgi"], root=base,
         plugin_confs={"cgi": "[CGI]\n    Timeout 1.5\n    MaxScripts 2\n"},
