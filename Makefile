@@ -19,7 +19,21 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml $(EXAMPLES)
 	for f in $(EXAMPLES); do $(BIN)/python -m pip install --quiet -e "$$(dirname $$f)" || exit 1; done
 	touch $(STAMP)
 
+# The PHP page of etc/monkey needs php-fpm: when it is installed, `make run` starts it
+# with $(CONF)/plugins/fastcgi/php-fpm.conf, as this user, for as long as monkey runs.
+PHP_FPM := $(lastword $(sort $(wildcard /usr/sbin/php-fpm*)))
+FPM_CONF := $(CONF)/plugins/fastcgi/php-fpm.conf
+
 run: $(STAMP)
+	@if [ -n "$(PHP_FPM)" ] && [ -f "$(FPM_CONF)" ]; then \
+	    MONKEY_PHP_USER=$$(id -un) MONKEY_PHP_GROUP=$$(id -gn) $(PHP_FPM) --nodaemonize \
+	        --fpm-config "$(FPM_CONF)" $$([ "$$(id -u)" = 0 ] && echo --allow-to-run-as-root) & \
+	    fpm=$$!; trap 'kill $$fpm 2>/dev/null' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	    for i in $$(seq 50); do $(BIN)/python -c 'import socket; \
+	        socket.create_connection(("127.0.0.1", 2004), 0.2)' 2>/dev/null && break; sleep 0.1; done; \
+	elif [ -f "$(FPM_CONF)" ]; then \
+	    echo "make run: php-fpm is not installed, so /hello.php will answer 503 (apt-get install php-fpm)"; \
+	fi; \
 	$(BIN)/monkey -c $(CONF)
 
 check: $(STAMP)

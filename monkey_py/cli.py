@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+from importlib.metadata import entry_points
 
 import click
 
@@ -16,6 +17,8 @@ from .config.values import port as parse_port
 LOG_FORMAT = "[%(asctime)s] [%(levelname)s] [pid %(process)d] %(message)s"
 CONF_HELP = "Configuration directory holding monkey.conf, plugins.load and sites/."
 COMMAND_LINE = Location("command line", 0)
+# Entry points naming click commands that installed packages add to ``monkey``.
+COMMAND_GROUP = "monkey_py.commands"
 
 
 def setup_logging(level: str) -> None:
@@ -57,7 +60,27 @@ def os_error_message(exc: OSError) -> str:
     return exc.strerror
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+class MonkeyCommands(click.Group):
+    """The built-in commands, then those of the ``monkey_py.commands`` entry points.
+
+    A plugin adds a command (the auth plugin's ``passwd``) without the core knowing it;
+    an entry point is loaded only when its command is run or the help lists it.
+    """
+
+    def list_commands(self, ctx):
+        installed = (ep.name for ep in entry_points(group=COMMAND_GROUP))
+        return sorted({*super().list_commands(ctx), *installed})
+
+    def get_command(self, ctx, name):
+        command = super().get_command(ctx, name)
+        if command is None:
+            for ep in entry_points(group=COMMAND_GROUP, name=name):
+                return ep.load()
+        return command
+
+
+@click.group(cls=MonkeyCommands, invoke_without_command=True,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-c", "--confdir", default="/etc/monkey", show_default=True,
               type=click.Path(file_okay=False), help=CONF_HELP)
 @click.option("-p", "--port", type=int, help="Listen on this port instead of the configured ones.")
@@ -121,10 +144,11 @@ def check(ctx, confdir):
 
 @main.command()
 def plugins():
-    """List installed plugins and balancers with their distribution and version."""
+    """List installed plugins, balancers and commands with their distribution and version."""
     from .pluginmanager import BALANCER_GROUP, PLUGIN_GROUP, describe
 
-    for title, group in (("plugins", PLUGIN_GROUP), ("balancers", BALANCER_GROUP)):
+    for title, group in (("plugins", PLUGIN_GROUP), ("balancers", BALANCER_GROUP),
+                         ("commands", COMMAND_GROUP)):
         click.echo(f"{title} ({group}):")
         found = describe(group)
         if not found:

@@ -117,9 +117,13 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
-def raw_request(port: int, data: bytes, timeout: float = 5.0) -> bytes:
-    """Send ``data`` on a fresh connection and read until the server closes it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+def raw_request(port: int, data: bytes, timeout: float = 5.0, source: str | None = None) -> bytes:
+    """Send ``data`` on a fresh connection and read until the server closes it.
+
+    ``source``: the loopback address to connect from (``127.0.0.2`` ...).
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                  source_address=(source, 0) if source else None) as sock:
         sock.sendall(data)
         chunks = []
         while True:

@@ -47,7 +47,7 @@ def test_shipped_configuration_loads() -> None:
     assert config.server.listen == [
         Listen("0.0.0.0", port, socket.AF_INET) for port in (2001, 2002, 2003)
     ]
-    assert config.plugin_names == ["logger", "proxy_reverse"]
+    assert config.plugin_names == ["logger", "proxy_reverse", "fastcgi"]
     assert [site.name for site in config.sites] == ["default", "upstream-a", "upstream-b"]
     assert config.default_site.server_names == ["127.0.0.1", "localhost"]
     assert config.default_site.document_root == REPO / "etc" / "monkey" / "htdocs"
