@@ -104,7 +104,7 @@ class DirListing:
 
     @hookimpl
     def monkey_request_handler(self, request):
-        if request.method not in ("GET", "HEAD") or not request.path.endswith(b"/"):
+        if not request.path.endswith(b"/"):
             return None
         listing = self.settings.sites.get(request.site.name)
         if listing is None or not listing.enabled:
@@ -115,10 +115,17 @@ class DirListing:
             directory = resolve(root, relpath, self.follow_symlinks)
             if not stat.S_ISDIR(os.stat(directory).st_mode) or self._has_index(root, relpath):
                 return None
-            entries, truncated = read_directory(directory, self.follow_symlinks,
-                                                self.settings.max_entries)
         except (Forbidden, OSError):
             return None  # the static handler gives the answer (403, 404)
+        if request.method not in ("GET", "HEAD"):
+            # A listing is read, not written to.
+            request.error(405, headers=[(b"Allow", b"GET, HEAD")])
+            return True
+        try:
+            entries, truncated = read_directory(directory, self.follow_symlinks,
+                                                self.settings.max_entries)
+        except OSError:
+            return None  # the static handler gives the answer
         page = render(listing.theme, "/" + relpath, entries, bool(relpath), truncated)
         request.respond(200, HEADERS, page)
         return True
