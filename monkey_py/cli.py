@@ -10,6 +10,7 @@ import click
 
 from . import __version__
 from .config import ConfigError, Location, load_config
+from .config.addresses import check_distinct, merged
 from .config.values import listen as parse_listen
 from .config.values import port as parse_port
 
@@ -24,18 +25,25 @@ def setup_logging(level: str) -> None:
 
 def load(confdir: str, port: int | None = None, listen: tuple[str, ...] = (),
          workers: int | None = None):
-    """Load ``confdir`` and apply the command-line overrides."""
+    """Load ``confdir`` and apply the command-line overrides.
+
+    ``-p`` can make several addresses one (``Listen 2001`` and ``Listen 2002`` both become
+    ``0.0.0.0:PORT``): those are merged, since the user asked for that port on each.
+    ``-o`` addresses are the user's own list, checked like Listen lines.
+    """
     config = load_config(confdir)
     server = config.server
     changes = {}
     if listen:
-        changes["listen"] = [parse_listen(value, COMMAND_LINE) for value in listen]
+        addresses = [parse_listen(value, COMMAND_LINE) for value in listen]
+        check_distinct([(address, COMMAND_LINE) for address in addresses], "-o")
+        changes["listen"] = addresses
     if port is not None:
         parse_port(str(port), COMMAND_LINE)
-        changes["listen"] = [
+        changes["listen"] = merged([
             dataclasses.replace(address, port=port)
             for address in changes.get("listen", server.listen)
-        ]
+        ])
     if workers is not None:
         changes["workers"] = workers
     if changes:

@@ -6,6 +6,7 @@ import re
 import socket
 from pathlib import Path
 
+from .addresses import check_distinct
 from .errors import ConfigError, Location
 from .model import Config, Handler, Listen, PluginRef, ServerConfig, Site
 from .schema import Key, check_sections, one_section, read_section, where_first
@@ -83,7 +84,6 @@ def _server_keys(directory: Path) -> list[Key]:
             listen,
             default=[Listen("0.0.0.0", 2001, socket.AF_INET)],
             repeatable=True,
-            unique=True,
         ),
         Key("Workers", integer(0), default=0),
         Key("Timeout", seconds, default=15.0),
@@ -106,6 +106,11 @@ def _server_keys(directory: Path) -> list[Key]:
 def _read_server(section: Section, directory: Path, warnings: list[str]) -> ServerConfig:
     values = read_section(
         section, _server_keys(directory), ignored=NO_EFFECT_KEYS, warnings=warnings
+    )
+    listen_lines = section.get_all("Listen")
+    check_distinct(
+        [(address, line.location) for address, line in zip(values["listen"], listen_lines)],
+        "Listen",
     )
     return ServerConfig(**values)
 

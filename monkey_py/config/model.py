@@ -22,6 +22,22 @@ class Listen:
     port: int
     family: socket.AddressFamily
 
+    @property
+    def is_wildcard(self) -> bool:
+        """True for ``0.0.0.0`` and ``::``: every address of the family."""
+        return self.host in ("0.0.0.0", "::")
+
+    @property
+    def family_name(self) -> str:
+        return "IPv6" if self.family == socket.AF_INET6 else "IPv4"
+
+    def covers(self, other: "Listen") -> bool:
+        """True when a listener on this address takes ``other``'s connections too."""
+        return (
+            self.family == other.family and self.port == other.port
+            and (self.host == other.host or self.is_wildcard)
+        )
+
     def __str__(self) -> str:
         if self.family == socket.AF_INET6:
             return f"[{self.host}]:{self.port}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -150,6 +151,24 @@ def test_port_option_overrides_listen(confdir):
         with Client(port) as client:
             response = client.request("GET", "/")
         assert (response.status, response.body) == (200, b"<h1>cli</h1>\n")
+    finally:
+        assert server.stop() == 0
+
+
+def test_port_option_on_the_shipped_configuration_serves(tmp_path):
+    """-p turns its three Listen lines into one address: one listener, not three copies."""
+    conf = tmp_path / "monkey"
+    shutil.copytree(SHIPPED, conf)
+    port = free_port()
+    server = MonkeyProcess(conf, port, "-p", str(port), "-w", "1")
+    try:
+        for _ in range(3):
+            with Client(port, timeout=5) as client:
+                assert client.request("GET", "/").status == 200
+        log = server.log()
+        assert log.count("listening on") == 1
+        assert f"listening on 0.0.0.0:{port} with 1 worker(s)" in log
+        assert "crashed" not in log and "ERROR" not in log
     finally:
         assert server.stop() == 0
 

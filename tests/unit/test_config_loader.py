@@ -126,6 +126,14 @@ def test_monkey_keys_without_effect_are_warnings(confdir: Path) -> None:
     ]
 
 
+def test_wildcards_of_both_families_and_other_ports_do_not_overlap(confdir: Path) -> None:
+    write(confdir / "monkey.conf",
+          "[SERVER]\n    Listen 2001\n    Listen [::]:2001\n    Listen 127.0.0.1:2002\n")
+    assert [str(a) for a in load_config(confdir).server.listen] == [
+        "0.0.0.0:2001", "[::]:2001", "127.0.0.1:2002"
+    ]
+
+
 SERVER = "[SERVER]\n    Listen 1\n"
 
 
@@ -139,6 +147,18 @@ SERVER = "[SERVER]\n    Listen 1\n"
         ),
         ("[SERVER]\n    Listen 70000\n", 2, "port 70000 is out of range"),
         ("[SERVER]\n    Workers -1\n", 2, "out of range; expected a number >= 0"),
+        (
+            "[SERVER]\n    Listen 2001\n    Listen 127.0.0.1:2001\n",
+            3,
+            "Listen 127.0.0.1:2001 overlaps Listen 0.0.0.0:2001 (line 2): 0.0.0.0:2001 already "
+            "accepts connections to every IPv4 address on port 2001; remove one",
+        ),
+        (
+            "[SERVER]\n    Listen [::1]:2001\n    Listen [::]:2001\n",
+            3,
+            "Listen [::]:2001 overlaps Listen [::1]:2001 (line 2): [::]:2001 already "
+            "accepts connections to every IPv6 address on port 2001",
+        ),
         ("[SERVER]\n    Timeout 0\n", 2, "greater than 0"),
         ("[SERVER]\n    KeepAlive yes\n", 2, "valid values: On, Off"),
         ("[SERVER]\n    MaxKeepAliveRequest 0\n", 2, "expected a number >= 1"),
