@@ -11,6 +11,8 @@ import click
 from . import __version__
 from .config import ConfigError, Location, load_config
 from .config.addresses import check_distinct, merged
+from .config.loader import workers as parse_workers
+from .config.model import MAX_WORKERS
 from .config.values import listen as parse_listen
 from .config.values import port as parse_port
 
@@ -45,7 +47,7 @@ def load(confdir: str, port: int | None = None, listen: tuple[str, ...] = (),
             for address in changes.get("listen", server.listen)
         ])
     if workers is not None:
-        changes["workers"] = workers
+        changes["workers"] = parse_workers(str(workers), COMMAND_LINE)
     if changes:
         config = dataclasses.replace(config, server=dataclasses.replace(server, **changes))
     return config
@@ -72,8 +74,9 @@ def os_error_message(exc: OSError) -> str:
 @click.option("-o", "--listen", multiple=True, metavar="ADDR",
               help="Listen on ADDR (PORT, HOST:PORT or [IPV6]:PORT) instead of the Listen "
                    "lines; repeatable.")
-@click.option("-w", "--workers", type=click.IntRange(min=0),
-              help="Number of worker processes (0: one per CPU), overriding Workers.")
+@click.option("-w", "--workers", type=int,
+              help=f"Number of worker processes (0: one per CPU; at most {MAX_WORKERS}), "
+                   "overriding Workers.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
               help="The least severe message the error log shows.")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from .addresses import check_distinct
 from .errors import ConfigError, Location
-from .model import Config, Handler, Listen, PluginRef, ServerConfig, Site
+from .model import MAX_WORKERS, Config, Handler, Listen, PluginRef, ServerConfig, Site
 from .schema import Key, check_sections, one_section, read_section, where_first
 from .syntax import Document, Section, parse_file
 from .values import (
@@ -85,7 +85,7 @@ def _server_keys(directory: Path) -> list[Key]:
             default=[Listen("0.0.0.0", 2001, socket.AF_INET)],
             repeatable=True,
         ),
-        Key("Workers", integer(0), default=0),
+        Key("Workers", workers, default=0),
         Key("Timeout", seconds, default=15.0),
         Key("KeepAlive", boolean, default=True, attr="keepalive"),
         Key("KeepAliveTimeout", seconds, default=5.0, attr="keepalive_timeout"),
@@ -113,6 +113,18 @@ def _read_server(section: Section, directory: Path, warnings: list[str]) -> Serv
         "Listen",
     )
     return ServerConfig(**values)
+
+
+def workers(value: str, location: Location) -> int:
+    """A worker count for ``Workers`` or ``-w``: 0 (one per CPU) to MAX_WORKERS."""
+    try:
+        return integer(0, MAX_WORKERS)(value, location)
+    except ConfigError:
+        raise ConfigError(
+            f"Workers {value}: expected 0 (one worker per CPU) to {MAX_WORKERS} worker "
+            "processes",
+            location,
+        ) from None
 
 
 def _index_files(value: str, location: Location) -> list[str]:

@@ -12,6 +12,8 @@ from .errors import ConfigError, Location
 from .syntax import Document, Section, parse_file
 
 CORE_SITE_SECTIONS = frozenset({"HOST", "ERROR_PAGES", "HANDLERS"})
+# The most worker processes a server starts, whatever Workers says or the CPUs number.
+MAX_WORKERS = 1024
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ class ServerConfig:
 
     def worker_count(self) -> int:
         """How many worker processes to start: ``Workers``, or one per CPU when it is 0."""
-        return self.workers or os.cpu_count() or 1
+        return self.workers or min(os.cpu_count() or 1, MAX_WORKERS)
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,13 @@ def test_listen_options_inside_a_wildcard_are_an_error(confdir: Path) -> None:
         "accepts connections to every IPv4 address on port 8080; remove one"
     )
 
+
+def test_workers_option_is_bounded_like_the_key(confdir: Path) -> None:
+    assert load(confdir, workers=1024).server.workers == 1024
+    for count in (1025, 100000000, -1):
+        with pytest.raises(ConfigError) as info:
+            load(confdir, workers=count)
+        assert str(info.value) == (
+            f"command line: Workers {count}: expected 0 (one worker per CPU) to 1024 worker "
+            "processes"
+        )

@@ -126,6 +126,14 @@ def test_monkey_keys_without_effect_are_warnings(confdir: Path) -> None:
     ]
 
 
+def test_workers_is_bounded(confdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(confdir / "monkey.conf", "[SERVER]\n    Workers 1024\n")
+    assert load_config(confdir).server.worker_count() == 1024
+    write(confdir / "monkey.conf", "[SERVER]\n    Workers 0\n")
+    monkeypatch.setattr(os, "cpu_count", lambda: 4096)
+    assert load_config(confdir).server.worker_count() == 1024
+
+
 def test_wildcards_of_both_families_and_other_ports_do_not_overlap(confdir: Path) -> None:
     write(confdir / "monkey.conf",
           "[SERVER]\n    Listen 2001\n    Listen [::]:2001\n    Listen 127.0.0.1:2002\n")
@@ -146,7 +154,9 @@ SERVER = "[SERVER]\n    Listen 1\n"
             "Listen 0.0.0.0:2001 is given twice (first at line 2)",
         ),
         ("[SERVER]\n    Listen 70000\n", 2, "port 70000 is out of range"),
-        ("[SERVER]\n    Workers -1\n", 2, "out of range; expected a number >= 0"),
+        ("[SERVER]\n    Workers -1\n", 2, "Workers -1: expected 0 (one worker per CPU) to 1024"),
+        ("[SERVER]\n    Workers 100000000\n", 2, "Workers 100000000: expected 0 (one"),
+        ("[SERVER]\n    Workers many\n", 2, "Workers many: expected 0 (one worker per CPU)"),
         (
             "[SERVER]\n    Listen 2001\n    Listen 127.0.0.1:2001\n",
             3,
