@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
@@ -63,7 +64,7 @@ def load_config(confdir: str | Path) -> Config:
 
     documents = [main]
     plugins_path = directory / PLUGINS_FILE
-    if plugins_path.exists():
+    if os.path.lexists(plugins_path):
         plugins_document = parse_file(plugins_path)
         check_sections(plugins_document, {"PLUGINS": False})
         documents.append(plugins_document)
@@ -189,11 +190,15 @@ def _site_files(directory: Path) -> list[Path]:
             "a [HOST] section",
             Location(str(sites_dir)),
         )
-    files = [
-        entry
-        for entry in sites_dir.iterdir()
-        if entry.is_file() and not entry.name.startswith(".") and not entry.name.endswith("~")
-    ]
+    default = sites_dir / DEFAULT_SITE
+    if default.is_dir():
+        raise ConfigError(
+            f"{default} is a directory, but the default site is a file holding a [HOST] "
+            f"section; move the directory away (e.g. to {sites_dir / ('.' + DEFAULT_SITE)}) "
+            "and write the site file in its place",
+            Location(str(default)),
+        )
+    files = [entry for entry in sites_dir.iterdir() if not _not_a_site(entry)]
     if not files:
         raise ConfigError(
             f"no site in {sites_dir}: create a site file '{DEFAULT_SITE}' holding a [HOST] "
@@ -201,6 +206,14 @@ def _site_files(directory: Path) -> list[Path]:
             Location(str(sites_dir)),
         )
     return sorted(files, key=lambda entry: (entry.name != DEFAULT_SITE, entry.name))
+
+
+def _not_a_site(entry: Path) -> bool:
+    """True for what sites/ may hold besides sites: hidden names, editor backups (``~``),
+    directories. Anything else is read as a site, so that a dangling symbolic link or a
+    FIFO is reported instead of silently skipped.
+    """
+    return entry.name.startswith(".") or entry.name.endswith("~") or entry.is_dir()
 
 
 def _read_sites(directory: Path, plugin_names: list[str]) -> list[Site]:

@@ -143,7 +143,7 @@ class Config:
         """Plugin ``name``'s own configuration file, parsed once; None if it has none."""
         if name not in self._plugin_documents:
             path = self.plugin_config_path(name)
-            self._plugin_documents[name] = parse_file(path) if path.is_file() else None
+            self._plugin_documents[name] = parse_file(path) if os.path.lexists(path) else None
         return self._plugin_documents[name]
 
     def check_site_sections(self, claimed: set[str]) -> None:

@@ -271,6 +271,51 @@ def test_sites_order_default_first_and_ignored_files(confdir: Path) -> None:
     assert config.default_site.name == "default"
 
 
+def test_a_dangling_symbolic_link_in_sites_is_reported(confdir: Path) -> None:
+    link = confdir / "sites" / "blog"
+    link.symlink_to("../available/blog")
+    error = load_error(confdir)
+    at(error, link, 0)
+    assert "symbolic link to '../available/blog', which does not exist" in error.message
+
+
+def test_a_fifo_in_sites_is_reported(confdir: Path) -> None:
+    fifo = confdir / "sites" / "pipe"
+    os.mkfifo(fifo)
+    error = load_error(confdir)
+    at(error, fifo, 0)
+    assert "named pipe (FIFO), not a regular file" in error.message
+
+
+def test_a_directory_named_default_is_refused(confdir: Path) -> None:
+    (confdir / "sites" / "default").unlink()
+    (confdir / "sites" / "default").mkdir()
+    site(confdir, "other", HOST)
+    error = load_error(confdir)
+    at(error, confdir / "sites" / "default", 0)
+    assert "is a directory, but the default site is a file holding a [HOST] section" in (
+        error.message
+    )
+
+
+def test_a_byte_order_mark_in_monkey_conf_is_accepted(confdir: Path) -> None:
+    (confdir / "monkey.conf").write_bytes(b"\xef\xbb\xbf[SERVER]\r\n    Listen 2002\r\n")
+    assert [a.port for a in load_config(confdir).server.listen] == [2002]
+
+
+def test_a_dangling_plugins_load_or_plugin_file_is_reported(confdir: Path) -> None:
+    (confdir / "plugins.load").unlink()
+    (confdir / "plugins.load").symlink_to("nowhere.load")
+    assert "symbolic link to 'nowhere.load'" in load_error(confdir).message
+    (confdir / "plugins.load").unlink()
+    config = load_config(confdir)
+    (confdir / "plugins" / "logger").mkdir(parents=True)
+    os.mkfifo(confdir / "plugins" / "logger" / "logger.conf")
+    with pytest.raises(ConfigError) as info:
+        config.plugin_config("logger")
+    assert "named pipe (FIFO)" in info.value.message
+
+
 def test_without_default_the_first_site_by_name_is_default(confdir: Path) -> None:
     (confdir / "sites" / "default").rename(confdir / "sites" / "b")
     site(confdir, "a", "[HOST]\n    ServerName a.test\n    DocumentRoot htdocs\n")
