@@ -3,7 +3,10 @@
 Each worker slot has its own ``SO_REUSEPORT`` listener, created here and inherited by
 the worker at fork. The master keeps every listener open, so a replaced or reloaded
 worker takes over a socket whose accept queue was never closed: no connection is
-refused across a crash or a reload. Signals only enqueue; the loop dispatches them.
+refused across a crash or a reload. The first listener of an address is
+opened exclusively, so another server already on that address (another monkey_py
+included) makes the start fail instead of sharing its traffic. Signals only enqueue;
+the loop dispatches them.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, Listen
 from .loop import EventLoop
 from .pluginmanager import build_plugin_manager, claimed_site_sections
 from .worker import STOP_SIGNALS, Worker
@@ -28,6 +31,9 @@ BACKLOG = 1024
 MIN_WORKER_LIFE = 1.0
 RESPAWN_DELAY = 1.0
 KILL_MARGIN = 5.0
+ADDRESS_IN_USE_HINT = (
+    " (another server listens there; stop it, or listen on another address)"
+)
 
 
 def prepare(config: Config):
@@ -55,7 +61,7 @@ class Master:
         self.current = Generation(config, pm, config.server.worker_count(), {})
         self.old: list[Generation] = []
         self.reload_config = reload_config
-        self.listeners: dict[tuple, socket.socket] = {}
+        self.listeners: dict[tuple[Listen, int], socket.socket] = {}  # (address, slot)
         self.stopping = False
 
     # -- start --------------------------------------------------------------------
@@ -97,14 +103,13 @@ class Master:
         slots: dict[int, list[socket.socket]] = {}
         for listen in gen.config.server.listen:
             slot = 0
-            key = (listen.family, listen.host, listen.port, slot)
-            while slot < gen.count or key in self.listeners:
-                sock = self.listeners.get(key)
+            while slot < gen.count or (listen, slot) in self.listeners:
+                sock = self.listeners.get((listen, slot))
                 if sock is None:
-                    sock = self.listeners[key] = open_listener(listen)
+                    first = not any(address == listen for address, _ in self.listeners)
+                    sock = self.listeners[listen, slot] = open_listener(listen, first)
                 slots.setdefault(slot % gen.count, []).append(sock)
                 slot += 1
-                key = (listen.family, listen.host, listen.port, slot)
         return slots
 
     def _spawn(self, gen: Generation, slot: int) -> None:
@@ -245,18 +250,44 @@ class Master:
                 pass
 
 
-def open_listener(listen) -> socket.socket:
+def open_listener(listen: Listen, first: bool) -> socket.socket:
+    """A listening socket on ``listen`` that the master's other listeners there can join.
+
+    ``first`` is True for the first listener of an address in this master. It binds and
+    listens *without* ``SO_REUSEPORT`` and turns the option on only once it listens: any
+    socket already on the address makes it fail with "Address already in use", even one
+    that set ``SO_REUSEPORT`` under the same user (a second monkey_py started by
+    mistake), which the kernel would otherwise let share the port and its traffic. The
+    master's further listeners set ``SO_REUSEPORT`` before binding and join it.
+
+    This is race-free where probing with a throwaway socket is not (another server can
+    take the address between closing the probe and binding): the listener is its own
+    probe, and the kernel checks each bind and listen atomically against the sockets
+    there, so of two servers starting together at most one gets to listen.
+    ``SO_REUSEADDR`` lets both bind while neither listens, but not both listen.
+    """
+    try:
+        return _listening_socket(listen, first)
+    except OSError as exc:
+        hint = ADDRESS_IN_USE_HINT if exc.errno == errno.EADDRINUSE else ""
+        raise OSError(exc.errno, f"cannot listen on {listen}: {exc.strerror}{hint}") from None
+
+
+def _listening_socket(listen: Listen, first: bool) -> socket.socket:
     sock = socket.socket(listen.family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if not first:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if listen.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((listen.host, listen.port))
         sock.listen(BACKLOG)
-    except OSError as exc:
+        if first:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    except BaseException:
         sock.close()
-        raise OSError(exc.errno, f"cannot listen on {listen}: {exc.strerror}") from None
+        raise
     sock.set_inheritable(True)
     return sock
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -18,10 +20,18 @@ SHIPPED = Path(__file__).resolve().parents[2] / "etc" / "monkey"
 
 
 def monkey(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "monkey_py", *args],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-    )
+    """Run the command to its end; past ``timeout``, kill it and any workers it started."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "monkey_py", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -134,6 +144,27 @@ def test_start_on_a_port_in_use_is_one_line(confdir):
         busy.listen()
         result = monkey("-c", str(conf))
     assert_one_line_error(result, f"monkey: cannot listen on 127.0.0.1:{port}")
+
+
+def test_a_second_server_on_the_same_address_is_refused(confdir, tmp_path):
+    """SO_REUSEPORT would let it share the port and split the traffic: nginx refuses too."""
+    conf, port = confdir
+    first = MonkeyProcess(conf, port)
+    try:
+        other_root = tmp_path / "other"
+        other_root.mkdir()
+        (other_root / "index.html").write_text("second\n")
+        other = write_confdir(other_root, [f"Listen 127.0.0.1:{port}", "Workers 1"],
+                              {"default": site("localhost", other_root)})
+        result = monkey("-c", str(other), timeout=10)
+        assert result.returncode == 1
+        assert_one_line_error(
+            result, f"monkey: cannot listen on 127.0.0.1:{port}: Address already in use")
+        for _ in range(10):
+            with Client(port) as client:
+                assert client.request("GET", "/").body == b"<h1>cli</h1>\n"
+    finally:
+        assert first.stop() == 0
 
 
 def test_unknown_option_is_a_usage_error():
