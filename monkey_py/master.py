@@ -1,9 +1,9 @@
 """The master process: owns the listeners, forks workers, replaces the dead, reloads.
 
 Each worker slot has its own ``SO_REUSEPORT`` listener, created here and inherited by
-the worker at fork. The master keeps every listener open, so a replaced or reloaded
-worker takes over a socket whose accept queue was never closed: no connection is
-refused across a crash or a reload. The first listener of an address is
+the worker at fork. The master keeps every listener open until it stops, so a replaced
+or reloaded worker takes over a socket whose accept queue was never closed: no
+connection is refused across a crash or a reload. The first listener of an address is
 opened exclusively, so another server already on that address (another monkey_py
 included) makes the start fail instead of sharing its traffic. Signals only enqueue;
 the loop dispatches them.
@@ -84,8 +84,7 @@ class Master:
             loop.run()
         finally:
             self._remove_pid()
-            for sock in self.listeners.values():
-                sock.close()
+            self._close_listeners()
             for generation in (self.current, *self.old):
                 try:
                     generation.pm.hook.monkey_unconfigure(config=generation.config)
@@ -138,6 +137,11 @@ class Master:
                 os._exit(status)
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         gen.workers[pid] = (slot, time.monotonic())
+
+    def _close_listeners(self) -> None:
+        for sock in self.listeners.values():
+            sock.close()
+        self.listeners.clear()
 
     # -- signals ------------------------------------------------------------------
     def _reap(self, _signum: int = 0) -> None:
@@ -193,6 +197,10 @@ class Master:
             return
         self.stopping = True
         log.info("stopping (%s)", signal.Signals(signum).name)
+        # The workers close their copies of the listeners when they get the signal; with
+        # the master's closed too, a new connection is refused at once (clients and load
+        # balancers try elsewhere) instead of waiting in a queue nobody accepts from.
+        self._close_listeners()
         sig = signal.SIGQUIT if signum == signal.SIGQUIT else signal.SIGTERM
         for pid in self._all_workers():
             kill(pid, sig)

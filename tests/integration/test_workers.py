@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -39,6 +40,15 @@ def make_docroot(base):
 def get_index(port: int, host: str = "localhost"):
     with Client(port, timeout=5) as client:
         return client.request("GET", "/", host=host)
+
+
+def refused(port: int) -> bool:
+    """True when a connection to ``port`` is refused; one that is accepted is closed."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 def replaced(server, old_pids: set[int], count: int = 2):
@@ -108,6 +118,19 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(two_workers):
     assert time.monotonic() - start < 4.0
     with pytest.raises(OSError):
         Client(two_workers.port, timeout=1)
+
+
+def test_sigterm_refuses_new_connections_at_once_while_requests_finish(two_workers):
+    """Clients and load balancers must see the port closed, not a connect that hangs."""
+    with Client(two_workers.port, timeout=10, rcvbuf=65536) as client:
+        client.send(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert client.read_head().status == 200
+        two_workers.signal(signal.SIGTERM)
+        wait_until(lambda: refused(two_workers.port), timeout=1.0)
+        assert two_workers.proc.poll() is None
+        body = client.read_to_close()
+    assert len(body) == BIG_SIZE
+    assert two_workers.proc.wait(10) == 0
 
 
 def test_sigterm_closes_idle_keepalive_connections_and_exits_at_once(two_workers):
