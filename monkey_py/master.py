@@ -73,7 +73,7 @@ class Master:
             log.info("listening on %s with %d worker(s)", listen, gen.count)
         self._write_pid()
         loop = self.loop
-        loop.add_signal_handler(signal.SIGCHLD, self._reap)
+        loop.add_signal_handler(signal.SIGCHLD, self._child_exited)
         loop.add_signal_handler(signal.SIGTERM, self._stop)
         loop.add_signal_handler(signal.SIGINT, self._stop)
         loop.add_signal_handler(signal.SIGQUIT, self._stop)
@@ -90,6 +90,7 @@ class Master:
                     generation.pm.hook.monkey_unconfigure(config=generation.config)
                 except Exception:
                     log.exception("a plugin failed to release its configuration")
+        log.info("stopped")
         return 0
 
     def _listeners_for(self, gen: Generation) -> dict[int, list[socket.socket]]:
@@ -144,7 +145,19 @@ class Master:
         self.listeners.clear()
 
     # -- signals ------------------------------------------------------------------
-    def _reap(self, _signum: int = 0) -> None:
+    def _child_exited(self, _signum: int) -> None:
+        """Reap once every signal read with this SIGCHLD has been dispatched.
+
+        A stop signal sent to the whole process group (systemd's default, Ctrl-C) reaches
+        the master and the workers together; an idle worker can exit before the master
+        has run its own handler, and the kernel then runs the SIGCHLD handler first (it
+        stacks both handlers at once, the later-numbered one on top), so the self-pipe
+        reads SIGCHLD before SIGTERM. Reaping after the batch lets the stop be seen
+        first, so that a worker's clean exit is not taken for a crash and replaced.
+        """
+        self.loop.call_soon(self._reap)
+
+    def _reap(self) -> None:
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -161,6 +174,7 @@ class Master:
         if pid in gen.workers:
             slot, started = gen.workers.pop(pid)
             if self.stopping:
+                log_requested_exit(slot, pid, status, logging.INFO)
                 return
             log.error("worker %d (pid %d) exited with %s; starting a new one",
                       slot, pid, describe_status(status))
@@ -308,6 +322,14 @@ def kill(pid: int, sig: int) -> None:
     except OSError as exc:
         if exc.errno != errno.ESRCH:
             raise
+
+
+def log_requested_exit(slot: int, pid: int, status: int, clean_level: int) -> None:
+    """Log the exit of a worker the master told to stop: a clean one at ``clean_level``."""
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        log.log(clean_level, "worker %d (pid %d) stopped", slot, pid)
+    else:
+        log.warning("worker %d (pid %d) stopped with %s", slot, pid, describe_status(status))
 
 
 def describe_status(status: int) -> str:

@@ -51,6 +51,12 @@ def refused(port: int) -> bool:
     return False
 
 
+def is_zombie(pid: int) -> bool:
+    """True once process ``pid`` has exited and waits for its parent to reap it."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+
+
 def replaced(server, old_pids: set[int], count: int = 2):
     """True once ``count`` workers run and none of them is one of ``old_pids``."""
     pids = set(server.worker_pids())
@@ -131,6 +137,24 @@ def test_sigterm_refuses_new_connections_at_once_while_requests_finish(two_worke
         body = client.read_to_close()
     assert len(body) == BIG_SIZE
     assert two_workers.proc.wait(10) == 0
+
+
+def test_sigterm_to_the_process_group_stops_the_workers_without_replacing_them(two_workers):
+    """As systemd and Ctrl-C do, the master and its workers get the signal together."""
+    pids = two_workers.worker_pids()
+    # Hold the master still while the workers exit: it then gets their exits and its own
+    # SIGTERM at once, the order in which an idle worker's quick exit can put them.
+    two_workers.signal(signal.SIGSTOP)
+    os.killpg(two_workers.pid, signal.SIGTERM)
+    wait_until(lambda: all(is_zombie(pid) for pid in pids))
+    two_workers.signal(signal.SIGCONT)
+    assert two_workers.proc.wait(10) == 0
+    log = two_workers.log()
+    assert "[ERROR]" not in log and "starting a new one" not in log
+    for pid in pids:
+        assert f"[INFO] [pid {two_workers.pid}] worker" in log
+        assert f"(pid {pid}) stopped\n" in log
+    assert log.splitlines()[-1].endswith(f"[INFO] [pid {two_workers.pid}] stopped")
 
 
 def test_sigterm_closes_idle_keepalive_connections_and_exits_at_once(two_workers):
