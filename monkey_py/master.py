@@ -144,6 +144,15 @@ class Master:
             sock.close()
         self.listeners.clear()
 
+    def _close_unused_listeners(self) -> None:
+        """Close the listeners no generation's workers use (addresses a reload dropped)."""
+        in_use = {id(s) for gen in (self.current, *self.old) for socks in gen.slots.values()
+                  for s in socks}
+        for key, sock in list(self.listeners.items()):
+            if id(sock) not in in_use:
+                sock.close()
+                del self.listeners[key]
+
     # -- signals ------------------------------------------------------------------
     def _child_exited(self, _signum: int) -> None:
         """Reap once every signal read with this SIGCHLD has been dispatched.
@@ -182,8 +191,11 @@ class Master:
             self.loop.call_later(delay, lambda: self._respawn(gen, slot))
             return
         for old in list(self.old):
-            if old.workers.pop(pid, None) is not None and not old.workers:
-                self._retire(old)
+            entry = old.workers.pop(pid, None)
+            if entry is not None:
+                log_requested_exit(entry[0], pid, status, logging.DEBUG)
+                if not old.workers:
+                    self._retire(old)
 
     def _respawn(self, gen: Generation, slot: int) -> None:
         if not self.stopping and gen is self.current:
@@ -196,12 +208,9 @@ class Master:
             old.pm.hook.monkey_unconfigure(config=old.config)
         except Exception:
             log.exception("a plugin failed to release the old configuration")
-        in_use = {id(s) for gen in (self.current, *self.old) for socks in gen.slots.values()
-                  for s in socks}
-        for key, sock in list(self.listeners.items()):
-            if id(sock) not in in_use:
-                sock.close()
-                del self.listeners[key]
+        self._close_unused_listeners()
+        if not self.stopping:
+            log.info("reload finished: the workers of the previous configuration have stopped")
 
     def _all_workers(self) -> list[int]:
         return [pid for gen in (self.current, *self.old) for pid in gen.workers]
@@ -231,23 +240,14 @@ class Master:
         if self.stopping:
             return
         log.info("reloading the configuration")
-        try:
-            config = self.reload_config()
-            pm = prepare(config)
-            pm.hook.monkey_configure(config=config)
-        except ConfigError as exc:
-            log.error("reload refused, keeping the running configuration: %s", exc)
-            return
-        gen = Generation(config, pm, config.server.worker_count(), {})
-        try:
-            gen.slots = self._listeners_for(gen)
-        except OSError as exc:
-            log.error("reload refused: %s", exc)
-            pm.hook.monkey_unconfigure(config=config)
+        gen = self._next_generation()
+        if gen is None:
             return
         old, self.current = self.current, gen
         for slot in range(gen.count):
             self._spawn(gen, slot)
+        log.info("configuration reloaded: %d worker(s) started on it; the previous workers "
+                 "finish their requests", gen.count)
         if old.workers:
             self.old.append(old)
             for pid in old.workers:
@@ -255,6 +255,25 @@ class Master:
         else:
             self.old.append(old)
             self._retire(old)
+
+    def _next_generation(self) -> Generation | None:
+        """The reloaded configuration with its listeners; None, logged, if it cannot run."""
+        try:
+            config = self.reload_config()
+            pm = prepare(config)
+            pm.hook.monkey_configure(config=config)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc)
+            return None
+        gen = Generation(config, pm, config.server.worker_count(), {})
+        try:
+            gen.slots = self._listeners_for(gen)
+        except OSError as exc:
+            log.error("reload refused, keeping the running configuration: %s", exc.strerror)
+            self._close_unused_listeners()
+            pm.hook.monkey_unconfigure(config=config)
+            return None
+        return gen
 
     # -- pid file -------------------------------------------------------------------
     def _write_pid(self) -> None:

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from rawhttp import Client
-from support import site
+from support import free_port, site
 
 INDEX = b"<h1>workers</h1>\n"
 BIG_SIZE = 32 * 1024 * 1024
@@ -300,6 +300,8 @@ def test_sighup_loads_a_new_site(two_workers, tmp_path):
     two_workers.signal(signal.SIGHUP)
     # Until the old workers have stopped, either generation may answer.
     wait_until(lambda: replaced(two_workers, old))
+    wait_until(lambda: "reload finished" in two_workers.log())
+    assert "configuration reloaded: 2 worker(s) started on it" in two_workers.log()
     # Every worker of the new generation serves it, and the old site is still there.
     for _ in range(10):
         assert get_index(two_workers.port, "new.test").body == b"the new site\n"
@@ -325,3 +327,40 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(two_workers):
     two_workers.signal(signal.SIGHUP)
     wait_until(lambda: replaced(two_workers, pids))
     assert get_index(two_workers.port).status == 200
+
+
+def test_sighup_with_an_include_of_a_fifo_is_refused_at_once(two_workers):
+    """Opening a FIFO waits for a writer: the master would hang in the middle of a reload."""
+    conf = two_workers.confdir / "monkey.conf"
+    good = conf.read_text()
+    fifo = two_workers.confdir / "pipe.conf"
+    os.mkfifo(fifo)
+    conf.write_text(good + "@INCLUDE pipe.conf\n")
+    pids = set(two_workers.worker_pids())
+    two_workers.signal(signal.SIGHUP)
+    wait_until(lambda: "reload refused" in two_workers.log(), timeout=5)
+    line = len(good.splitlines()) + 1
+    assert (f"{conf}:{line}: cannot read {fifo}: it is a named pipe (FIFO), not a regular "
+            "file") in two_workers.log()
+    assert [get_index(two_workers.port).status for _ in range(10)] == [200] * 10
+    assert set(two_workers.worker_pids()) == pids
+
+
+def test_sighup_onto_an_address_in_use_is_refused_and_leaves_nothing_open(two_workers):
+    conf = two_workers.confdir / "monkey.conf"
+    good = conf.read_text()
+    added = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        conf.write_text(good + f"    Listen 127.0.0.1:{added}\n    Listen 127.0.0.1:{taken}\n")
+        pids = set(two_workers.worker_pids())
+        two_workers.signal(signal.SIGHUP)
+        wait_until(lambda: "reload refused" in two_workers.log())
+    assert (f"reload refused, keeping the running configuration: cannot listen on "
+            f"127.0.0.1:{taken}: Address already in use") in two_workers.log()
+    # The address the refused configuration added first was closed again.
+    assert refused(added)
+    assert [get_index(two_workers.port).status for _ in range(10)] == [200] * 10
+    assert set(two_workers.worker_pids()) == pids
