@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from .config import Config, ConfigError, Listen
 from .loop import EventLoop
 from .pluginmanager import build_plugin_manager, claimed_site_sections
-from .worker import STOP_SIGNALS, Worker
+from .worker import STOP_SIGNALS, Worker, raise_fd_limit
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,8 @@ class Master:
     # -- start --------------------------------------------------------------------
     def run(self) -> int:
         gen = self.current
+        # The master holds a listener per address and worker: up to 1024 per address.
+        raise_fd_limit()
         gen.pm.hook.monkey_configure(config=gen.config)
         gen.slots = self._listeners_for(gen)
         for listen in gen.config.server.listen:

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import http.client
 import os
+import resource
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 from rawhttp import Client
-from support import free_port, site
+from support import free_port, site, write_confdir
 
 INDEX = b"<h1>workers</h1>\n"
 BIG_SIZE = 32 * 1024 * 1024
@@ -90,6 +93,29 @@ def test_workers_setting_starts_that_many_processes(shared):
     for pid in pids:
         status = open(f"/proc/{pid}/status").read()
         assert f"PPid:\t{shared.pid}\n" in status
+
+
+def test_the_master_lifts_its_descriptor_limit_for_its_listeners(tmp_path):
+    """The master holds a listener per address and worker: 3 x 12 here, over a limit of 32."""
+    root = make_docroot(tmp_path)
+    ports = [free_port() for _ in range(3)]
+    conf = write_confdir(tmp_path, [*(f"Listen 127.0.0.1:{port}" for port in ports),
+                                    "Workers 12"], {"default": site("localhost", root)})
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monkey_py", "-c", str(conf)], stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (32, hard)),
+    )
+    try:
+        wait_until(lambda: proc.poll() is not None or not refused(ports[-1]))
+        assert proc.poll() is None, proc.stderr.read().decode()
+        for port in ports:
+            assert get_index(port).status == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        proc.stderr.close()
 
 
 def test_killed_worker_is_replaced_and_requests_go_on(shared):
