@@ -17,6 +17,7 @@ from rawhttp import Client
 from support import MonkeyProcess, free_port, section, site, write_confdir
 
 SHIPPED = Path(__file__).resolve().parents[2] / "etc" / "monkey"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def monkey(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess:
@@ -80,6 +81,24 @@ def test_plugins_lists_logger():
     assert result.returncode == 0
     lines = [line.split() for line in result.stdout.splitlines()]
     assert any(words and words[0] == "logger" for words in lines)
+
+
+def test_plugins_sample_in_cli_md_is_the_real_output():
+    """Every line of the sample is printed, and monkey_py's own entry points are all in it.
+
+    Other installed distributions may add lines to the real output (docs/examples are
+    installed by make; a user may install more), so only monkey_py's lines must match.
+    """
+    text = (DOCS / "cli.md").read_text()
+    start = text.index("$ monkey plugins\n") + len("$ monkey plugins\n")
+    sample = text[start:text.index("```", start)].splitlines()
+    real = monkey("plugins").stdout.splitlines()
+    assert [line for line in sample if line not in real] == []
+
+    def shipped(lines):
+        return [line for line in lines if line.split()[1:2] == ["monkey_py"]]
+
+    assert shipped(sample) == shipped(real)
 
 
 def test_check_accepts_a_good_configuration(confdir):
