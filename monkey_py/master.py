@@ -1,9 +1,9 @@
 """The master process: owns the listeners, forks workers, replaces the dead, reloads.
 
 Each worker slot has its own ``SO_REUSEPORT`` listener, created here and inherited by
-the worker at fork. The master keeps every listener open until it stops, so a replaced
-or reloaded worker takes over a socket whose accept queue was never closed: no
-connection is refused across a crash or a reload. The first listener of an address is
+the worker at fork. The master keeps every listener open until it stops or a reload
+drops its address, so a replaced or reloaded worker takes over a socket whose accept
+queue was never closed: no connection is refused across a crash or a reload. The first listener of an address is
 opened exclusively, so another server already on that address (another monkey_py
 included) makes the start fail instead of sharing its traffic. Signals only enqueue;
 the loop dispatches them.
@@ -108,11 +108,20 @@ class Master:
             while slot < gen.count or (listen, slot) in self.listeners:
                 sock = self.listeners.get((listen, slot))
                 if sock is None:
-                    first = not any(address == listen for address, _ in self.listeners)
-                    sock = self.listeners[listen, slot] = open_listener(listen, first)
+                    sock = self.listeners[listen, slot] = open_listener(
+                        listen, first=not self._holds_overlapping(listen))
                 slots.setdefault(slot % gen.count, []).append(sock)
                 slot += 1
         return slots
+
+    def _holds_overlapping(self, listen: Listen) -> bool:
+        """True when the master listens on ``listen`` or an address overlapping it.
+
+        Then the address is already the master's: a new listener joins with
+        ``SO_REUSEPORT``, for an exclusive one would fail on the master's own socket (a
+        reload that turns ``127.0.0.1:P`` into ``0.0.0.0:P``).
+        """
+        return any(held.covers(listen) or listen.covers(held) for held, _ in self.listeners)
 
     def _spawn(self, gen: Generation, slot: int) -> None:
         # Stop signals stay blocked across the fork until the worker has its handlers,
@@ -147,9 +156,12 @@ class Master:
         self.listeners.clear()
 
     def _close_unused_listeners(self) -> None:
-        """Close the listeners no generation's workers use (addresses a reload dropped)."""
-        in_use = {id(s) for gen in (self.current, *self.old) for socks in gen.slots.values()
-                  for s in socks}
+        """Close the listeners the current workers do not use (addresses a reload dropped).
+
+        The previous workers closed their own copies when told to stop, so nobody would
+        accept from these: closed, they refuse new connections instead of queueing them.
+        """
+        in_use = {id(s) for socks in self.current.slots.values() for s in socks}
         for key, sock in list(self.listeners.items()):
             if id(sock) not in in_use:
                 sock.close()
@@ -210,7 +222,6 @@ class Master:
             old.pm.hook.monkey_unconfigure(config=old.config)
         except Exception:
             log.exception("a plugin failed to release the old configuration")
-        self._close_unused_listeners()
         if not self.stopping:
             log.info("reload finished: the workers of the previous configuration have stopped")
 
@@ -250,12 +261,11 @@ class Master:
             self._spawn(gen, slot)
         log.info("configuration reloaded: %d worker(s) started on it; the previous workers "
                  "finish their requests", gen.count)
-        if old.workers:
-            self.old.append(old)
-            for pid in old.workers:
-                kill(pid, signal.SIGTERM)
-        else:
-            self.old.append(old)
+        self.old.append(old)
+        for pid in old.workers:
+            kill(pid, signal.SIGTERM)
+        self._close_unused_listeners()
+        if not old.workers:
             self._retire(old)
 
     def _next_generation(self) -> Generation | None:

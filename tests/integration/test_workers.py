@@ -390,3 +390,35 @@ def test_sighup_onto_an_address_in_use_is_refused_and_leaves_nothing_open(two_wo
     assert refused(added)
     assert [get_index(two_workers.port).status for _ in range(10)] == [200] * 10
     assert set(two_workers.worker_pids()) == pids
+
+
+def test_sighup_widening_an_address_to_its_wildcard_reloads(two_workers):
+    """127.0.0.1:P to 0.0.0.0:P: the master's own listeners must not refuse the reload."""
+    conf = two_workers.confdir / "monkey.conf"
+    conf.write_text(conf.read_text().replace("Listen 127.0.0.1:", "Listen "))
+    old = set(two_workers.worker_pids())
+    two_workers.signal(signal.SIGHUP)
+    wait_until(lambda: replaced(two_workers, old))
+    assert "reload refused" not in two_workers.log()
+    assert [get_index(two_workers.port).status for _ in range(10)] == [200] * 10
+
+
+def test_sighup_dropping_an_address_refuses_it_at_once(start_monkey, tmp_path):
+    """The old workers close their listeners when told to stop: so does the master."""
+    root = make_docroot(tmp_path)
+    with open(root / "big.bin", "wb") as f:
+        f.write(os.urandom(1024) * (BIG_SIZE // 1024))
+    dropped = free_port()
+    server = start_monkey(server=[f"Listen 127.0.0.1:{dropped}", "Workers 2", "Timeout 5"],
+                          sites={"default": site("localhost", root)})
+    conf = server.confdir / "monkey.conf"
+    with Client(server.port, timeout=10, rcvbuf=65536) as client:
+        client.send(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert client.read_head().status == 200
+        conf.write_text(conf.read_text().replace(f"    Listen 127.0.0.1:{dropped}\n", ""))
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in server.log())
+        # An old worker is still sending the response: the old generation is not gone.
+        wait_until(lambda: refused(dropped), timeout=1.0)
+        assert get_index(server.port).status == 200
+        assert len(client.read_to_close()) == BIG_SIZE
