@@ -31,6 +31,7 @@ class Listen:
 
     @property
     def family_name(self) -> str:
+        """``IPv4`` or ``IPv6``, as messages name the family."""
         return "IPv6" if self.family == socket.AF_INET6 else "IPv4"
 
     def covers(self, other: "Listen") -> bool:
