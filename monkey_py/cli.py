@@ -11,6 +11,9 @@ import click
 
 from . import __version__
 from .config import ConfigError, Location, load_config
+from .config.addresses import check_distinct, merged
+from .config.loader import workers as parse_workers
+from .config.model import MAX_WORKERS
 from .config.values import listen as parse_listen
 from .config.values import port as parse_port
 
@@ -27,20 +30,27 @@ def setup_logging(level: str) -> None:
 
 def load(confdir: str, port: int | None = None, listen: tuple[str, ...] = (),
          workers: int | None = None):
-    """Load ``confdir`` and apply the command-line overrides."""
+    """Load ``confdir`` and apply the command-line overrides.
+
+    ``-p`` can make several addresses one (``Listen 2001`` and ``Listen 2002`` both become
+    ``0.0.0.0:PORT``): those are merged, since the user asked for that port on each.
+    ``-o`` addresses are the user's own list, checked like Listen lines.
+    """
     config = load_config(confdir)
     server = config.server
     changes = {}
     if listen:
-        changes["listen"] = [parse_listen(value, COMMAND_LINE) for value in listen]
+        addresses = [parse_listen(value, COMMAND_LINE) for value in listen]
+        check_distinct([(address, COMMAND_LINE) for address in addresses], "-o")
+        changes["listen"] = addresses
     if port is not None:
         parse_port(str(port), COMMAND_LINE)
-        changes["listen"] = [
+        changes["listen"] = merged([
             dataclasses.replace(address, port=port)
             for address in changes.get("listen", server.listen)
-        ]
+        ])
     if workers is not None:
-        changes["workers"] = workers
+        changes["workers"] = parse_workers(str(workers), COMMAND_LINE)
     if changes:
         config = dataclasses.replace(config, server=dataclasses.replace(server, **changes))
     return config
@@ -87,8 +97,9 @@ class MonkeyCommands(click.Group):
 @click.option("-o", "--listen", multiple=True, metavar="ADDR",
               help="Listen on ADDR (PORT, HOST:PORT or [IPV6]:PORT) instead of the Listen "
                    "lines; repeatable.")
-@click.option("-w", "--workers", type=click.IntRange(min=0),
-              help="Number of worker processes (0: one per CPU), overriding Workers.")
+@click.option("-w", "--workers", type=int,
+              help=f"Number of worker processes (0: one per CPU; at most {MAX_WORKERS}), "
+                   "overriding Workers.")
 @click.option("--log-level", default="info", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
               help="The least severe message the error log shows.")

@@ -1,9 +1,12 @@
 """The master process: owns the listeners, forks workers, replaces the dead, reloads.
 
 Each worker slot has its own ``SO_REUSEPORT`` listener, created here and inherited by
-the worker at fork. The master keeps every listener open, so a replaced or reloaded
-worker takes over a socket whose accept queue was never closed: no connection is
-refused across a crash or a reload. Signals only enqueue; the loop dispatches them.
+the worker at fork. The master keeps every listener open until it stops or a reload
+drops its address, so a replaced or reloaded worker takes over a socket whose accept
+queue was never closed: no connection is refused across a crash or a reload. The first listener of an address is
+opened exclusively, so another server already on that address (another monkey_py
+included) makes the start fail instead of sharing its traffic. Signals only enqueue;
+the loop dispatches them.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from .config import Config, ConfigError
+from .config import Config, ConfigError, Listen
 from .loop import EventLoop
 from .pluginmanager import build_plugin_manager, claimed_site_sections
-from .worker import STOP_SIGNALS, Worker
+from .worker import STOP_SIGNALS, Worker, raise_fd_limit
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +31,9 @@ BACKLOG = 1024
 MIN_WORKER_LIFE = 1.0
 RESPAWN_DELAY = 1.0
 KILL_MARGIN = 5.0
+ADDRESS_IN_USE_HINT = (
+    " (another server listens there; stop it, or listen on another address)"
+)
 
 
 def prepare(config: Config):
@@ -55,19 +61,21 @@ class Master:
         self.current = Generation(config, pm, config.server.worker_count(), {})
         self.old: list[Generation] = []
         self.reload_config = reload_config
-        self.listeners: dict[tuple, socket.socket] = {}
+        self.listeners: dict[tuple[Listen, int], socket.socket] = {}  # (address, slot)
         self.stopping = False
 
     # -- start --------------------------------------------------------------------
     def run(self) -> int:
         gen = self.current
+        # The master holds a listener per address and worker: up to 1024 per address.
+        raise_fd_limit()
         gen.pm.hook.monkey_configure(config=gen.config)
         gen.slots = self._listeners_for(gen)
         for listen in gen.config.server.listen:
             log.info("listening on %s with %d worker(s)", listen, gen.count)
         self._write_pid()
         loop = self.loop
-        loop.add_signal_handler(signal.SIGCHLD, self._reap)
+        loop.add_signal_handler(signal.SIGCHLD, self._child_exited)
         loop.add_signal_handler(signal.SIGTERM, self._stop)
         loop.add_signal_handler(signal.SIGINT, self._stop)
         loop.add_signal_handler(signal.SIGQUIT, self._stop)
@@ -78,13 +86,13 @@ class Master:
             loop.run()
         finally:
             self._remove_pid()
-            for sock in self.listeners.values():
-                sock.close()
+            self._close_listeners()
             for generation in (self.current, *self.old):
                 try:
                     generation.pm.hook.monkey_unconfigure(config=generation.config)
                 except Exception:
                     log.exception("a plugin failed to release its configuration")
+        log.info("stopped")
         return 0
 
     def _listeners_for(self, gen: Generation) -> dict[int, list[socket.socket]]:
@@ -97,15 +105,23 @@ class Master:
         slots: dict[int, list[socket.socket]] = {}
         for listen in gen.config.server.listen:
             slot = 0
-            key = (listen.family, listen.host, listen.port, slot)
-            while slot < gen.count or key in self.listeners:
-                sock = self.listeners.get(key)
+            while slot < gen.count or (listen, slot) in self.listeners:
+                sock = self.listeners.get((listen, slot))
                 if sock is None:
-                    sock = self.listeners[key] = open_listener(listen)
+                    sock = self.listeners[listen, slot] = open_listener(
+                        listen, first=not self._holds_overlapping(listen))
                 slots.setdefault(slot % gen.count, []).append(sock)
                 slot += 1
-                key = (listen.family, listen.host, listen.port, slot)
         return slots
+
+    def _holds_overlapping(self, listen: Listen) -> bool:
+        """True when the master listens on ``listen`` or an address overlapping it.
+
+        Then the address is already the master's: a new listener joins with
+        ``SO_REUSEPORT``, for an exclusive one would fail on the master's own socket (a
+        reload that turns ``127.0.0.1:P`` into ``0.0.0.0:P``).
+        """
+        return any(held.covers(listen) or listen.covers(held) for held, _ in self.listeners)
 
     def _spawn(self, gen: Generation, slot: int) -> None:
         # Stop signals stay blocked across the fork until the worker has its handlers,
@@ -134,8 +150,37 @@ class Master:
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         gen.workers[pid] = (slot, time.monotonic())
 
+    def _close_listeners(self) -> None:
+        for sock in self.listeners.values():
+            sock.close()
+        self.listeners.clear()
+
+    def _close_unused_listeners(self) -> None:
+        """Close the listeners the current workers do not use (addresses a reload dropped).
+
+        The previous workers closed their own copies when told to stop, so nobody would
+        accept from these: closed, they refuse new connections instead of queueing them.
+        """
+        in_use = {id(s) for socks in self.current.slots.values() for s in socks}
+        for key, sock in list(self.listeners.items()):
+            if id(sock) not in in_use:
+                sock.close()
+                del self.listeners[key]
+
     # -- signals ------------------------------------------------------------------
-    def _reap(self, _signum: int = 0) -> None:
+    def _child_exited(self, _signum: int) -> None:
+        """Reap once every signal read with this SIGCHLD has been dispatched.
+
+        A stop signal sent to the whole process group (systemd's default, Ctrl-C) reaches
+        the master and the workers together; an idle worker can exit before the master
+        has run its own handler, and the kernel then runs the SIGCHLD handler first (it
+        stacks both handlers at once, the later-numbered one on top), so the self-pipe
+        reads SIGCHLD before SIGTERM. Reaping after the batch lets the stop be seen
+        first, so that a worker's clean exit is not taken for a crash and replaced.
+        """
+        self.loop.call_soon(self._reap)
+
+    def _reap(self) -> None:
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -152,6 +197,7 @@ class Master:
         if pid in gen.workers:
             slot, started = gen.workers.pop(pid)
             if self.stopping:
+                log_requested_exit(slot, pid, status, logging.INFO)
                 return
             log.error("worker %d (pid %d) exited with %s; starting a new one",
                       slot, pid, describe_status(status))
@@ -159,8 +205,11 @@ class Master:
             self.loop.call_later(delay, lambda: self._respawn(gen, slot))
             return
         for old in list(self.old):
-            if old.workers.pop(pid, None) is not None and not old.workers:
-                self._retire(old)
+            entry = old.workers.pop(pid, None)
+            if entry is not None:
+                log_requested_exit(entry[0], pid, status, logging.DEBUG)
+                if not old.workers:
+                    self._retire(old)
 
     def _respawn(self, gen: Generation, slot: int) -> None:
         if not self.stopping and gen is self.current:
@@ -173,12 +222,8 @@ class Master:
             old.pm.hook.monkey_unconfigure(config=old.config)
         except Exception:
             log.exception("a plugin failed to release the old configuration")
-        in_use = {id(s) for gen in (self.current, *self.old) for socks in gen.slots.values()
-                  for s in socks}
-        for key, sock in list(self.listeners.items()):
-            if id(sock) not in in_use:
-                sock.close()
-                del self.listeners[key]
+        if not self.stopping:
+            log.info("reload finished: the workers of the previous configuration have stopped")
 
     def _all_workers(self) -> list[int]:
         return [pid for gen in (self.current, *self.old) for pid in gen.workers]
@@ -188,6 +233,10 @@ class Master:
             return
         self.stopping = True
         log.info("stopping (%s)", signal.Signals(signum).name)
+        # The workers close their copies of the listeners when they get the signal; with
+        # the master's closed too, a new connection is refused at once (clients and load
+        # balancers try elsewhere) instead of waiting in a queue nobody accepts from.
+        self._close_listeners()
         sig = signal.SIGQUIT if signum == signal.SIGQUIT else signal.SIGTERM
         for pid in self._all_workers():
             kill(pid, sig)
@@ -204,30 +253,39 @@ class Master:
         if self.stopping:
             return
         log.info("reloading the configuration")
+        gen = self._next_generation()
+        if gen is None:
+            return
+        old, self.current = self.current, gen
+        for slot in range(gen.count):
+            self._spawn(gen, slot)
+        log.info("configuration reloaded: %d worker(s) started on it; the previous workers "
+                 "finish their requests", gen.count)
+        self.old.append(old)
+        for pid in old.workers:
+            kill(pid, signal.SIGTERM)
+        self._close_unused_listeners()
+        if not old.workers:
+            self._retire(old)
+
+    def _next_generation(self) -> Generation | None:
+        """The reloaded configuration with its listeners; None, logged, if it cannot run."""
         try:
             config = self.reload_config()
             pm = prepare(config)
             pm.hook.monkey_configure(config=config)
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
-            return
+            return None
         gen = Generation(config, pm, config.server.worker_count(), {})
         try:
             gen.slots = self._listeners_for(gen)
         except OSError as exc:
-            log.error("reload refused: %s", exc)
+            log.error("reload refused, keeping the running configuration: %s", exc.strerror)
+            self._close_unused_listeners()
             pm.hook.monkey_unconfigure(config=config)
-            return
-        old, self.current = self.current, gen
-        for slot in range(gen.count):
-            self._spawn(gen, slot)
-        if old.workers:
-            self.old.append(old)
-            for pid in old.workers:
-                kill(pid, signal.SIGTERM)
-        else:
-            self.old.append(old)
-            self._retire(old)
+            return None
+        return gen
 
     # -- pid file -------------------------------------------------------------------
     def _write_pid(self) -> None:
@@ -245,18 +303,44 @@ class Master:
                 pass
 
 
-def open_listener(listen) -> socket.socket:
+def open_listener(listen: Listen, first: bool) -> socket.socket:
+    """A listening socket on ``listen`` that the master's other listeners there can join.
+
+    ``first`` is True for the first listener of an address in this master. It binds and
+    listens *without* ``SO_REUSEPORT`` and turns the option on only once it listens: any
+    socket already on the address makes it fail with "Address already in use", even one
+    that set ``SO_REUSEPORT`` under the same user (a second monkey_py started by
+    mistake), which the kernel would otherwise let share the port and its traffic. The
+    master's further listeners set ``SO_REUSEPORT`` before binding and join it.
+
+    This is race-free where probing with a throwaway socket is not (another server can
+    take the address between closing the probe and binding): the listener is its own
+    probe, and the kernel checks each bind and listen atomically against the sockets
+    there, so of two servers starting together at most one gets to listen.
+    ``SO_REUSEADDR`` lets both bind while neither listens, but not both listen.
+    """
+    try:
+        return _listening_socket(listen, first)
+    except OSError as exc:
+        hint = ADDRESS_IN_USE_HINT if exc.errno == errno.EADDRINUSE else ""
+        raise OSError(exc.errno, f"cannot listen on {listen}: {exc.strerror}{hint}") from None
+
+
+def _listening_socket(listen: Listen, first: bool) -> socket.socket:
     sock = socket.socket(listen.family, socket.SOCK_STREAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if not first:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         if listen.family == socket.AF_INET6:
             sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
         sock.bind((listen.host, listen.port))
         sock.listen(BACKLOG)
-    except OSError as exc:
+        if first:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    except BaseException:
         sock.close()
-        raise OSError(exc.errno, f"cannot listen on {listen}: {exc.strerror}") from None
+        raise
     sock.set_inheritable(True)
     return sock
 
@@ -269,6 +353,14 @@ def kill(pid: int, sig: int) -> None:
     except OSError as exc:
         if exc.errno != errno.ESRCH:
             raise
+
+
+def log_requested_exit(slot: int, pid: int, status: int, clean_level: int) -> None:
+    """Log the exit of a worker the master told to stop: a clean one at ``clean_level``."""
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        log.log(clean_level, "worker %d (pid %d) stopped", slot, pid)
+    else:
+        log.warning("worker %d (pid %d) stopped with %s", slot, pid, describe_status(status))
 
 
 def describe_status(status: int) -> str:

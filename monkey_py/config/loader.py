@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from pathlib import Path
 
+from .addresses import check_distinct
 from .errors import ConfigError, Location
-from .model import Config, Handler, Listen, PluginRef, ServerConfig, Site
+from .model import MAX_WORKERS, Config, Handler, Listen, PluginRef, ServerConfig, Site
 from .schema import Key, check_sections, one_section, read_section, where_first
 from .syntax import Document, Section, parse_file
 from .values import (
@@ -62,7 +64,7 @@ def load_config(confdir: str | Path) -> Config:
 
     documents = [main]
     plugins_path = directory / PLUGINS_FILE
-    if plugins_path.exists():
+    if os.path.lexists(plugins_path):
         plugins_document = parse_file(plugins_path)
         check_sections(plugins_document, {"PLUGINS": False})
         documents.append(plugins_document)
@@ -83,9 +85,8 @@ def _server_keys(directory: Path) -> list[Key]:
             listen,
             default=[Listen("0.0.0.0", 2001, socket.AF_INET)],
             repeatable=True,
-            unique=True,
         ),
-        Key("Workers", integer(0), default=0),
+        Key("Workers", workers, default=0),
         Key("Timeout", seconds, default=15.0),
         Key("KeepAlive", boolean, default=True, attr="keepalive"),
         Key("KeepAliveTimeout", seconds, default=5.0, attr="keepalive_timeout"),
@@ -109,7 +110,24 @@ def _read_server(section: Section, directory: Path, warnings: list[str]) -> Serv
     values = read_section(
         section, _server_keys(directory), ignored=NO_EFFECT_KEYS, warnings=warnings
     )
+    listen_lines = section.get_all("Listen")
+    check_distinct(
+        [(address, line.location) for address, line in zip(values["listen"], listen_lines)],
+        "Listen",
+    )
     return ServerConfig(**values)
+
+
+def workers(value: str, location: Location) -> int:
+    """A worker count for ``Workers`` or ``-w``: 0 (one per CPU) to MAX_WORKERS."""
+    try:
+        return integer(0, MAX_WORKERS)(value, location)
+    except ConfigError:
+        raise ConfigError(
+            f"Workers {value}: expected 0 (one worker per CPU) to {MAX_WORKERS} worker "
+            "processes",
+            location,
+        ) from None
 
 
 def _index_files(value: str, location: Location) -> list[str]:
@@ -182,11 +200,15 @@ def _site_files(directory: Path) -> list[Path]:
             "a [HOST] section",
             Location(str(sites_dir)),
         )
-    files = [
-        entry
-        for entry in sites_dir.iterdir()
-        if entry.is_file() and not entry.name.startswith(".") and not entry.name.endswith("~")
-    ]
+    default = sites_dir / DEFAULT_SITE
+    if default.is_dir():
+        raise ConfigError(
+            f"{default} is a directory, but the default site is a file holding a [HOST] "
+            f"section; move the directory away (e.g. to {sites_dir / ('.' + DEFAULT_SITE)}) "
+            "and write the site file in its place",
+            Location(str(default)),
+        )
+    files = [entry for entry in sites_dir.iterdir() if not _not_a_site(entry)]
     if not files:
         raise ConfigError(
             f"no site in {sites_dir}: create a site file '{DEFAULT_SITE}' holding a [HOST] "
@@ -194,6 +216,14 @@ def _site_files(directory: Path) -> list[Path]:
             Location(str(sites_dir)),
         )
     return sorted(files, key=lambda entry: (entry.name != DEFAULT_SITE, entry.name))
+
+
+def _not_a_site(entry: Path) -> bool:
+    """True for what sites/ may hold besides sites: hidden names, editor backups (``~``),
+    directories. Anything else is read as a site, so that a dangling symbolic link or a
+    FIFO is reported instead of silently skipped.
+    """
+    return entry.name.startswith(".") or entry.name.endswith("~") or entry.is_dir()
 
 
 def _read_sites(directory: Path, plugin_names: list[str]) -> list[Site]:

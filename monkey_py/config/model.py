@@ -12,6 +12,8 @@ from .errors import ConfigError, Location
 from .syntax import Document, Section, parse_file
 
 CORE_SITE_SECTIONS = frozenset({"HOST", "ERROR_PAGES", "HANDLERS"})
+# The most worker processes a server starts, whatever Workers says or the CPUs number.
+MAX_WORKERS = 1024
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,23 @@ class Listen:
     host: str
     port: int
     family: socket.AddressFamily
+
+    @property
+    def is_wildcard(self) -> bool:
+        """True for ``0.0.0.0`` and ``::``: every address of the family."""
+        return self.host in ("0.0.0.0", "::")
+
+    @property
+    def family_name(self) -> str:
+        """``IPv4`` or ``IPv6``, as messages name the family."""
+        return "IPv6" if self.family == socket.AF_INET6 else "IPv4"
+
+    def covers(self, other: "Listen") -> bool:
+        """True when a listener on this address takes ``other``'s connections too."""
+        return (
+            self.family == other.family and self.port == other.port
+            and (self.host == other.host or self.is_wildcard)
+        )
 
     def __str__(self) -> str:
         if self.family == socket.AF_INET6:
@@ -75,7 +94,7 @@ class ServerConfig:
 
     def worker_count(self) -> int:
         """How many worker processes to start: ``Workers``, or one per CPU when it is 0."""
-        return self.workers or os.cpu_count() or 1
+        return self.workers or min(os.cpu_count() or 1, MAX_WORKERS)
 
 
 @dataclass(frozen=True)
@@ -127,7 +146,7 @@ class Config:
         """Plugin ``name``'s own configuration file, parsed once; None if it has none."""
         if name not in self._plugin_documents:
             path = self.plugin_config_path(name)
-            self._plugin_documents[name] = parse_file(path) if path.is_file() else None
+            self._plugin_documents[name] = parse_file(path) if os.path.lexists(path) else None
         return self._plugin_documents[name]
 
     def check_site_sections(self, claimed: set[str]) -> None:

@@ -10,12 +10,16 @@ from __future__ import annotations
 import glob
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, Location
 
 INCLUDE = "@INCLUDE"
+# The most a configuration file may hold: real ones are a few kilobytes; the bound keeps
+# a mistaken path (/dev/zero, a log file) from exhausting memory.
+MAX_FILE_SIZE = 1024 * 1024
 _SECTION_RE = re.compile(r"\[([A-Za-z0-9_.-]+)\]")
 _GLOB_CHARS = frozenset("*?[")
 
@@ -85,18 +89,73 @@ def _real(path: str) -> str:
 
 
 def _read(path: str, included_at: Location | None) -> str:
+    """The text of the configuration file at ``path``; a UTF-8 byte order mark is dropped.
+
+    Editors on Windows start UTF-8 files with a byte order mark; it carries no meaning,
+    so it is accepted rather than reported as an unindented line.
+    """
     where = included_at or Location(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        raise ConfigError(f"cannot read {path}: no such file", where) from None
-    except IsADirectoryError:
-        raise ConfigError(f"cannot read {path}: it is a directory, not a file", where) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"cannot read {path}: not UTF-8 text ({exc.reason})", where) from None
+        data = _read_regular_file(path)
+    except _NotReadable as exc:
+        raise ConfigError(f"cannot read {path}: {exc}", where) from None
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", where) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"cannot read {path}: not UTF-8 text ({exc.reason})", where) from None
+
+
+class _NotReadable(Exception):
+    """Why a path is not a configuration file this parser reads."""
+
+
+def _read_regular_file(path: str) -> bytes:
+    """The bytes of the regular file at ``path``, refused past MAX_FILE_SIZE.
+
+    The type is checked before opening, because opening a FIFO waits for a writer and
+    opening a device may act on it; the open is non-blocking and checked again with
+    fstat, in case the path was replaced in between. Reading stops one byte past the
+    limit, so a file that grows while it is read cannot exhaust memory either.
+    """
+    try:
+        _check_regular(os.stat(path).st_mode)
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise _NotReadable(
+                f"it is a symbolic link to '{os.readlink(path)}', which does not exist; "
+                "fix the link or remove it"
+            ) from None
+        raise _NotReadable("no such file") from None
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(fd, "rb") as handle:
+        status = os.fstat(fd)
+        _check_regular(status.st_mode)
+        data = handle.read(MAX_FILE_SIZE + 1)
+    if len(data) > MAX_FILE_SIZE:
+        size = max(status.st_size, len(data))
+        raise _NotReadable(
+            f"{size} bytes is more than a configuration file may hold "
+            f"({MAX_FILE_SIZE // (1024 * 1024)} MB); check that the path names the intended file"
+        )
+    return data
+
+
+_FILE_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a named pipe (FIFO)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _check_regular(mode: int) -> None:
+    if not stat.S_ISREG(mode):
+        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a file")
+        raise _NotReadable(f"it is {kind}, not a regular file; configuration files must be "
+                           "regular files")
 
 
 def _parse_into(
@@ -204,9 +263,9 @@ class _Parser:
             raise ConfigError(f"{INCLUDE} needs a path: write '{INCLUDE} <path or glob>'", where)
         pattern = os.path.join(os.path.dirname(self.path), parts[1].strip())
         if _GLOB_CHARS.intersection(parts[1]):
-            paths = sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+            paths = sorted(p for p in glob.glob(pattern) if not os.path.isdir(p))
         else:
-            if not os.path.exists(pattern):
+            if not os.path.lexists(pattern):
                 raise ConfigError(
                     f"{INCLUDE} {parts[1].strip()}: {pattern} does not exist; "
                     "fix the path (relative paths start at this file's directory)",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -14,13 +17,22 @@ from rawhttp import Client
 from support import MonkeyProcess, free_port, section, site, write_confdir
 
 SHIPPED = Path(__file__).resolve().parents[2] / "etc" / "monkey"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def monkey(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "monkey_py", *args],
-        capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-    )
+    """Run the command to its end; past ``timeout``, kill it and any workers it started."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "monkey_py", *args], stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL, start_new_session=True,
+    ) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> str:
@@ -71,6 +83,24 @@ def test_plugins_lists_logger():
     assert any(words and words[0] == "logger" for words in lines)
 
 
+def test_plugins_sample_in_cli_md_is_the_real_output():
+    """Every line of the sample is printed, and monkey_py's own entry points are all in it.
+
+    Other installed distributions may add lines to the real output (docs/examples are
+    installed by make; a user may install more), so only monkey_py's lines must match.
+    """
+    text = (DOCS / "cli.md").read_text()
+    start = text.index("$ monkey plugins\n") + len("$ monkey plugins\n")
+    sample = text[start:text.index("```", start)].splitlines()
+    real = monkey("plugins").stdout.splitlines()
+    assert [line for line in sample if line not in real] == []
+
+    def shipped(lines):
+        return [line for line in lines if line.split()[1:2] == ["monkey_py"]]
+
+    assert shipped(sample) == shipped(real)
+
+
 def test_check_accepts_a_good_configuration(confdir):
     conf, _ = confdir
     result = monkey("check", "-c", str(conf))
@@ -93,6 +123,10 @@ def test_check_accepts_the_shipped_configuration():
     ("monkey.conf", section("SERVER", "Listen 2001", "KeepAlive Maybe"), "monkey.conf:3:",
      "Maybe"),
     ("monkey.conf", "[SERVER]\n    Listen 2001\n  Workers 1\n", "monkey.conf:3:", ""),
+    ("monkey.conf", section("SERVER", "Listen 2001") + "@INCLUDE /dev/zero\n", "monkey.conf:3:",
+     "/dev/zero: it is a character device, not a regular file"),
+    ("monkey.conf", "\ufeff" + section("SERVER", "Listen 2001", "Workers 100000000"),
+     "monkey.conf:3:", "Workers 100000000: expected 0 (one worker per CPU) to 1024"),
     ("plugins.load", section("PLUGINS", "Load logger", "Load no_such_plugin"),
      "plugins.load:3:", "no_such_plugin"),
     ("sites/default", section("HOST", "ServerName localhost", "DocumentRoot /no/such/dir"),
@@ -135,6 +169,27 @@ def test_start_on_a_port_in_use_is_one_line(confdir):
     assert_one_line_error(result, f"monkey: cannot listen on 127.0.0.1:{port}")
 
 
+def test_a_second_server_on_the_same_address_is_refused(confdir, tmp_path):
+    """SO_REUSEPORT would let it share the port and split the traffic: nginx refuses too."""
+    conf, port = confdir
+    first = MonkeyProcess(conf, port)
+    try:
+        other_root = tmp_path / "other"
+        other_root.mkdir()
+        (other_root / "index.html").write_text("second\n")
+        other = write_confdir(other_root, [f"Listen 127.0.0.1:{port}", "Workers 1"],
+                              {"default": site("localhost", other_root)})
+        result = monkey("-c", str(other), timeout=10)
+        assert result.returncode == 1
+        assert_one_line_error(
+            result, f"monkey: cannot listen on 127.0.0.1:{port}: Address already in use")
+        for _ in range(10):
+            with Client(port) as client:
+                assert client.request("GET", "/").body == b"<h1>cli</h1>\n"
+    finally:
+        assert first.stop() == 0
+
+
 def test_unknown_option_is_a_usage_error():
     result = monkey("--no-such-option")
     assert result.returncode == 2
@@ -150,6 +205,24 @@ def test_port_option_overrides_listen(confdir):
         with Client(port) as client:
             response = client.request("GET", "/")
         assert (response.status, response.body) == (200, b"<h1>cli</h1>\n")
+    finally:
+        assert server.stop() == 0
+
+
+def test_port_option_on_the_shipped_configuration_serves(tmp_path):
+    """-p turns its three Listen lines into one address: one listener, not three copies."""
+    conf = tmp_path / "monkey"
+    shutil.copytree(SHIPPED, conf)
+    port = free_port()
+    server = MonkeyProcess(conf, port, "-p", str(port), "-w", "1")
+    try:
+        for _ in range(3):
+            with Client(port, timeout=5) as client:
+                assert client.request("GET", "/").status == 200
+        log = server.log()
+        assert log.count("listening on") == 1
+        assert f"listening on 0.0.0.0:{port} with 1 worker(s)" in log
+        assert "crashed" not in log and "ERROR" not in log
     finally:
         assert server.stop() == 0
 

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import http.client
 import os
+import resource
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 
 import pytest
 
 from rawhttp import Client
-from support import site
+from support import free_port, site, write_confdir
 
 INDEX = b"<h1>workers</h1>\n"
 BIG_SIZE = 32 * 1024 * 1024
@@ -39,6 +43,21 @@ def make_docroot(base):
 def get_index(port: int, host: str = "localhost"):
     with Client(port, timeout=5) as client:
         return client.request("GET", "/", host=host)
+
+
+def refused(port: int) -> bool:
+    """True when a connection to ``port`` is refused; one that is accepted is closed."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def is_zombie(pid: int) -> bool:
+    """True once process ``pid`` has exited and waits for its parent to reap it."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0] == "Z"
 
 
 def replaced(server, old_pids: set[int], count: int = 2):
@@ -76,6 +95,29 @@ def test_workers_setting_starts_that_many_processes(shared):
         assert f"PPid:\t{shared.pid}\n" in status
 
 
+def test_the_master_lifts_its_descriptor_limit_for_its_listeners(tmp_path):
+    """The master holds a listener per address and worker: 3 x 12 here, over a limit of 32."""
+    root = make_docroot(tmp_path)
+    ports = [free_port() for _ in range(3)]
+    conf = write_confdir(tmp_path, [*(f"Listen 127.0.0.1:{port}" for port in ports),
+                                    "Workers 12"], {"default": site("localhost", root)})
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monkey_py", "-c", str(conf)], stderr=subprocess.PIPE,
+        start_new_session=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (32, hard)),
+    )
+    try:
+        wait_until(lambda: proc.poll() is not None or not refused(ports[-1]))
+        assert proc.poll() is None, proc.stderr.read().decode()
+        for port in ports:
+            assert get_index(port).status == 200
+    finally:
+        proc.terminate()
+        assert proc.wait(10) == 0
+        proc.stderr.close()
+
+
 def test_killed_worker_is_replaced_and_requests_go_on(shared):
     before = wait_until(lambda: len(shared.worker_pids()) == 2 and shared.worker_pids())
     victim = before[0]
@@ -108,6 +150,37 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0(two_workers):
     assert time.monotonic() - start < 4.0
     with pytest.raises(OSError):
         Client(two_workers.port, timeout=1)
+
+
+def test_sigterm_refuses_new_connections_at_once_while_requests_finish(two_workers):
+    """Clients and load balancers must see the port closed, not a connect that hangs."""
+    with Client(two_workers.port, timeout=10, rcvbuf=65536) as client:
+        client.send(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert client.read_head().status == 200
+        two_workers.signal(signal.SIGTERM)
+        wait_until(lambda: refused(two_workers.port), timeout=1.0)
+        assert two_workers.proc.poll() is None
+        body = client.read_to_close()
+    assert len(body) == BIG_SIZE
+    assert two_workers.proc.wait(10) == 0
+
+
+def test_sigterm_to_the_process_group_stops_the_workers_without_replacing_them(two_workers):
+    """As systemd and Ctrl-C do, the master and its workers get the signal together."""
+    pids = two_workers.worker_pids()
+    # Hold the master still while the workers exit: it then gets their exits and its own
+    # SIGTERM at once, the order in which an idle worker's quick exit can put them.
+    two_workers.signal(signal.SIGSTOP)
+    os.killpg(two_workers.pid, signal.SIGTERM)
+    wait_until(lambda: all(is_zombie(pid) for pid in pids))
+    two_workers.signal(signal.SIGCONT)
+    assert two_workers.proc.wait(10) == 0
+    log = two_workers.log()
+    assert "[ERROR]" not in log and "starting a new one" not in log
+    for pid in pids:
+        assert f"[INFO] [pid {two_workers.pid}] worker" in log
+        assert f"(pid {pid}) stopped\n" in log
+    assert log.splitlines()[-1].endswith(f"[INFO] [pid {two_workers.pid}] stopped")
 
 
 def test_sigterm_closes_idle_keepalive_connections_and_exits_at_once(two_workers):
@@ -253,6 +326,8 @@ def test_sighup_loads_a_new_site(two_workers, tmp_path):
     two_workers.signal(signal.SIGHUP)
     # Until the old workers have stopped, either generation may answer.
     wait_until(lambda: replaced(two_workers, old))
+    wait_until(lambda: "reload finished" in two_workers.log())
+    assert "configuration reloaded: 2 worker(s) started on it" in two_workers.log()
     # Every worker of the new generation serves it, and the old site is still there.
     for _ in range(10):
         assert get_index(two_workers.port, "new.test").body == b"the new site\n"
@@ -278,3 +353,72 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(two_workers):
     two_workers.signal(signal.SIGHUP)
     wait_until(lambda: replaced(two_workers, pids))
     assert get_index(two_workers.port).status == 200
+
+
+def test_sighup_with_an_include_of_a_fifo_is_refused_at_once(two_workers):
+    """Opening a FIFO waits for a writer: the master would hang in the middle of a reload."""
+    conf = two_workers.confdir / "monkey.conf"
+    good = conf.read_text()
+    fifo = two_workers.confdir / "pipe.conf"
+    os.mkfifo(fifo)
+    conf.write_text(good + "@INCLUDE pipe.conf\n")
+    pids = set(two_workers.worker_pids())
+    two_workers.signal(signal.SIGHUP)
+    wait_until(lambda: "reload refused" in two_workers.log(), timeout=5)
+    line = len(good.splitlines()) + 1
+    assert (f"{conf}:{line}: cannot read {fifo}: it is a named pipe (FIFO), not a regular "
+            "file") in two_workers.log()
+    assert [get_index(two_workers.port).status for _ in range(10)] == [200] * 10
+    assert set(two_workers.worker_pids()) == pids
+
+
+def test_sighup_onto_an_address_in_use_is_refused_and_leaves_nothing_open(two_workers):
+    conf = two_workers.confdir / "monkey.conf"
+    good = conf.read_text()
+    added = free_port()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        conf.write_text(good + f"    Listen 127.0.0.1:{added}\n    Listen 127.0.0.1:{taken}\n")
+        pids = set(two_workers.worker_pids())
+        two_workers.signal(signal.SIGHUP)
+        wait_until(lambda: "reload refused" in two_workers.log())
+    assert (f"reload refused, keeping the running configuration: cannot listen on "
+            f"127.0.0.1:{taken}: Address already in use") in two_workers.log()
+    # The address the refused configuration added first was closed again.
+    assert refused(added)
+    assert [get_index(two_workers.port).status for _ in range(10)] == [200] * 10
+    assert set(two_workers.worker_pids()) == pids
+
+
+def test_sighup_widening_an_address_to_its_wildcard_reloads(two_workers):
+    """127.0.0.1:P to 0.0.0.0:P: the master's own listeners must not refuse the reload."""
+    conf = two_workers.confdir / "monkey.conf"
+    conf.write_text(conf.read_text().replace("Listen 127.0.0.1:", "Listen "))
+    old = set(two_workers.worker_pids())
+    two_workers.signal(signal.SIGHUP)
+    wait_until(lambda: replaced(two_workers, old))
+    assert "reload refused" not in two_workers.log()
+    assert [get_index(two_workers.port).status for _ in range(10)] == [200] * 10
+
+
+def test_sighup_dropping_an_address_refuses_it_at_once(start_monkey, tmp_path):
+    """The old workers close their listeners when told to stop: so does the master."""
+    root = make_docroot(tmp_path)
+    with open(root / "big.bin", "wb") as f:
+        f.write(os.urandom(1024) * (BIG_SIZE // 1024))
+    dropped = free_port()
+    server = start_monkey(server=[f"Listen 127.0.0.1:{dropped}", "Workers 2", "Timeout 5"],
+                          sites={"default": site("localhost", root)})
+    conf = server.confdir / "monkey.conf"
+    with Client(server.port, timeout=10, rcvbuf=65536) as client:
+        client.send(b"GET /big.bin HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert client.read_head().status == 200
+        conf.write_text(conf.read_text().replace(f"    Listen 127.0.0.1:{dropped}\n", ""))
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in server.log())
+        # An old worker is still sending the response: the old generation is not gone.
+        wait_until(lambda: refused(dropped), timeout=1.0)
+        assert get_index(server.port).status == 200
+        assert len(client.read_to_close()) == BIG_SIZE

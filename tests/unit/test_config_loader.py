@@ -126,6 +126,22 @@ def test_monkey_keys_without_effect_are_warnings(confdir: Path) -> None:
     ]
 
 
+def test_workers_is_bounded(confdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(confdir / "monkey.conf", "[SERVER]\n    Workers 1024\n")
+    assert load_config(confdir).server.worker_count() == 1024
+    write(confdir / "monkey.conf", "[SERVER]\n    Workers 0\n")
+    monkeypatch.setattr(os, "cpu_count", lambda: 4096)
+    assert load_config(confdir).server.worker_count() == 1024
+
+
+def test_wildcards_of_both_families_and_other_ports_do_not_overlap(confdir: Path) -> None:
+    write(confdir / "monkey.conf",
+          "[SERVER]\n    Listen 2001\n    Listen [::]:2001\n    Listen 127.0.0.1:2002\n")
+    assert [str(a) for a in load_config(confdir).server.listen] == [
+        "0.0.0.0:2001", "[::]:2001", "127.0.0.1:2002"
+    ]
+
+
 SERVER = "[SERVER]\n    Listen 1\n"
 
 
@@ -138,7 +154,21 @@ SERVER = "[SERVER]\n    Listen 1\n"
             "Listen 0.0.0.0:2001 is given twice (first at line 2)",
         ),
         ("[SERVER]\n    Listen 70000\n", 2, "port 70000 is out of range"),
-        ("[SERVER]\n    Workers -1\n", 2, "out of range; expected a number >= 0"),
+        ("[SERVER]\n    Workers -1\n", 2, "Workers -1: expected 0 (one worker per CPU) to 1024"),
+        ("[SERVER]\n    Workers 100000000\n", 2, "Workers 100000000: expected 0 (one"),
+        ("[SERVER]\n    Workers many\n", 2, "Workers many: expected 0 (one worker per CPU)"),
+        (
+            "[SERVER]\n    Listen 2001\n    Listen 127.0.0.1:2001\n",
+            3,
+            "Listen 127.0.0.1:2001 overlaps Listen 0.0.0.0:2001 (line 2): 0.0.0.0:2001 already "
+            "accepts connections to every IPv4 address on port 2001; remove one",
+        ),
+        (
+            "[SERVER]\n    Listen [::1]:2001\n    Listen [::]:2001\n",
+            3,
+            "Listen [::]:2001 overlaps Listen [::1]:2001 (line 2): [::]:2001 already "
+            "accepts connections to every IPv6 address on port 2001",
+        ),
         ("[SERVER]\n    Timeout 0\n", 2, "greater than 0"),
         ("[SERVER]\n    KeepAlive yes\n", 2, "valid values: On, Off"),
         ("[SERVER]\n    MaxKeepAliveRequest 0\n", 2, "expected a number >= 1"),
@@ -239,6 +269,51 @@ def test_sites_order_default_first_and_ignored_files(confdir: Path) -> None:
     config = load_config(confdir)
     assert [s.name for s in config.sites] == ["default", "alpha", "zeta"]
     assert config.default_site.name == "default"
+
+
+def test_a_dangling_symbolic_link_in_sites_is_reported(confdir: Path) -> None:
+    link = confdir / "sites" / "blog"
+    link.symlink_to("../available/blog")
+    error = load_error(confdir)
+    at(error, link, 0)
+    assert "symbolic link to '../available/blog', which does not exist" in error.message
+
+
+def test_a_fifo_in_sites_is_reported(confdir: Path) -> None:
+    fifo = confdir / "sites" / "pipe"
+    os.mkfifo(fifo)
+    error = load_error(confdir)
+    at(error, fifo, 0)
+    assert "named pipe (FIFO), not a regular file" in error.message
+
+
+def test_a_directory_named_default_is_refused(confdir: Path) -> None:
+    (confdir / "sites" / "default").unlink()
+    (confdir / "sites" / "default").mkdir()
+    site(confdir, "other", HOST)
+    error = load_error(confdir)
+    at(error, confdir / "sites" / "default", 0)
+    assert "is a directory, but the default site is a file holding a [HOST] section" in (
+        error.message
+    )
+
+
+def test_a_byte_order_mark_in_monkey_conf_is_accepted(confdir: Path) -> None:
+    (confdir / "monkey.conf").write_bytes(b"\xef\xbb\xbf[SERVER]\r\n    Listen 2002\r\n")
+    assert [a.port for a in load_config(confdir).server.listen] == [2002]
+
+
+def test_a_dangling_plugins_load_or_plugin_file_is_reported(confdir: Path) -> None:
+    (confdir / "plugins.load").unlink()
+    (confdir / "plugins.load").symlink_to("nowhere.load")
+    assert "symbolic link to 'nowhere.load'" in load_error(confdir).message
+    (confdir / "plugins.load").unlink()
+    config = load_config(confdir)
+    (confdir / "plugins" / "logger").mkdir(parents=True)
+    os.mkfifo(confdir / "plugins" / "logger" / "logger.conf")
+    with pytest.raises(ConfigError) as info:
+        config.plugin_config("logger")
+    assert "named pipe (FIFO)" in info.value.message
 
 
 def test_without_default_the_first_site_by_name_is_default(confdir: Path) -> None:

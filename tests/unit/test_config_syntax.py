@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from monkey_py.config import ConfigError, Location, parse_file, parse_text
+from monkey_py.config.syntax import MAX_FILE_SIZE
 
 
 def write(path: Path, text: str) -> Path:
@@ -186,3 +188,62 @@ def test_location_renders_line_zero_as_file_only() -> None:
     assert str(Location("monkey.conf", 0)) == "monkey.conf"
     assert str(Location("monkey.conf", 7)) == "monkey.conf:7"
     assert str(ConfigError("plain message")) == "plain message"
+
+
+def include_error(tmp_path: Path, target: str) -> str:
+    """The message of the error that ``@INCLUDE target`` gives, checked to be at its line."""
+    conf = write(tmp_path / "main.conf", f"[A]\n    K v\n@INCLUDE {target}\n")
+    error = error_of(conf)
+    assert error.location == Location(str(conf), 3)
+    return error.message
+
+
+def test_include_of_a_device_is_refused_without_reading_it(tmp_path: Path) -> None:
+    message = include_error(tmp_path, "/dev/zero")
+    assert "/dev/zero: it is a character device, not a regular file" in message
+
+
+def test_include_of_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe.conf")
+    assert "it is a named pipe (FIFO), not a regular file" in include_error(tmp_path, "pipe.conf")
+
+
+def test_a_glob_include_refuses_a_fifo_and_skips_directories(tmp_path: Path) -> None:
+    write(tmp_path / "conf.d" / "a.conf", "[A]\n    K v\n")
+    (tmp_path / "conf.d" / "b.conf").mkdir()
+    conf = write(tmp_path / "main.conf", "@INCLUDE conf.d/*.conf\n")
+    assert [s.name for s in parse_file(conf).sections] == ["A"]
+    os.mkfifo(tmp_path / "conf.d" / "c.conf")
+    assert "named pipe" in error_of(conf).message
+
+
+def test_a_file_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    big = tmp_path / "big.conf"
+    big.write_text("[A]\n#" + "x" * (MAX_FILE_SIZE - 5) + "\n")
+    assert big.stat().st_size == MAX_FILE_SIZE + 1
+    message = include_error(tmp_path, "big.conf")
+    assert f"{MAX_FILE_SIZE + 1} bytes is more than" in message
+    assert "(1 MB)" in message
+    big.write_text("[B]\n#" + "x" * (MAX_FILE_SIZE - 6) + "\n")
+    assert [s.name for s in parse_file(tmp_path / "main.conf").sections] == ["A", "B"]
+
+
+def test_a_dangling_symbolic_link_names_its_target(tmp_path: Path) -> None:
+    (tmp_path / "link.conf").symlink_to("gone.conf")
+    message = include_error(tmp_path, "link.conf")
+    assert "symbolic link to 'gone.conf', which does not exist" in message
+
+
+def test_a_utf8_byte_order_mark_is_ignored(tmp_path: Path) -> None:
+    conf = tmp_path / "bom.conf"
+    conf.write_bytes(b"\xef\xbb\xbf[SERVER]\r\n    Listen 2001\r\n@INCLUDE inc.conf\r\n")
+    (tmp_path / "inc.conf").write_bytes("\ufeff[X]\n    K v\n".encode())
+    document = parse_file(conf)
+    assert [s.name for s in document.sections] == ["SERVER", "X"]
+    assert document.sections[0].get("Listen").value == "2001"
+
+
+def test_a_byte_order_mark_inside_a_file_is_still_an_error(tmp_path: Path) -> None:
+    conf = tmp_path / "bom.conf"
+    conf.write_bytes("[A]\n    K v\n\ufeff[B]\n".encode())
+    assert error_of(conf).location == Location(str(conf), 3)
