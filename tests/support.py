@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -80,7 +81,10 @@ class MonkeyProcess:
             except OSError:
                 time.sleep(0.05)
                 continue
-            if self.worker_pids():
+            # Every worker the master announced ("with N worker(s)") has started.
+            announced = re.search(r"with (\d+) worker\(s\)", self.log())
+            if self.worker_pids() and (
+                    announced is None or len(self.worker_pids()) >= int(announced[1])):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"monkey did not start listening:\n{self.log()}")

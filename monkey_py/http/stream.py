@@ -158,7 +158,8 @@ class Stream:
         err = self.sock.connect_ex(address)
         if err == 0:
             self._connected()
-        elif err in (errno.EINPROGRESS, errno.EAGAIN):
+        elif err == errno.EINPROGRESS:
+            # (EAGAIN is a failure: no local port left, or a Unix socket's backlog full.)
             self.setup = self._connect_done
             self.setup_mask = EVENT_WRITE
             self.update()

@@ -201,13 +201,13 @@ class Probe:
         self.stream.close()
 
     def connection_lost(self, exc: OSError) -> None:
-        log.error("fastcgi: server %s is not reachable (%s): its requests will get 503 "
-                  "until it is started", self.spec, exc.strerror or exc)
+        log.warning("fastcgi: server %s is not reachable (%s): its requests will get 503 "
+                    "until it is started", self.spec, exc.strerror or exc)
 
     def timed_out(self) -> None:
         self.stream.close()
-        log.error("fastcgi: server %s does not accept connections (no answer in %gs)",
-                  self.spec, min(self.spec.timeout, 5.0))
+        log.warning("fastcgi: server %s does not accept connections (no answer in %gs)",
+                    self.spec, min(self.spec.timeout, 5.0))
 
     def crashed(self, exc: Exception) -> None:
         self.stream.close()

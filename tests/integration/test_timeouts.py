@@ -85,7 +85,8 @@ def test_slowloris_is_dropped_while_others_are_served(server):
             fast.stop.set()
             fast.join()
     assert elapsed is not None, "the slow client was never dropped"
-    assert TIMEOUT - 0.5 <= elapsed <= TIMEOUT + 1.5
+    # Generous above: on a loaded machine the timer and the client may both run late.
+    assert TIMEOUT - 0.5 <= elapsed <= TIMEOUT + 3.5
     if received:
         assert received.startswith(b"HTTP/1.1 408 ")
         assert b"\r\nConnection: Close\r\n" in received
@@ -99,7 +100,8 @@ def test_silent_connection_is_closed_after_timeout(server):
     with Client(server.port, timeout=10) as client:
         elapsed = client.wait_closed(TIMEOUT + 3)
     assert elapsed is not None
-    assert TIMEOUT - 0.5 <= elapsed <= TIMEOUT + 1.5
+    # Generous above: on a loaded machine the timer and the client may both run late.
+    assert TIMEOUT - 0.5 <= elapsed <= TIMEOUT + 3.5
 
 
 def test_idle_keepalive_connection_is_closed_after_keepalive_timeout(server):
