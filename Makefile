@@ -24,7 +24,19 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml $(EXAMPLES)
 PHP_FPM := $(lastword $(sort $(wildcard /usr/sbin/php-fpm*)))
 FPM_CONF := $(CONF)/plugins/fastcgi/php-fpm.conf
 
+# The HTTPS listener of etc/monkey (2443) serves a self-signed certificate for localhost,
+# generated here when it is missing or about to expire; it is not kept in git.
+CERT_DIR := $(CONF)/plugins/tls/self-signed
+
 run: $(STAMP)
+	@if [ -f "$(CONF)/plugins/tls/tls.conf" ] && ! openssl x509 -checkend 86400 -noout \
+	        -in "$(CERT_DIR)/server.crt" >/dev/null 2>&1; then \
+	    mkdir -p "$(CERT_DIR)" && openssl req -x509 -newkey rsa:2048 -nodes -days 365 \
+	        -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+	        -keyout "$(CERT_DIR)/server.key" -out "$(CERT_DIR)/server.crt" 2>/dev/null \
+	    && echo "make run: generated a self-signed certificate for localhost in $(CERT_DIR)" \
+	    || { echo "make run: cannot generate the certificate of port 2443: is openssl installed?"; exit 1; }; \
+	fi
 	@if [ -n "$(PHP_FPM)" ] && [ -f "$(FPM_CONF)" ]; then \
 	    MONKEY_PHP_USER=$$(id -un) MONKEY_PHP_GROUP=$$(id -gn) $(PHP_FPM) --nodaemonize \
 	        --fpm-config "$(FPM_CONF)" $$([ "$$(id -u)" = 0 ] && echo --allow-to-run-as-root) & \

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
+    import ssl
+
     from .config import Config
     from .http.connection import Connection
     from .http.request import Request
@@ -65,6 +67,18 @@ def monkey_unconfigure(config: "Config") -> None:
 
     Called in the master when that configuration's workers have all exited (after a
     reload or at shutdown).
+    """
+
+
+@hookspec(firstresult=True)
+def monkey_tls_context(config: "Config") -> "ssl.SSLContext | None":
+    """The server-side TLS context of the listeners marked ``tls`` (``Listen 443 tls``).
+
+    Called in the master after :func:`monkey_configure`, once per configuration that has
+    such a listener; the context is inherited by the workers at the fork. Return an
+    ``ssl.SSLContext`` (it may choose a certificate per server name with its
+    ``sni_callback``), or None to leave it to another plugin. Stops at the first
+    non-None result; the ``tls`` plugin implements it.
     """
 
 

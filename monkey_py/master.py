@@ -19,7 +19,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from .config import Config, ConfigError, Listen
+from .config import Config, ConfigError, Listen, Location
 from .loop import EventLoop
 from .pluginmanager import build_plugin_manager, claimed_site_sections
 from .worker import STOP_SIGNALS, Worker, raise_fd_limit
@@ -40,8 +40,20 @@ def prepare(config: Config):
     """Build and check everything a configuration needs; raises ConfigError."""
     pm = build_plugin_manager(config.plugins)
     config.check_site_sections(claimed_site_sections(pm))
+    if config.server.tls_listens() and not pm.hook.monkey_tls_context.get_hookimpls():
+        raise ConfigError(
+            f"Listen {config.server.tls_listens()[0]}: a TLS listener needs a plugin that "
+            "provides certificates: add 'Load tls' to plugins.load (see docs/tls.md)",
+            Location(str(config.directory / "monkey.conf")))
     pm.hook.monkey_check_config(config=config)
     return pm
+
+
+def tls_context(gen: "Generation"):
+    """The TLS context of a configuration's ``tls`` listeners, from its plugin; or None."""
+    if not gen.config.server.tls_listens():
+        return None
+    return gen.pm.hook.monkey_tls_context(config=gen.config)
 
 
 @dataclass
@@ -53,6 +65,9 @@ class Generation:
     count: int
     slots: dict[int, list[socket.socket]]
     workers: dict[int, tuple[int, float]] = field(default_factory=dict)  # pid -> (slot, start)
+    # The TLS listeners (their sockets' ids) and their context.
+    secure: set[int] = field(default_factory=set)
+    tls: object = None
 
 
 class Master:
@@ -70,6 +85,7 @@ class Master:
         # The master holds a listener per address and worker: up to 1024 per address.
         raise_fd_limit()
         gen.pm.hook.monkey_configure(config=gen.config)
+        gen.tls = tls_context(gen)
         gen.slots = self._listeners_for(gen)
         for listen in gen.config.server.listen:
             log.info("listening on %s with %d worker(s)", listen, gen.count)
@@ -111,6 +127,8 @@ class Master:
                     sock = self.listeners[listen, slot] = open_listener(
                         listen, first=not self._holds_overlapping(listen))
                 slots.setdefault(slot % gen.count, []).append(sock)
+                if listen.tls:
+                    gen.secure.add(id(sock))
                 slot += 1
         return slots
 
@@ -142,7 +160,9 @@ class Master:
                 for sock in self.listeners.values():
                     if id(sock) not in mine:
                         sock.close()
-                status = Worker(gen.config, gen.pm, slot, gen.slots[slot]).run()
+                listeners = [(sock, gen.tls if id(sock) in gen.secure else None)
+                             for sock in gen.slots[slot]]
+                status = Worker(gen.config, gen.pm, slot, listeners).run()
             except BaseException:
                 log.exception("worker %d crashed", slot)
             finally:
@@ -274,10 +294,11 @@ class Master:
             config = self.reload_config()
             pm = prepare(config)
             pm.hook.monkey_configure(config=config)
+            gen = Generation(config, pm, config.server.worker_count(), {})
+            gen.tls = tls_context(gen)
         except ConfigError as exc:
             log.error("reload refused, keeping the running configuration: %s", exc)
             return None
-        gen = Generation(config, pm, config.server.worker_count(), {})
         try:
             gen.slots = self._listeners_for(gen)
         except OSError as exc:

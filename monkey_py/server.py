@@ -109,7 +109,8 @@ class Server:
         self._error_pages = self._load_error_pages(config.sites)
 
     # -- connections --------------------------------------------------------------
-    def accept(self, sock, peer) -> None:
+    def accept(self, sock, peer, tls=None) -> None:
+        """A new client connection; ``tls``: the listener's TLS context (None: plain)."""
         conn = Connection(sock, peer, self)
         if self.hooks.accepted is not None:
             try:
@@ -121,7 +122,7 @@ class Server:
                 sock.close()
                 return
         self.connections.add(conn)
-        conn.start()
+        conn.start(tls)
 
     def connection_closed(self, conn: Connection) -> None:
         self.connections.discard(conn)

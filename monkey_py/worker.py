@@ -23,7 +23,9 @@ STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP}
 class Worker:
     """Runs in the child process after the fork; ``run()`` returns the exit status."""
 
-    def __init__(self, config, pm, index: int, listeners: list[socket.socket]) -> None:
+    def __init__(self, config, pm, index: int, listeners: list[tuple[socket.socket, object]]
+                 ) -> None:
+        """``listeners``: each socket with its TLS context (None: plain)."""
         self.config = config
         self.pm = pm
         self.index = index
@@ -46,9 +48,9 @@ class Worker:
         # The master blocked these around the fork; a signal that came since is
         # delivered now, to the handlers above.
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        for sock in self.listeners:
+        for sock, tls in self.listeners:
             sock.setblocking(False)
-            loop.add(sock, EVENT_READ, partial(self._accept, sock))
+            loop.add(sock, EVENT_READ, partial(self._accept, sock, tls))
         self.pm.hook.monkey_worker_start(worker=self)
         try:
             loop.run()
@@ -60,7 +62,7 @@ class Worker:
             loop.close()
         return 0
 
-    def _accept(self, listener: socket.socket, _mask: int) -> None:
+    def _accept(self, listener: socket.socket, tls, _mask: int) -> None:
         for _ in range(ACCEPT_BATCH):
             try:
                 sock, peer = listener.accept()
@@ -71,24 +73,24 @@ class Worker:
                     # Out of descriptors: stop accepting for a moment instead of spinning.
                     log.error("accept failed: %s; pausing accepts for 1 second", exc)
                     self.loop.remove(listener)
-                    self.loop.call_later(1.0, partial(self._resume_accept, listener))
+                    self.loop.call_later(1.0, partial(self._resume_accept, listener, tls))
                     return
                 continue
             sock.setblocking(False)
             if sock.family != socket.AF_UNIX:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.server.accept(sock, peer)
+            self.server.accept(sock, peer, tls)
 
-    def _resume_accept(self, listener: socket.socket) -> None:
+    def _resume_accept(self, listener: socket.socket, tls) -> None:
         if not self._stopping:
-            self.loop.add(listener, EVENT_READ, partial(self._accept, listener))
+            self.loop.add(listener, EVENT_READ, partial(self._accept, listener, tls))
 
     def _graceful(self, _signum: int) -> None:
         """Stop accepting, let in-flight requests finish (bounded by Timeout), then exit."""
         if self._stopping:
             return
         self._stopping = True
-        for sock in self.listeners:
+        for sock, _ in self.listeners:
             self.loop.remove(sock)
             sock.close()
         self.server.drain()

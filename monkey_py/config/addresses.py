@@ -21,7 +21,7 @@ def check_distinct(addresses: list[tuple[Listen, Location]], name: str) -> None:
     """
     for index, (address, location) in enumerate(addresses):
         for earlier, first in addresses[:index]:
-            if earlier == address:
+            if earlier.covers(address) and address.covers(earlier):  # TLS or not
                 raise ConfigError(
                     f"{name} {address} is given twice{_mention(first, location, 'first at ')}"
                     "; remove one",
@@ -43,10 +43,13 @@ def _mention(first: Location, here: Location, prefix: str = "") -> str:
 
 
 def merged(addresses: list[Listen]) -> list[Listen]:
-    """``addresses`` in order, without repeats and without those a wildcard of it covers."""
+    """``addresses`` in order, without those a wildcard of it covers, and without
+    repeats (the first of an address wins, TLS or not)."""
     kept: list[Listen] = []
     for address in addresses:
-        covered = any(other != address and other.covers(address) for other in addresses)
-        if not covered and address not in kept:
+        if any(other.is_wildcard and not address.is_wildcard and other.covers(address)
+               for other in addresses):
+            continue
+        if not any(earlier.covers(address) for earlier in kept):
             kept.append(address)
     return kept

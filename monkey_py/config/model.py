@@ -18,11 +18,16 @@ MAX_WORKERS = 1024
 
 @dataclass(frozen=True)
 class Listen:
-    """An address to listen on; ``host`` is numeric (resolved when the config is loaded)."""
+    """An address to listen on; ``host`` is numeric (resolved when the config is loaded).
+
+    ``tls``: connections are TLS (Monkey's ``Listen 443 tls``; the tls plugin provides
+    the certificates).
+    """
 
     host: str
     port: int
     family: socket.AddressFamily
+    tls: bool = False
 
     @property
     def is_wildcard(self) -> bool:
@@ -42,9 +47,9 @@ class Listen:
         )
 
     def __str__(self) -> str:
-        if self.family == socket.AF_INET6:
-            return f"[{self.host}]:{self.port}"
-        return f"{self.host}:{self.port}"
+        address = (f"[{self.host}]:{self.port}" if self.family == socket.AF_INET6
+                   else f"{self.host}:{self.port}")
+        return address + " (TLS)" if self.tls else address
 
 
 @dataclass(frozen=True)
@@ -95,6 +100,10 @@ class ServerConfig:
     def worker_count(self) -> int:
         """How many worker processes to start: ``Workers``, or one per CPU when it is 0."""
         return self.workers or min(os.cpu_count() or 1, MAX_WORKERS)
+
+    def tls_listens(self) -> list[Listen]:
+        """The listeners marked ``tls``."""
+        return [listen for listen in self.listen if listen.tls]
 
 
 @dataclass(frozen=True)

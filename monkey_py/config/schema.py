@@ -161,3 +161,14 @@ def one_section(document: Document, name: str, required: bool = False) -> Sectio
             raise ConfigError(f"no [{name.upper()}] section: add one", Location(document.path))
         return None
     return found[0]
+
+
+def plugin_section(config, plugin: str, name: str) -> Section | None:
+    """The ``[NAME]`` section of plugin ``plugin``'s own file, for a file that holds that
+    one section and nothing else; None without the file or the section. Another section,
+    or ``[NAME]`` twice, is a ConfigError at its line."""
+    document = config.plugin_config(plugin)
+    if document is None:
+        return None
+    check_sections(document, {name: False})
+    return one_section(document, name)

@@ -14,6 +14,7 @@ import os
 import pwd
 import re
 import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable, TypeVar
 from urllib.parse import urlsplit
@@ -204,16 +205,22 @@ def _is_ipv6(text: str) -> bool:
 
 
 def listen(value: str, location: Location) -> Listen:
-    """``PORT``, ``HOST:PORT`` or ``[IPV6]:PORT``; a bare port listens on all IPv4 interfaces.
+    """``PORT``, ``HOST:PORT`` or ``[IPV6]:PORT``, then optionally ``tls``; a bare port
+    listens on all IPv4 interfaces.
 
     A host name is resolved now (first address getaddrinfo returns).
     """
-    if len(value.split()) != 1:
-        raise ConfigError(
-            f"'Listen {value}': monkey_py takes one address per Listen and no listener flags "
-            "(tls, h2, h2c are not supported); write e.g. 'Listen 127.0.0.1:2001'",
-            location,
-        )
+    value, *flags = value.split()
+    for flag in flags:
+        if flag.lower() != "tls":
+            raise ConfigError(
+                f"'Listen {value} {' '.join(flags)}': the only listener flag is 'tls' "
+                f"({flag} is not supported); write e.g. 'Listen 443 tls'", location)
+    address = _address(value, location)
+    return replace(address, tls=True) if flags else address
+
+
+def _address(value: str, location: Location) -> Listen:
     if value.startswith("["):
         end = value.find("]")
         if end < 0:

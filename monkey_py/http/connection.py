@@ -21,6 +21,7 @@ from .head import RequestHead
 from .parser import ParseError, RequestParser
 from .request import Request
 from .stream import Stream
+from .tls import TlsLayer
 
 if TYPE_CHECKING:
     from ..server import Server
@@ -66,10 +67,20 @@ class Connection:
     def sock(self) -> socket.socket:
         return self.stream.sock
 
+    @property
+    def secure(self) -> bool:
+        """Whether the client speaks TLS on this connection."""
+        return self.stream.tls is not None
+
     # -- lifecycle ------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, tls=None) -> None:
+        """Serve the connection; ``tls``: the listener's TLS context (None: plain). The
+        TLS handshake, like the first request, must finish within Timeout."""
         self.stream.arm(self.loop.now + self.params.timeout)
-        self.stream.update()
+        if tls is None:
+            self.stream.update()
+        else:
+            TlsLayer(self.stream, tls, server_side=True).sniff()
 
     def close(self) -> None:
         """Close now; a response in flight is cut (its ``on_abort`` and stage 40 run)."""
@@ -242,6 +253,11 @@ class Connection:
             error = body.error
             req.site = self.server.vhosts.resolve(req.host)
             req.error(error.status, error.detail)
+        elif self._plain_on_tls:
+            # As nginx: a clear 400 in plain text, then the connection closes.
+            req.keep_alive = False
+            req.site = self.server.vhosts.resolve(req.host)
+            req.error(400, "The plain HTTP request was sent to HTTPS port.")
         else:
             self.server.dispatch(req)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import os
 
-from monkey_py.config import ConfigError, Key, check_sections, one_section, read_section, values
+from monkey_py.config import ConfigError, Key, plugin_section, read_section, values
 from monkey_py.hookspec import hookimpl
 
 from .environ import meta_variables, rules_of, set_env, site_section
@@ -40,12 +40,9 @@ SITE_KEYS = [Key("SetEnv", set_env, repeatable=True)]
 class Settings:
     def __init__(self, config) -> None:
         own = {key.attribute: key.absent_value() for key in FILE_KEYS}
-        document = config.plugin_config(NAME)
-        if document is not None:
-            check_sections(document, {SECTION: False})
-            section = one_section(document, SECTION)
-            if section is not None:
-                own = read_section(section, FILE_KEYS)
+        section = plugin_section(config, NAME, SECTION)
+        if section is not None:
+            own = read_section(section, FILE_KEYS)
         self.timeout = own["timeout"]
         self.max_scripts = own["max_scripts"]
         self.path = own["path"].encode()

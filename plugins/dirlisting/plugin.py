@@ -14,7 +14,7 @@ import os
 import stat
 from dataclasses import dataclass
 
-from monkey_py.config import ConfigError, Key, check_sections, one_section, read_section, values
+from monkey_py.config import ConfigError, Key, plugin_section, read_section, values
 from monkey_py.hookspec import hookimpl
 from monkey_py.static.paths import Forbidden, resolve, url_to_relpath
 
@@ -55,14 +55,11 @@ class Settings:
     def __init__(self, config) -> None:
         self.max_entries = 1000
         theme = DEFAULT
-        document = config.plugin_config(NAME)
-        if document is not None:
-            check_sections(document, {SECTION: False})
-            section = one_section(document, SECTION)
-            if section is not None:
-                own = read_section(section, FILE_KEYS)
-                self.max_entries = own["max_entries"]
-                theme = _theme(config, own["theme"], section)
+        section = plugin_section(config, NAME, SECTION)
+        if section is not None:
+            own = read_section(section, FILE_KEYS)
+            self.max_entries = own["max_entries"]
+            theme = _theme(config, own["theme"], section)
         self.sites: dict[str, SiteListing] = {}
         for site in config.sites:
             sections = site.sections.get(SECTION, [])

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 
-from monkey_py.config import ConfigError, check_sections, one_section
+from monkey_py.config import ConfigError, plugin_section
 from monkey_py.hookspec import hookimpl
 
 from .rules import Rules, spellings
@@ -30,12 +30,9 @@ class Settings:
 
     def __init__(self, config) -> None:
         self.everywhere = Rules()
-        document = config.plugin_config(NAME)
-        if document is not None:
-            check_sections(document, {FILE_SECTION: False})
-            section = one_section(document, FILE_SECTION)
-            if section is not None:
-                self.everywhere = Rules.read(section)
+        section = plugin_section(config, NAME, FILE_SECTION)
+        if section is not None:
+            self.everywhere = Rules.read(section)
         self.sites: dict[str, Rules] = {}
         for site in config.sites:
             sections = site.sections.get(SITE_SECTION, [])

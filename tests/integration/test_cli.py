@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,8 +14,8 @@ import pytest
 from monkey_py import __version__
 from rawhttp import Client
 from support import MonkeyProcess, free_port, section, site, write_confdir
+from tls_support import shipped_config
 
-SHIPPED = Path(__file__).resolve().parents[2] / "etc" / "monkey"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
@@ -109,8 +108,8 @@ def test_check_accepts_a_good_configuration(confdir):
     assert "1 site(s), 1 plugin(s)" in result.stdout
 
 
-def test_check_accepts_the_shipped_configuration():
-    result = monkey("check", "-c", str(SHIPPED))
+def test_check_accepts_the_shipped_configuration(tmp_path):
+    result = monkey("check", "-c", str(shipped_config(tmp_path / "monkey")))
     assert result.returncode == 0, result.stderr
     assert "configuration OK" in result.stdout
 
@@ -211,8 +210,7 @@ def test_port_option_overrides_listen(confdir):
 
 def test_port_option_on_the_shipped_configuration_serves(tmp_path):
     """-p turns its three Listen lines into one address: one listener, not three copies."""
-    conf = tmp_path / "monkey"
-    shutil.copytree(SHIPPED, conf)
+    conf = shipped_config(tmp_path / "monkey")
     port = free_port()
     server = MonkeyProcess(conf, port, "-p", str(port), "-w", "1")
     try:

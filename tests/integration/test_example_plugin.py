@@ -18,10 +18,11 @@ import time
 import pytest
 
 from monkey_py.hookspec import all_hooks
-from support import section, site, wait_for, write_confdir
+from support import free_port, section, site, wait_for, write_confdir
+from tls_support import Certificates
 
 MASTER_HOOKS = {"monkey_site_sections", "monkey_check_config", "monkey_configure",
-                "monkey_unconfigure"}
+                "monkey_unconfigure", "monkey_tls_context"}
 
 
 def read_record(path) -> list[tuple[str, int, str]]:
@@ -51,18 +52,21 @@ def record(tmp_path):
 
 
 @pytest.fixture
-def example(start_monkey, record, docroot):
-    """A server loading the example plugin, with a greeting and a Match rule."""
+def example(start_monkey, record, docroot, tmp_path):
+    """A server loading the example plugin, with a greeting and a Match rule, and a TLS
+    listener (so that monkey_tls_context is called too)."""
+    crt, key = Certificates(tmp_path / "certs").issue("server", "localhost")
     return start_monkey(
-        server=["MaxRequestSize 65536"],
-        plugins=["example"],
+        server=["MaxRequestSize 65536", f"Listen 127.0.0.1:{free_port()} tls"],
+        plugins=["example", "tls"],
         sites={"default": site(
             "127.0.0.1 localhost", docroot,
             section("EXAMPLE", "Greeting Hello from the default site"),
             section("HANDLERS", "Match ^/words/ example one two"),
         )},
         plugin_confs={"example": section("EXAMPLE", f"RecordTo {record}",
-                                         "RefuseAddress 127.0.0.2")},
+                                         "RefuseAddress 127.0.0.2"),
+                      "tls": section("TLS", f"CertificateFile {crt}", f"RSAKeyFile {key}")},
     )
 
 
@@ -107,8 +111,8 @@ def test_every_hook_is_called_in_its_process(example, record):
     # the replaced one is released when its worker is gone, the last one at shutdown.
     in_master = [hook for hook, pid, _ in calls if pid == master]
     assert in_master == [
-        "monkey_site_sections", "monkey_check_config", "monkey_configure",
-        "monkey_site_sections", "monkey_check_config", "monkey_configure",
+        "monkey_site_sections", "monkey_check_config", "monkey_configure", "monkey_tls_context",
+        "monkey_site_sections", "monkey_check_config", "monkey_configure", "monkey_tls_context",
         "monkey_unconfigure", "monkey_unconfigure",
     ]
 

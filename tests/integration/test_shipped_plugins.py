@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
-SHIPPED = Path(__file__).resolve().parents[2] / "etc" / "monkey"
-PLUGINS = ("auth", "mandril", "dirlisting", "fastcgi", "cgi")
+from tls_support import shipped_config
+
+PLUGINS = ("auth", "mandril", "dirlisting", "fastcgi", "cgi", "tls")
 
 
 def monkey(*args: str) -> subprocess.CompletedProcess:
@@ -23,12 +22,11 @@ def test_monkey_plugins_lists_them_and_the_passwd_command():
 
 
 def test_every_plugin_has_its_shipped_conf_and_checks_when_loaded(tmp_path):
-    conf = tmp_path / "monkey"
-    shutil.copytree(SHIPPED, conf)
+    conf = shipped_config(tmp_path / "monkey")
     for name in PLUGINS:
         assert (conf / "plugins" / name / f"{name}.conf").is_file()
     load = conf / "plugins.load"
     load.write_text(load.read_text().replace("# Load ", "Load "))
     result = monkey("check", "-c", str(conf))
     assert result.returncode == 0, result.stderr
-    assert "(3 site(s), 7 plugin(s))" in result.stdout
+    assert "(3 site(s), 8 plugin(s))" in result.stdout

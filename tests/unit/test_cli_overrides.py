@@ -73,3 +73,12 @@ def test_workers_option_is_bounded_like_the_key(confdir: Path) -> None:
             f"command line: Workers {count}: expected 0 (one worker per CPU) to 1024 worker "
             "processes"
         )
+
+
+def test_port_keeps_the_tls_flag_of_the_first_address_it_merges(confdir: Path) -> None:
+    (confdir / "monkey.conf").write_text(
+        "[SERVER]\n    Listen 127.0.0.1:2443 tls\n    Listen 127.0.0.1:2001\n    Listen 2002 tls\n")
+    listen = load(confdir, port=9000).server.listen
+    assert listen == [Listen("0.0.0.0", 9000, socket.AF_INET, tls=True)]
+    listen = load(confdir, listen=("127.0.0.1:8443 tls", "127.0.0.2:8080")).server.listen
+    assert listen == [Listen("127.0.0.1", 8443, socket.AF_INET, tls=True), v4("127.0.0.2", 8080)]

@@ -45,9 +45,10 @@ def at(error: ConfigError, path: Path, line: int) -> None:
 def test_shipped_configuration_loads() -> None:
     config = load_config(REPO / "etc" / "monkey")
     assert config.server.listen == [
-        Listen("0.0.0.0", port, socket.AF_INET) for port in (2001, 2002, 2003)
+        Listen("0.0.0.0", 2001, socket.AF_INET), Listen("0.0.0.0", 2443, socket.AF_INET, True),
+        *(Listen("0.0.0.0", port, socket.AF_INET) for port in (2002, 2003)),
     ]
-    assert config.plugin_names == ["logger", "proxy_reverse", "fastcgi"]
+    assert config.plugin_names == ["logger", "proxy_reverse", "fastcgi", "tls"]
     assert [site.name for site in config.sites] == ["default", "upstream-a", "upstream-b"]
     assert config.default_site.server_names == ["127.0.0.1", "localhost"]
     assert config.default_site.document_root == REPO / "etc" / "monkey" / "htdocs"

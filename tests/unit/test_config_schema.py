@@ -155,12 +155,19 @@ def test_listen_resolves_host_names() -> None:
         ("[::1:2001", "expected a closing ']'"),
         ("[nothex]:1", "'nothex' is not an IPv6 address"),
         ("::1:2001", "write IPv6 addresses in brackets"),
-        ("2001 tls", "no listener flags"),
+        ("2001 h2", "the only listener flag is 'tls' (h2 is not supported)"),
+        ("2001 tls h2c", "(h2c is not supported)"),
         ("no-such-host.invalid:2001", "cannot resolve host 'no-such-host.invalid'"),
     ],
 )
 def test_listen_errors(text: str, gist: str) -> None:
     assert gist in fails(values.listen, text)
+
+
+def test_listen_tls_flag() -> None:
+    assert values.listen("443 tls", Location("x", 1)).tls
+    assert values.listen("127.0.0.1:8443 TLS", Location("x", 1)).port == 8443
+    assert not values.listen("2001", Location("x", 1)).tls
 
 
 def test_attr_name() -> None:

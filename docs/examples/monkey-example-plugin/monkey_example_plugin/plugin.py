@@ -97,6 +97,13 @@ def monkey_unconfigure(config):
     _record(read_settings(config), "monkey_unconfigure")
 
 
+@hookimpl
+def monkey_tls_context(config):
+    """Called only when the configuration has a TLS listener (``Listen 443 tls``)."""
+    _record(read_settings(config), "monkey_tls_context")
+    return None  # the certificates are the tls plugin's: leave it to that one
+
+
 # -- lifecycle: worker processes -------------------------------------------------------
 @hookimpl
 def monkey_worker_start(worker):
