@@ -23,7 +23,7 @@ T = TypeVar("T")
 
 
 def url(server: ServerProcess, path: str) -> str:
-    return f"http://127.0.0.1:{server.port}{path}"
+    return f"{server.scheme}://127.0.0.1:{server.port}{path}"
 
 
 def percent(seconds: float, elapsed: float) -> float:

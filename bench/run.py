@@ -23,7 +23,8 @@ from scenarios import BY_NAME, SCENARIOS, Context, Outcome, run_scenario
 from servers import nginx_binary
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
-TOOLS = {"nginx": "nginx-light", "wrk": "wrk", "curl": "curl", "taskset": "util-linux"}
+TOOLS = {"nginx": "nginx-light", "wrk": "wrk", "curl": "curl", "taskset": "util-linux",
+         "openssl": "openssl"}
 
 
 def missing_tools() -> dict[str, str]:

@@ -19,9 +19,9 @@ import loads
 import procfs
 from measures import download, measure_idle, throughput, url, with_reference
 from model import MONKEY, Context, Outcome, Scenario, Setup, SetupError
-from servers import (ServerFailed, ServerProcess, free_port, monkey_server, nginx_cache_config,
-                     nginx_proxy_config, nginx_server, nginx_static_body, proxy_floor,
-                     static_floor, write_nginx_config)
+from servers import (Certificate, ServerFailed, ServerProcess, free_port, make_certificate,
+                     monkey_server, nginx_cache_config, nginx_proxy_config, nginx_server,
+                     nginx_static_body, proxy_floor, static_floor, write_nginx_config)
 
 STATIC_FILE = "8k.bin"
 STATIC_SIZE = 8192
@@ -77,17 +77,21 @@ def make_docroot(path: Path, files: dict[str, bytes | int]) -> Path:
     return path
 
 
-def static_setup(ctx: Context, workdir: Path) -> Setup:
+def static_setup(ctx: Context, workdir: Path, certificate: Certificate | None = None
+                 ) -> Setup:
     """monkey_py and nginx (with ``open_file_cache``) serving the same random 8 KB file
-    from one document root."""
+    from one document root; over HTTPS with ``certificate``."""
     body = os.urandom(STATIC_SIZE)
     docroot = make_docroot(workdir / "htdocs", {STATIC_FILE: body})
-    monkey = monkey_server(workdir, MONKEY, free_port(), ctx.server_cpu, docroot=docroot)
+    monkey = monkey_server(workdir, MONKEY, free_port(), ctx.server_cpu, docroot=docroot,
+                           certificate=certificate)
     port = free_port()
     conf = write_nginx_config(workdir / "nginx", port,
                               nginx_static_body(docroot, open_file_cache=True),
-                              connections=max(16384, ctx.idle_connections + 1024))
-    nginx = nginx_server(workdir, "nginx", port, ctx.server_cpu, conf)
+                              connections=max(16384, ctx.idle_connections + 1024),
+                              certificate=certificate)
+    nginx = nginx_server(workdir, "nginx", port, ctx.server_cpu, conf,
+                         scheme="https" if certificate else "http")
     return Setup(monkey, nginx, f"/{STATIC_FILE}", expect_body(body))
 
 
@@ -131,16 +135,18 @@ def upstreams(ctx: Context, workdir: Path, server_body: Callable[[int, Path], st
     return servers
 
 
-def proxies(ctx: Context, workdir: Path, helpers: list[ServerProcess]
-            ) -> tuple[ServerProcess, ServerProcess]:
-    """monkey_py's proxy_reverse and an nginx proxy_pass to the same upstreams."""
+def proxies(ctx: Context, workdir: Path, helpers: list[ServerProcess],
+            certificate: Certificate | None = None) -> tuple[ServerProcess, ServerProcess]:
+    """monkey_py's proxy_reverse and an nginx proxy_pass to the same upstreams; their
+    clients speak HTTPS with ``certificate``."""
     addresses = [f"127.0.0.1:{helper.port}" for helper in helpers]
     docroot = make_docroot(workdir / "htdocs", {})
     monkey = monkey_server(workdir, MONKEY, free_port(), ctx.server_cpu, docroot=docroot,
-                           proxy_servers=addresses)
+                           proxy_servers=addresses, certificate=certificate)
     port = free_port()
     nginx = nginx_server(workdir, "nginx", port, ctx.server_cpu,
-                         nginx_proxy_config(workdir / "nginx", port, addresses))
+                         nginx_proxy_config(workdir / "nginx", port, addresses, certificate),
+                         scheme="https" if certificate else "http")
     return monkey, nginx
 
 
@@ -149,18 +155,33 @@ def small_body(index: int) -> bytes:
     return f"upstream {index} ".encode().ljust(200, b".")
 
 
+def small_answer(index: int, _docroot: Path) -> str:
+    """An upstream's server body: ``small_body(index)`` from memory, the cheapest answer
+    nginx has, to spare the load CPU."""
+    return f'location / {{ return 200 "{small_body(index).decode()}"; }}'
+
+
 def prepare_proxy(ctx: Context, workdir: Path) -> Setup:
     """Both proxies in front of two upstreams that answer 200 bytes from memory."""
-    def answer(index: int, _docroot: Path) -> str:
-        # nginx answers from memory: the cheapest upstream, to spare the load CPU.
-        return f'location / {{ return 200 "{small_body(index).decode()}"; }}'
-
-    helpers = upstreams(ctx, workdir, answer)
+    helpers = upstreams(ctx, workdir, small_answer)
     monkey, nginx = proxies(ctx, workdir, helpers)
     floor = proxy_floor(workdir, free_port(), ctx.server_cpu,
                         [f"127.0.0.1:{helper.port}" for helper in helpers])
     return Setup(monkey, nginx, f"/{SMALL_FILE}",
                  expect_any_of([small_body(1), small_body(2)]), helpers, floor)
+
+
+def prepare_https_static(ctx: Context, workdir: Path) -> Setup:
+    """The static setup over HTTPS: the same certificate, protocols and keep-alive."""
+    return static_setup(ctx, workdir, make_certificate(workdir / "certificate"))
+
+
+def prepare_https_proxy(ctx: Context, workdir: Path) -> Setup:
+    """The proxy setup with HTTPS clients (plain upstreams), as TLS terminators."""
+    helpers = upstreams(ctx, workdir, small_answer)
+    monkey, nginx = proxies(ctx, workdir, helpers, make_certificate(workdir / "certificate"))
+    return Setup(monkey, nginx, f"/{SMALL_FILE}",
+                 expect_any_of([small_body(1), small_body(2)]), helpers)
 
 
 def prepare_proxy_large(ctx: Context, workdir: Path) -> Setup:
@@ -223,6 +244,10 @@ SCENARIOS = [
              prepare_idle, measure_idle),
     Scenario("proxy", "200-byte responses through a reverse proxy to two upstreams",
              prepare_proxy, throughput(), plugins=("proxy_reverse",)),
+    Scenario("https_static", "the static scenario over HTTPS (TLS 1.3, keep-alive)",
+             prepare_https_static, throughput(), plugins=("tls",)),
+    Scenario("https_proxy", "the proxy scenario with HTTPS clients (TLS 1.3, keep-alive)",
+             prepare_https_proxy, throughput(), plugins=("proxy_reverse", "tls")),
     Scenario("proxy_large", "a 1 GB response through a reverse proxy, fetched with curl",
              prepare_proxy_large, download(LARGE_SIZE), plugins=("proxy_reverse",)),
     Scenario("cache", "cache hits of a 200-byte response, next to the same static file",

@@ -29,6 +29,14 @@ NGINX_OPEN_FILE_CACHE = ("open_file_cache max=1000 inactive=20s; open_file_cache
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 
 
+@dataclass(frozen=True)
+class Certificate:
+    """A certificate and its private key (PEM files)."""
+
+    cert: Path
+    key: Path
+
+
 class ServerFailed(RuntimeError):
     """A server did not start, or died; carries the tail of its output."""
 
@@ -73,6 +81,7 @@ class ServerProcess:
     log_path: Path
     extra_logs: tuple[Path, ...] = ()
     workers: int = 1
+    scheme: str = "http"
     proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 15.0) -> None:
@@ -174,17 +183,31 @@ def _section(name: str, lines: list[str]) -> str:
     return f"[{name}]\n" + "".join(f"{INDENT}{line}\n" for line in lines)
 
 
+def make_certificate(directory: Path) -> Certificate:
+    """A self-signed RSA 2048 certificate for 127.0.0.1 and localhost, made with openssl:
+    the one both servers present in the HTTPS scenarios."""
+    directory.mkdir(parents=True, exist_ok=True)
+    certificate = Certificate(directory / "server.crt", directory / "server.key")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(certificate.key), "-out", str(certificate.cert)],
+                   check=True, capture_output=True)
+    return certificate
+
+
 def write_monkey_config(confdir: Path, port: int, docroot: Path, *,
                         keepalive_timeout: int = 60,
                         proxy_servers: list[str] | None = None,
                         balancer: str = "RoundRobin", proxy_match: str = "^/",
-                        proxy_options: tuple[str, ...] = ()) -> Path:
+                        proxy_options: tuple[str, ...] = (),
+                        certificate: Certificate | None = None) -> Path:
     """Write a monkey_py configuration directory; with ``proxy_servers`` it proxies the
     targets ``proxy_match`` selects, with ``proxy_options`` (e.g. ``Cache On``) added to
-    ``[PROXY_DEFAULTS]``."""
+    ``[PROXY_DEFAULTS]``; with ``certificate`` it listens with TLS (the tls plugin)."""
     confdir.mkdir(parents=True, exist_ok=True)
     (confdir / "monkey.conf").write_text(_section("SERVER", [
-        f"Listen 127.0.0.1:{port}",
+        f"Listen 127.0.0.1:{port}{' tls' if certificate else ''}",
         "Workers 1",
         "KeepAlive On",
         f"KeepAliveTimeout {keepalive_timeout}",
@@ -197,6 +220,12 @@ def write_monkey_config(confdir: Path, port: int, docroot: Path, *,
         f"DocumentRoot {docroot.resolve()}",
     ]))
     plugins = ["Load proxy_reverse"] if proxy_servers else []
+    if certificate:
+        plugins.append("Load tls")
+        plugin_dir = confdir / "plugins" / "tls"
+        plugin_dir.mkdir(parents=True, exist_ok=True)
+        (plugin_dir / "tls.conf").write_text(_section("TLS", [
+            f"CertificateFile {certificate.cert}", f"RSAKeyFile {certificate.key}"]))
     (confdir / "plugins.load").write_text(_section("PLUGINS", plugins))
     if proxy_servers:
         plugin_dir = confdir / "plugins" / "proxy_reverse"
@@ -226,9 +255,22 @@ def _nginx_temp_paths(prefix: Path, binary: str) -> str:
     return "\n    ".join(lines)
 
 
+def _nginx_tls(certificate: Certificate | None) -> str:
+    """The ssl directives matching monkey_py's tls plugin: TLS 1.2 and 1.3, OpenSSL's
+    default ciphers, no session tickets and no session cache (monkey_py has neither)."""
+    if certificate is None:
+        return ""
+    return (f"ssl_certificate {certificate.cert};\n        "
+            f"ssl_certificate_key {certificate.key};\n        "
+            "ssl_protocols TLSv1.2 TLSv1.3;\n        "
+            "ssl_session_tickets off;\n        ssl_session_cache off;")
+
+
 def write_nginx_config(prefix: Path, port: int, server_body: str, *, http_extra: str = "",
-                       keepalive_timeout: int = 60, connections: int = 16384) -> Path:
-    """Write an nginx.conf whose pid, logs and temp files all live under ``prefix``."""
+                       keepalive_timeout: int = 60, connections: int = 16384,
+                       certificate: Certificate | None = None) -> Path:
+    """Write an nginx.conf whose pid, logs and temp files all live under ``prefix``; with
+    ``certificate`` its server listens with TLS."""
     binary = nginx_binary() or "nginx"
     prefix.mkdir(parents=True, exist_ok=True)
     nofile = connections + 1024
@@ -253,8 +295,9 @@ http {{
     {_nginx_temp_paths(prefix, binary)}
     {http_extra}
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{' ssl' if certificate else ''};
         server_name 127.0.0.1;
+        {_nginx_tls(certificate)}
         {server_body}
     }}
 }}
@@ -269,13 +312,15 @@ def nginx_static_body(docroot: Path, *, open_file_cache: bool = False) -> str:
     return f"root {docroot.resolve()};{cache}"
 
 
-def nginx_proxy_config(prefix: Path, port: int, upstreams: list[str]) -> Path:
+def nginx_proxy_config(prefix: Path, port: int, upstreams: list[str],
+                       certificate: Certificate | None = None) -> Path:
     """An nginx reverse proxy to ``upstreams`` with kept-alive upstream connections."""
     servers = " ".join(f"server {address};" for address in upstreams)
     http_extra = f"upstream backends {{ {servers} keepalive 32; }}"
     body = ("location / { proxy_pass http://backends; proxy_http_version 1.1; "
             'proxy_set_header Connection ""; proxy_max_temp_file_size 0; }')
-    return write_nginx_config(prefix, port, body, http_extra=http_extra)
+    return write_nginx_config(prefix, port, body, http_extra=http_extra,
+                              certificate=certificate)
 
 
 def nginx_cache_config(prefix: Path, port: int, upstreams: list[str], location: str,
@@ -298,15 +343,17 @@ def nginx_cache_config(prefix: Path, port: int, upstreams: list[str], location: 
 def monkey_server(workdir: Path, name: str, port: int, cpu: int, **config) -> ServerProcess:
     """A monkey_py server with a fresh configuration directory under ``workdir``."""
     confdir = write_monkey_config(workdir / name, port, **config)
-    return ServerProcess(name, monkey_command(confdir), port, cpu, workdir / f"{name}.log")
+    return ServerProcess(name, monkey_command(confdir), port, cpu, workdir / f"{name}.log",
+                         scheme="https" if config.get("certificate") else "http")
 
 
-def nginx_server(workdir: Path, name: str, port: int, cpu: int, conf: Path) -> ServerProcess:
+def nginx_server(workdir: Path, name: str, port: int, cpu: int, conf: Path,
+                 scheme: str = "http") -> ServerProcess:
     """An nginx instance running ``conf`` with its prefix in the config's directory."""
     binary = nginx_binary() or "nginx"
     argv = [binary, "-p", str(conf.parent), "-e", str(conf.parent / "error.log"), "-c", str(conf)]
     return ServerProcess(name, argv, port, cpu, workdir / f"{name}.log",
-                         extra_logs=(conf.parent / "error.log",))
+                         extra_logs=(conf.parent / "error.log",), scheme=scheme)
 
 
 def floor_server(workdir: Path, port: int, cpu: int, program: str, *args: str) -> ServerProcess:
