@@ -30,9 +30,11 @@ import errno
 import logging
 import os
 import socket
+import ssl
 from collections import deque
 
 from ..loop import EVENT_READ, EVENT_WRITE
+from .tls import TlsLayer
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +103,9 @@ class Stream:
         # How bytes are read and written: the socket's own methods, or TLS's.
         self._recv = sock.recv
         self._send = sock.send
+        if sock.__class__ is not socket.socket and isinstance(sock, ssl.SSLSocket):
+            # A TLS socket another stream detached (a tunnel taking the connection over).
+            TlsLayer(self, sock.context, sock.server_side).adopt(sock)
 
     # -- registration ---------------------------------------------------------------
     def update(self) -> None:

@@ -97,7 +97,8 @@ class TlsLayer:
         self._handshake()
 
     def adopt(self, sock: ssl.SSLSocket) -> None:
-        """Carry on a TLS socket whose handshake is done (a tunnel taking it over)."""
+        """Carry on a TLS socket whose handshake is done: a stream made on a socket that
+        another stream detached does this itself."""
         stream = self.stream
         stream.tls = self
         self.sock = sock

@@ -122,3 +122,26 @@ def test_plain_bytes_on_a_tls_port_are_handed_on_as_they_are(loop, contexts):
     assert server.calls == [("plain_on_tls_port",)]
     assert server.data == b"GET / HTTP/1.1\r\n\r\n" and stream.tls is None
     b.close()
+
+
+def test_a_stream_made_on_a_detached_tls_socket_carries_on_with_tls(loop, contexts):
+    server_ctx, client_ctx = contexts
+    server_stream, server, client_stream, client = pair(loop)
+    TlsLayer(server_stream, server_ctx, True).sniff()
+    TlsLayer(client_stream, client_ctx, False, "example.test").start()
+    run(loop, lambda: ("connected",) in client.calls)
+    client_stream.write(b"before")
+    run(loop, lambda: server.data == b"before")
+    sock, unsent = server_stream.detach()     # a tunnel takes the server side over
+    assert isinstance(sock, ssl.SSLSocket) and unsent == b""
+    tunnel = Recorder()
+    adopted = Stream(sock, loop, tunnel)
+    assert adopted.tls is not None
+    adopted.update()
+    client_stream.write(b"after")
+    run(loop, lambda: tunnel.data == b"after")
+    adopted.write(b"y" * 200_000)
+    run(loop, lambda: len(client.data) == 200_000)
+    assert client.data == b"y" * 200_000
+    adopted.close()
+    client_stream.close()
