@@ -195,3 +195,19 @@ def test_a_stale_lock_file_is_taken_over(tmp_path):
     os.utime(tmp_path / lock, (old, old))
     assert Collapser(loop, str(tmp_path)).begin(b"k", 5) is not None
     loop.close()
+
+
+def test_a_fill_that_outlives_its_lock_timeout_no_longer_holds_others_back():
+    loop = EventLoop()
+    collapser = Collapser(loop, None)
+    forgotten = collapser.begin(b"k", 0.05)
+    assert forgotten is not None and collapser.busy(b"k")
+    woken = []
+    loop.call_later(0.06, lambda: woken.append(True))
+    run_until(loop, lambda: woken)
+    assert not collapser.busy(b"k")
+    taken = collapser.begin(b"k", 5)
+    assert taken is not None and taken is not forgotten
+    forgotten.done(False)  # ending late does not release the new fill's place
+    assert collapser.busy(b"k")
+    loop.close()

@@ -27,16 +27,23 @@ STORED, NOT_STORED, ENDED_ELSEWHERE, TIMED_OUT = (
 
 
 class Fill:
-    """One fetch that waiters may wait for; ``done`` releases them."""
+    """One fetch that waiters may wait for; ``done`` releases them.
 
-    __slots__ = ("collapser", "key", "waiters", "lock_path", "finished")
+    ``expires``: the loop time after which the fill no longer holds others back (the
+    lock timeout): a later request leads a fetch of its own, as with a stale lock file.
+    Every path of a request ends its fill; this bounds what a path we missed could cost.
+    """
 
-    def __init__(self, collapser: Collapser, key: bytes, lock_path: str | None) -> None:
+    __slots__ = ("collapser", "key", "waiters", "lock_path", "finished", "expires")
+
+    def __init__(self, collapser: Collapser, key: bytes, lock_path: str | None,
+                 expires: float) -> None:
         self.collapser = collapser
         self.key = key
         self.waiters: list[Waiter] = []
         self.lock_path = lock_path
         self.finished = False
+        self.expires = expires
 
     def done(self, stored: bool) -> None:
         """The fetch ended (``stored``: its response is in the store); idempotent."""
@@ -128,16 +135,23 @@ class Collapser:
     def _lock_path(self, key: bytes) -> str:
         return os.path.join(self.lock_dir, sha256(key).hexdigest()[:40])
 
+    def _running(self, key: bytes) -> Fill | None:
+        """The fill of ``key`` in this worker, unless it outlived its lock timeout."""
+        fill = self.fills.get(key)
+        if fill is not None and fill.expires <= self.loop.time():
+            return None
+        return fill
+
     def begin(self, key: bytes, lock_timeout: float) -> Fill | None:
         """Become the fill for ``key``; None when a fetch of it is already running."""
-        if key in self.fills:
+        if self._running(key) is not None:
             return None
         lock_path = None
         if self.lock_dir is not None:
             lock_path = self._lock_path(key)
             if not self._take(lock_path, lock_timeout):
                 return None
-        fill = self.fills[key] = Fill(self, key, lock_path)
+        fill = self.fills[key] = Fill(self, key, lock_path, self.loop.time() + lock_timeout)
         return fill
 
     def _take(self, path: str, stale_after: float) -> bool:
@@ -164,7 +178,7 @@ class Collapser:
 
     def busy(self, key: bytes) -> bool:
         """Whether a fetch of ``key`` runs in this worker or, with locks, in another."""
-        if key in self.fills:
+        if self._running(key) is not None:
             return True
         return self.lock_dir is not None and os.path.exists(self._lock_path(key))
 
@@ -172,7 +186,7 @@ class Collapser:
              ) -> None:
         """Wait for the fetch of ``key`` at most ``timeout`` seconds, then ``callback(why)``."""
         deadline = self.loop.time() + timeout
-        fill = self.fills.get(key)
+        fill = self._running(key)
         if fill is not None:
             fill.waiters.append(Waiter(self, request, callback, deadline, fill, None))
         else:

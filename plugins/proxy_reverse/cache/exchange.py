@@ -207,6 +207,23 @@ class CacheExchange:
         if passing:
             self.client.abort()
 
+    def crashed(self) -> None:
+        """A failure of our own (or of a balancer) on the way upstream: end without
+        storing, release the waiters, and answer 500 if the client has nothing yet."""
+        if self.finished:
+            return
+        passing = self.passing
+        self._drop()
+        client = self.client
+        if client is None or client.finished:
+            return
+        if passing or client.response_started:
+            client.abort()
+        else:
+            self._result(MISSES)
+            client.error(500, "The proxy failed on this request.",
+                         [(b"Cache-Status", cache_status(fwd=self.fwd))])
+
     # -- outcomes ----------------------------------------------------------------------------
     def _freshen(self, raw, now: float) -> None:
         """A 304 to a revalidation: update the stored head, serve the stored response."""

@@ -193,7 +193,7 @@ class ProxyCache:
         value = cache_status(hit=True, ttl=decision.ttl, collapsed=waited is not None,
                              detail=None if fresh else decision.reason)
         serve(req, stored, self.summaries.get(stored), decision.age, value)
-        if decision.background:
+        if decision.background and not self.proxy.guard.marked(req):
             self._background(req, entry, key, stored)
 
     def _go_upstream(self, req, entry, key: bytes, stored: Stored | None, decision,
@@ -201,8 +201,10 @@ class ProxyCache:
         """Lead a fetch, wait for one already running, or forward on its own."""
         revalidate = stored is not None
         fill = None
+        # A request that carries this server's own Via mark comes back from a loop: it
+        # gets its 508 at once, neither waiting for a fetch nor leading one.
         if waited is None and decision.reason not in OWN_WAY and (
-                req.header(b"authorization") is None):
+                req.header(b"authorization") is None) and not self.proxy.guard.marked(req):
             timeout = entry.settings.cache_lock_timeout
             if self._may_lead(req, revalidate):
                 fill = self.collapser.begin(key, timeout)
@@ -255,7 +257,14 @@ class ProxyCache:
                                    stored=stored, fwd="stale", fill=fill, origin=req))
 
     def forward(self, exchange: CacheExchange) -> None:
-        exchange.forward = self.proxy.forward(exchange, exchange.entry)
+        """Hand ``exchange`` to the proxy; whatever fails on the way ends it (and the
+        fill it may lead) instead of leaving waiters to time out."""
+        try:
+            exchange.forward = self.proxy.forward(exchange, exchange.entry)
+        except Exception:
+            log.exception("the cache failed to forward %s %s", exchange.method,
+                          exchange.target.decode("latin-1"))
+            exchange.crashed()
 
     # -- invalidation and purge -------------------------------------------------------------
     def invalidate(self, keys: list[bytes]) -> None:
