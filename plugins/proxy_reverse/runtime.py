@@ -164,6 +164,8 @@ class ProxyWorker:
         return any(entry.matches(target) for entry in entries)
 
     def stop(self) -> None:
+        if self.cache is not None:
+            self.cache.stop()
         self.pool.close_all(self.state.upstreams())
         self.loop.cancel(self._publisher)
         self.state.stats.publish()

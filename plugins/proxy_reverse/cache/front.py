@@ -17,10 +17,10 @@ import time
 from monkey_py.config import ConfigError
 
 from ..forwarding.headers import is_upgrade
-from ..status.serve import allowed
 from .collapse import Collapser
 from .exchange import CacheExchange
-from .figures import COLLAPSED, HITS, MISSES, PURGED, STALE, CacheStats
+from .figures import COLLAPSED, HITS, MISSES, STALE, CacheStats
+from .purge import purge
 from .rules.fields import cache_status
 from .rules.key import primary_key
 from .rules.policy import Action, decide
@@ -29,7 +29,7 @@ from .serve import Summaries, serve, serve_whole, tail
 from .stores.disk import DiskStore
 from .stores.memory import MemoryStore
 from .stores.store import Store, Stored
-from .sync import InvalidationLog
+from .sync import SYNC_SECONDS, InvalidationLog
 
 log = logging.getLogger("monkey_py.proxy_reverse")
 
@@ -57,7 +57,8 @@ class CacheState:
         self.slots = {id(entry): slot for slot, entry in enumerate(entries)}
         self.stats = CacheStats([entry.label for entry in entries], workers, cache.store,
                                 cache.max_bytes)
-        self.log = InvalidationLog() if cache.store == "memory" and workers > 1 else None
+        self.log = (InvalidationLog(workers) if cache.store == "memory" and workers > 1
+                    else None)
         self.disk: DiskStore | None = None
         if cache.store == "disk":
             try:
@@ -89,9 +90,24 @@ class ProxyCache:
         self.summaries = Summaries(proxy.via)
         self._keys: dict[tuple[bytes, bytes], bytes] = {}
         self.stats.worker_started(worker_index)
+        self._sync_timer = None
         if self.log is not None:
-            self.log.worker_started()
+            self.log.worker_started(worker_index)
+            self._sync_timer = self.loop.call_later(SYNC_SECONDS, self._sync)
         self.sizes()
+
+    def stop(self) -> None:
+        """The worker stops: no more log polling, and nobody waits for it."""
+        if self._sync_timer is not None:
+            self.loop.cancel(self._sync_timer)
+            self._sync_timer = None
+            self.log.worker_stopped()
+
+    def _sync(self) -> None:
+        """Apply the invalidation log without waiting for a request (PURGE answers wait
+        for every worker's result)."""
+        self.log.poll(self.remove)
+        self._sync_timer = self.loop.call_later(SYNC_SECONDS, self._sync)
 
     def enabled(self, site, entry) -> bool:
         return self.settings.cache_for(site, entry.settings)
@@ -111,20 +127,22 @@ class ProxyCache:
             self._keys[memo] = key
         return key or None
 
-    def count(self, entry, counter: int) -> None:
-        self.stats.count(self.shared.slots[id(entry)], counter)
+    def count(self, entry, counter: int, amount: int = 1) -> None:
+        self.stats.count(self.shared.slots[id(entry)], counter, amount)
 
-    def remove(self, key: bytes | None) -> None:
-        """Drop ``key`` (None: everything) from this worker's store; from the log."""
-        self.store.purge(key)
+    def remove(self, key: bytes | None) -> int:
+        """Drop ``key`` (None: everything) from this worker's store, as the log says;
+        returns how many responses went."""
+        removed = self.store.purge(key)
         self.sizes()
+        return removed
 
     # -- the request path ----------------------------------------------------------------
     def handle(self, req, entry) -> None:
         """Answer ``req`` (matched by cache-enabled ``entry``) from the cache or upstream."""
         method = req.method
         if method == "PURGE":
-            self._purge(req, entry)
+            purge(self, req, entry)
         elif req.upgrade is not None and is_upgrade(req):
             self.proxy.forward(req, entry)
         elif method != "GET" and method != "HEAD":
@@ -268,30 +286,12 @@ class ProxyCache:
 
     # -- invalidation and purge -------------------------------------------------------------
     def invalidate(self, keys: list[bytes]) -> None:
+        """Remove ``keys`` here and, through the log, in every other worker's store."""
+        if self.log is None:
+            for key in keys:
+                self.store.invalidate(key)
+            self.sizes()
+            return
         for key in keys:
-            self.store.invalidate(key)
-            if self.log is not None:
-                self.log.publish(key)
-        self.sizes()
-
-    def _purge(self, req, entry) -> None:
-        if not allowed(req, self.shared.settings.purge_allow):
-            req.error(403, "PURGE is not allowed from this address (CachePurgeAllow).",
-                      [(b"Cache-Status", cache_status(detail="purge-denied"))])
-            return
-        key = self.key(req)
-        if key is None:
-            req.error(400, "PURGE needs a Host header to name the cached URI.")
-            return
-        removed = self.store.purge(key)
-        if self.log is not None:
             self.log.publish(key)
-        self.sizes()
-        if not removed:
-            req.error(404, "Nothing is cached for this URI.",
-                      [(b"Cache-Status", cache_status(detail="not-cached"))])
-            return
-        self.stats.count(self.shared.slots[id(entry)], PURGED, removed)
-        req.respond(200, [(b"Content-Type", b"text/plain; charset=utf-8"),
-                          (b"Cache-Status", cache_status(detail="purged"))],
-                    b"Purged %s\n" % key)
+        self.log.poll(self.remove)
