@@ -149,8 +149,9 @@ def test_the_status_page_shows_the_cache_in_html_and_json():
     document = json.loads(render_json(report))
     assert document["entries"][0]["cache"]["hits"] == 3
     assert document["entries"][0]["cache"]["hit_ratio"] == 1.0
-    assert document["cache_store"] == {"kind": "memory", "max_bytes": 1 << 20, "bytes": 2048,
-                                       "entries": 1, "evictions": 0}
+    assert document["cache_store"] == {
+        "kind": "memory", "max_bytes": 1 << 20, "bytes": 2048, "entries": 1, "evictions": 0,
+        "damaged": 0, "write_errors": {"no-space": 0, "read-only": 0, "other": 0}}
 
 
 # -- collapsing ------------------------------------------------------------------------------

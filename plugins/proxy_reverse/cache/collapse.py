@@ -20,6 +20,8 @@ import time
 from hashlib import sha256
 from typing import Callable
 
+from .stores.trouble import FailureLog
+
 POLL_SECONDS = 0.02
 # Why a waiter was released.
 STORED, NOT_STORED, ENDED_ELSEWHERE, TIMED_OUT = (
@@ -131,6 +133,9 @@ class Collapser:
         self.loop = loop
         self.lock_dir = lock_dir
         self.fills: dict[bytes, Fill] = {}
+        self.failures = FailureLog(
+            "collapsing across workers is off until this is repaired: requests for the "
+            "same resource collapse within each worker only")
 
     def _lock_path(self, key: bytes) -> str:
         return os.path.join(self.lock_dir, sha256(key).hexdigest()[:40])
@@ -171,8 +176,9 @@ class Collapser:
                     os.unlink(path)
                 except OSError:
                     pass
-            except OSError:
-                # The directory is unusable: collapse within this worker only.
+            except OSError as exc:
+                # The directory is unusable: collapse within this worker only, and say so.
+                self.failures.failed(exc, f"cannot create the lock file {path}")
                 return True
         return False
 

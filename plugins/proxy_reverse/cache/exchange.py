@@ -144,6 +144,8 @@ class CacheExchange:
                 "GET", status, request_headers, raw) and worth_keeping(status, raw, now):
             self.writer = cache.store.begin(self.key, request_headers, Meta(
                 status, storage_headers(raw), self.request_time, now))
+            if self.writer is None:
+                cache.sizes()  # a write that failed shows in the store's figures
         if self.client is None:
             if self.writer is None:
                 self._stop()
@@ -162,6 +164,7 @@ class CacheExchange:
         if writer is not None and not writer.write(data):
             # Larger than CacheMaxObjectSize (or an I/O error): it streams on uncached.
             self.writer = None
+            self.cache.sizes()
             if self.fill is not None:
                 self.fill.done(False)
             if self.client is None:

@@ -12,6 +12,7 @@ client's request.
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from monkey_py.config import ConfigError
@@ -29,7 +30,9 @@ from .serve import Summaries, serve, serve_whole, tail
 from .stores.disk import DiskStore
 from .stores.memory import MemoryStore
 from .stores.store import Store, Stored
+from .stores.trouble import probe
 from .sync import SYNC_SECONDS, InvalidationLog
+from .verify import BodyVerifier
 
 log = logging.getLogger("monkey_py.proxy_reverse")
 
@@ -66,6 +69,22 @@ class CacheState:
                                       cache.max_object)
             except ValueError as exc:
                 raise ConfigError(str(exc), cache.directory_location) from None
+            self._probe(str(cache.directory))
+
+    @staticmethod
+    def _probe(directory: str) -> None:
+        """Say at start what a directory that cannot be written means (the start-up
+        check of CacheDirectory passes a read-only directory as root)."""
+        trouble = probe(directory)
+        if trouble is not None:
+            log.error("cache directory %s: cannot create a file (%s); responses are not "
+                      "stored until this is repaired", directory, trouble.strerror)
+        locks = os.path.join(directory, ".locks")
+        trouble = probe(locks)
+        if trouble is not None:
+            log.error("cache directory %s: cannot create lock files (%s); collapsing across "
+                      "workers is off: requests for the same resource collapse within each "
+                      "worker only", locks, trouble.strerror)
 
     @classmethod
     def create(cls, settings, entries: list, workers: int) -> CacheState | None:
@@ -88,6 +107,8 @@ class ProxyCache:
         self.collapser = Collapser(
             self.loop, str(config.directory / ".locks") if shared.disk is not None else None)
         self.summaries = Summaries(proxy.via)
+        self.verifier = None if shared.disk is None else BodyVerifier(self.loop, shared.disk,
+                                                                      self.sizes)
         self._keys: dict[tuple[bytes, bytes], bytes] = {}
         self.stats.worker_started(worker_index)
         self._sync_timer = None
@@ -165,6 +186,11 @@ class ProxyCache:
         if self.log is not None:
             self.log.poll(self.remove)
         stored = self.store.lookup(key, req.headers)
+        if self.verifier is not None:
+            if stored is None:
+                self.sizes()  # the disk store may have found a damaged body
+            elif stored.fd is not None:
+                self.verifier.check(stored)
         now = time.time()
         if stored is not None and self._fast_hit(req, entry, stored, now, waited):
             return
