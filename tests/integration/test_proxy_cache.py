@@ -9,7 +9,7 @@ import time
 import pytest
 
 from cache_support import Answer, Routes, date, fetches, received_for
-from proxy_support import assert_settled, entry, start_proxy
+from proxy_support import assert_settled, entry, get, start_proxy
 from rawhttp import Client
 from support import section, site
 from upstreams import Upstreams
@@ -105,7 +105,7 @@ def test_heuristically_cacheable_statuses_are_stored_with_explicit_freshness(
     (200, [("Cache-Control", "max-age=60, no-store")], False),
     (200, [("Cache-Control", "max-age=60, private")], False),
     (200, [("Cache-Control", "max-age=60"), ("Vary", "*")], False),
-    (200, [("Cache-Control", "max-age=60"), ("Set-Cookie", "id=1")], False),
+    (200, [("Cache-Control", "max-age=60"), ("Set-Cookie", "id=1")], True),
 ])
 def test_what_is_stored(proxy, upstream, routes, path, status, headers, stored):
     routes.set(path, Answer(status, b"x", headers))
@@ -124,14 +124,32 @@ def test_a_request_with_no_store_is_not_stored(proxy, upstream, routes, path):
     assert fetches(upstream, path) == 2
 
 
-def test_set_cookie_with_public_is_stored_without_the_cookie(proxy, upstream, routes, path):
-    routes.set(path, Answer(body=b"x", headers=[("Cache-Control", "public, max-age=60"),
-                                                ("Set-Cookie", "session=secret")]))
+def test_set_cookie_is_stored_and_replayed(proxy, upstream, routes, path):
+    routes.set(path, Answer(body=b"x", headers=[
+        ("Cache-Control", "max-age=60"), ("Set-Cookie", "a=b"), ("Set-Cookie", "c=d; Path=/"),
+        ("Set-Cookie2", "e=f")]))
     first = fetch(proxy, path)
-    assert first.header("Set-Cookie") == "session=secret"
+    assert "stored" in cache_status(first)
     second = fetch(proxy, path)
-    assert is_hit(second) and second.header("Set-Cookie") is None
+    assert is_hit(second)
+    assert second.header_all("Set-Cookie") == ["a=b", "c=d; Path=/"]
+    assert second.header("Set-Cookie2") == "e=f"
     assert fetches(upstream, path) == 1
+
+
+def test_cache_skip_set_cookie_keeps_cookies_out_of_the_cache(module_monkey, upstream, routes,
+                                                              path):
+    refusing = start_proxy(module_monkey, entry("^/", upstream, Cache="On"),
+                           CacheSkipSetCookie="On")
+    routes.set(path, Answer(body=b"x", headers=[("Cache-Control", "max-age=60"),
+                                                ("Set-Cookie", "session=mine")]))
+    routes.set(path + "/plain", Answer(body=b"x", headers=[("Cache-Control", "max-age=60")]))
+    for _ in range(2):
+        answer = get(refusing.port, path)
+        assert answer.header("Set-Cookie") == "session=mine" and not is_hit(answer)
+    assert fetches(upstream, path) == 2
+    get(refusing.port, path + "/plain")
+    assert is_hit(get(refusing.port, path + "/plain"))
 
 
 @pytest.mark.parametrize("directive, shared", [

@@ -9,7 +9,7 @@ from monkey_py_plugins.proxy_reverse.cache.rules.fields import (
 )
 
 
-def test_storage_drops_hop_by_hop_proxy_and_cookie_fields() -> None:
+def test_storage_drops_hop_by_hop_and_proxy_fields_and_keeps_cookies() -> None:
     received = [
         (b"Content-Type", b"text/plain"), (b"Connection", b"close, X-Hop"), (b"X-Hop", b"1"),
         (b"Keep-Alive", b"timeout=5"), (b"Transfer-Encoding", b"chunked"), (b"TE", b"x"),
@@ -18,8 +18,8 @@ def test_storage_drops_hop_by_hop_proxy_and_cookie_fields() -> None:
         (b"Date", b"d"), (b"Age", b"3"), (b"Content-Length", b"5"), (b"ETag", b'"e"'),
     ]
     assert storage_headers(received) == [
-        (b"Content-Type", b"text/plain"), (b"Date", b"d"), (b"Age", b"3"),
-        (b"Content-Length", b"5"), (b"ETag", b'"e"'),
+        (b"Content-Type", b"text/plain"), (b"Set-Cookie", b"a=1"), (b"set-cookie2", b"b"),
+        (b"Date", b"d"), (b"Age", b"3"), (b"Content-Length", b"5"), (b"ETag", b'"e"'),
     ]
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from .collapse import Fill
 from .figures import MISSES, REVALIDATED, STALE, STORED
-from .rules.control import header_value, response_cache_control
+from .rules.control import has_header, header_value, response_cache_control
 from .rules.fields import cache_status, storage_headers
 from .rules.policy import (
     freshness_lifetime,
@@ -45,6 +45,11 @@ def worth_keeping(status: int, headers, now: float) -> bool:
             header_value(headers, b"last-modified") is not None):
         return True
     return "stale-if-error" in response_cache_control(headers)
+
+
+def _sets_cookies(headers) -> bool:
+    """Whether the response carries Set-Cookie or Set-Cookie2 (CacheSkipSetCookie)."""
+    return has_header(headers, b"set-cookie") or has_header(headers, b"set-cookie2")
 
 
 class CacheExchange:
@@ -141,7 +146,8 @@ class CacheExchange:
                 return
         request_headers = self.client.headers if self.client is not None else self.headers
         if self.method == "GET" and self.key is not None and storable(
-                "GET", status, request_headers, raw) and worth_keeping(status, raw, now):
+                "GET", status, request_headers, raw) and worth_keeping(status, raw, now) and (
+                not cache.shared.settings.skip_set_cookie or not _sets_cookies(raw)):
             self.writer = cache.store.begin(self.key, request_headers, Meta(
                 status, storage_headers(raw), self.request_time, now))
             if self.writer is None:

@@ -2,8 +2,9 @@
 
 What is stored (RFC 9111 §3.1): the upstream's fields as received, less the hop-by-hop
 ones (``Connection`` and the fields it names, ``Keep-Alive``, ``TE``, ``Trailer``,
-``Transfer-Encoding``, ``Upgrade``), ``Proxy-*`` and ``Set-Cookie`` (see policy). Date,
-Age and Content-Length are kept: the age calculation and the body check need them.
+``Transfer-Encoding``, ``Upgrade``) and ``Proxy-*``. ``Set-Cookie`` is stored and
+replayed like any other field (§7.3: it does not inhibit caching). Date, Age and
+Content-Length are kept: the age calculation and the body check need them.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import re
 from ...forwarding.headers import HOP_BY_HOP, connection_tokens
 from .control import MAX_DELTA, Headers
 
-UNSTORED = HOP_BY_HOP | {b"set-cookie", b"set-cookie2"}
+UNSTORED = HOP_BY_HOP
 # Fields a 304 sent to the client carries (RFC 9110 §15.4.5).
 NOT_MODIFIED_FIELDS = frozenset({
     b"cache-control", b"content-location", b"date", b"etag", b"expires", b"vary",

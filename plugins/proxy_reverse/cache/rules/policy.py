@@ -8,12 +8,10 @@ Decisions this cache makes where the RFC leaves a choice:
 
 - Methods: only GET responses are stored; HEAD is answered from a stored GET response,
   its own responses are never stored. 206 and 304 are never stored.
-- Set-Cookie: like Varnish's built-in VCL and nginx's defaults, a response carrying
-  Set-Cookie is not stored, because a cookie is almost always meant for one client. The
-  exception is a response whose origin addresses shared caches explicitly with ``public``
-  or ``s-maxage``; it is stored without its Set-Cookie fields (``storage_headers``), so a
-  cookie is never replayed to another client. The client that caused the store still gets
-  its cookie from the live response.
+- Set-Cookie does not prevent storing (§7.3): such a response is stored and replayed
+  with its cookies. An origin keeps a cookie to one client with ``private`` (or
+  ``no-cache``); a site may refuse them all with ``CacheSkipSetCookie`` (the front end
+  decides that, not these rules).
 - ``no-cache`` and ``private`` with field names are treated as their unqualified forms:
   ``private="x"`` is not stored, ``no-cache="x"`` is revalidated on every use.
 - Heuristic freshness (§4.2.2): 10% of the time between Last-Modified and Date, capped
@@ -131,8 +129,6 @@ def storable(method: str, status: int, request_headers: Headers,
     if has_header(request_headers, b"authorization") and not any(
         name in cc for name in _AUTHORIZED_SHARING
     ):
-        return False
-    if has_header(response_headers, b"set-cookie") and not ("public" in cc or "s-maxage" in cc):
         return False
     return (
         "public" in cc

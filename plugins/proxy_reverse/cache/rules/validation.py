@@ -74,7 +74,7 @@ def updated_headers(stored_headers: Headers, not_modified_headers: Headers
 
     Every field the 304 carries replaces all stored values of that field; fields it does
     not carry are kept. Excepted: fields never stored (hop-by-hop, fields named by
-    Connection, Proxy-*, Set-Cookie) and Content-Length, Content-Range, Content-Encoding
+    Connection, Proxy-*) and Content-Length, Content-Range, Content-Encoding
     and Vary, which describe the stored body and its key.
     """
     named = connection_named(not_modified_headers)
