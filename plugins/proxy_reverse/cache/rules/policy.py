@@ -40,6 +40,7 @@ from .control import (
     has_header,
     header_value,
     last_modified,
+    list_tokens,
     request_cache_control,
     response_cache_control,
 )
@@ -125,6 +126,10 @@ def storable(method: str, status: int, request_headers: Headers,
     if "private" in cc:
         return False
     if keys.vary_names(response_headers) is None:
+        return False
+    if list_tokens(response_headers, b"transfer-encoding") not in ([], [b"chunked"]):
+        # A transfer coding other than chunked is not undone here: the body as received
+        # is still coded, and stored without the header that says so it would be wrong.
         return False
     if has_header(request_headers, b"authorization") and not any(
         name in cc for name in _AUTHORIZED_SHARING

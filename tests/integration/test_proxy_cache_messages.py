@@ -1,0 +1,141 @@
+"""How the cache keeps and replays messages, through the real proxy and both stores:
+bodies framed with Content-Length or chunked, transfer codings it cannot undo, interim
+(1xx) answers before the final one, and the Date and Age of what it serves."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from cache_support import Answer, Raw, Routes, date, fetches
+from proxy_support import entry, start_proxy
+from rawhttp import Client
+from upstreams import Exchange, Upstreams, payload
+
+MAX_AGE = [("Cache-Control", "max-age=600")]
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    with Upstreams() as start:
+        yield start("origin", Routes())
+
+
+@pytest.fixture(scope="module", params=["memory", "disk"])
+def proxy(request, module_monkey, upstream, tmp_path_factory):
+    store = {"CacheStore": "disk", "CacheDirectory": str(tmp_path_factory.mktemp("cache"))
+             } if request.param == "disk" else {}
+    return start_proxy(module_monkey, entry("^/", upstream, Cache="On"), **store)
+
+
+@pytest.fixture
+def routes(upstream):
+    return upstream.behaviour
+
+
+@pytest.fixture
+def path(request):
+    return "/m/" + re.sub(r"\W", "_", request.node.name)
+
+
+def raw_answer(head: list[tuple[str, str]], body: bytes, interim: bytes = b"",
+               status: int = 200):
+    """An upstream answer written byte for byte: ``interim`` answers, then the head
+    and ``body`` as given (already framed)."""
+    def behaviour(exchange: Exchange) -> bool:
+        exchange.send(interim + exchange.head(status, head) + body)
+        return exchange.keep_alive
+    return Raw(behaviour)
+
+
+def chunked(body: bytes, size: int = 1000) -> bytes:
+    pieces = [b"%x\r\n%s\r\n" % (len(body[i:i + size]), body[i:i + size])
+              for i in range(0, len(body), size)]
+    return b"".join(pieces) + b"0\r\n\r\n"
+
+
+def is_hit(response) -> bool:
+    return (response.header("Cache-Status") or "").startswith("monkey_py; hit")
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+@pytest.mark.parametrize("size", [0, 100, 200_000])
+def test_a_response_is_stored_and_replayed_with_valid_framing(proxy, upstream, routes, path,
+                                                              framing, size):
+    body = payload(size) if size else b""
+    if framing == "chunked":
+        routes.set(path, raw_answer([("Transfer-Encoding", "chunked"), *MAX_AGE],
+                                    chunked(body)))
+    else:
+        routes.set(path, Answer(body=body, headers=MAX_AGE))
+    # One connection throughout: a framing error would break the requests after it.
+    with Client(proxy.port, timeout=10) as client:
+        first = client.request("GET", path)
+        assert first.body == body and "stored" in first.header("Cache-Status")
+        for _ in range(2):
+            hit = client.request("GET", path)
+            assert hit.status == 200 and hit.body == body and is_hit(hit)
+            assert hit.header("Content-Length") == str(size)
+            assert hit.header("Transfer-Encoding") is None
+        head = client.request("HEAD", path)
+        assert head.header("Content-Length") == str(size) and head.body == b""
+        assert client.request("GET", path).body == body
+    assert fetches(upstream, path) == 1
+
+
+@pytest.mark.parametrize("coding", ["gzip, chunked", "chunked, chunked"])
+def test_a_transfer_coding_the_cache_cannot_undo_is_not_stored(proxy, upstream, routes,
+                                                               path, coding):
+    routes.set(path, raw_answer([("Transfer-Encoding", coding), *MAX_AGE],
+                                chunked(b"coded bytes")))
+    for _ in range(2):
+        with Client(proxy.port, timeout=10) as client:
+            answer = client.request("GET", path)
+        assert "stored" not in (answer.header("Cache-Status") or "")
+    assert fetches(upstream, path) == 2
+
+
+@pytest.mark.parametrize("interim", [
+    b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\nX-Interim: 1\r\n\r\n",
+    b"HTTP/1.1 102 Processing\r\nX-Interim: 1\r\n\r\n"
+    b"HTTP/1.1 100 Continue\r\nX-Interim: 2\r\n\r\n",
+], ids=["103", "102-100"])
+def test_interim_answers_are_neither_stored_nor_mixed_into_the_final_one(
+        proxy, upstream, routes, path, interim):
+    routes.set(path, raw_answer([("Content-Length", "5"), *MAX_AGE], b"final",
+                                interim=interim))
+    with Client(proxy.port, timeout=10) as client:
+        first = client.request("GET", path)
+        hit = client.request("GET", path)
+    for answer in (first, hit):
+        assert answer.status == 200 and answer.body == b"final"
+        assert answer.header("Link") is None and answer.header("X-Interim") is None
+    assert is_hit(hit)
+    assert fetches(upstream, path) == 1
+
+
+def test_the_caching_headers_of_an_interim_answer_do_not_count(proxy, upstream, routes,
+                                                                path):
+    routes.set(path, raw_answer([("Content-Length", "2")], b"ok",
+                                interim=b"HTTP/1.1 103 Early Hints\r\n"
+                                        b"Cache-Control: max-age=600\r\n\r\n"))
+    for _ in range(2):
+        with Client(proxy.port, timeout=10) as client:
+            answer = client.request("GET", path)
+        assert answer.status == 200 and answer.header("Cache-Control") is None
+        assert "stored" not in answer.header("Cache-Status")
+    assert fetches(upstream, path) == 2
+
+
+def test_the_age_restarts_from_the_date_of_a_304(proxy, routes, path):
+    routes.set(path, Answer(body=b"body", headers=[
+        ("Date", date(-100)), ("Cache-Control", "max-age=50"), ("ETag", '"v"')]),
+        Answer(304, headers=[("ETag", '"v"'), ("Date", date())]))
+    with Client(proxy.port, timeout=10) as client:
+        client.request("GET", path)
+        revalidated = client.request("GET", path)
+        assert "fwd-status=304" in revalidated.header("Cache-Status")
+        hit = client.request("GET", path)
+    # Stored with a Date 100 s old: only the 304's new Date makes it fresh again.
+    assert is_hit(hit) and int(hit.header("Age")) <= 2
