@@ -139,3 +139,38 @@ def test_the_age_restarts_from_the_date_of_a_304(proxy, routes, path):
         hit = client.request("GET", path)
     # Stored with a Date 100 s old: only the 304's new Date makes it fresh again.
     assert is_hit(hit) and int(hit.header("Age")) <= 2
+
+
+@pytest.mark.parametrize("ages, reused", [
+    (["7200, 0"], False),          # the first member counts: too old for max-age=3600
+    (["0, 7200"], True),
+    (["7200", "0"], False),        # the first line counts
+    (["0", "7200"], True),
+    (["7200;foo=bar"], False),     # malformed: validated before reuse
+    (["5;foo=111"], False),
+    (["60 s"], False),
+    (["abc"], True),               # no number at all: ignored (RFC 9111 §5.1)
+    (["-7200"], True),
+    (["7200.0"], True),
+], ids=lambda value: ",".join(value) if isinstance(value, list) else str(value))
+def test_age_is_parsed_as_rfc_9111_says(proxy, upstream, routes, path, ages, reused):
+    routes.set(path, Answer(body=b"aged", headers=[
+        ("Date", date()), ("Cache-Control", "max-age=3600"),
+        *(("Age", value) for value in ages)]))
+    with Client(proxy.port, timeout=10) as client:
+        client.request("GET", path)
+        second = client.request("GET", path)
+    assert second.body == b"aged" and is_hit(second) is reused
+    assert fetches(upstream, path) == (1 if reused else 2)
+
+
+def test_a_304_without_age_restarts_the_age(proxy, routes, path):
+    routes.set(path, Answer(body=b"body", headers=[
+        ("Date", date()), ("Age", "590"), ("Cache-Control", "max-age=600"), ("ETag", '"v"')]),
+        Answer(304, headers=[("ETag", '"v"'), ("Date", date())]))
+    with Client(proxy.port, timeout=10) as client:
+        client.request("GET", path)
+        revalidated = client.request("GET", path, headers=[("Cache-Control", "no-cache")])
+        assert "fwd-status=304" in revalidated.header("Cache-Status")
+        hit = client.request("GET", path)
+    assert is_hit(hit) and int(hit.header("Age")) <= 2

@@ -18,6 +18,7 @@ than what the sender could have meant (§4.2.1):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from monkey_py.static.conditional import parse_http_date
@@ -29,6 +30,8 @@ MAX_DELTA = 2**31
 _TCHAR = frozenset(
     b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _OWS = b" \t"
+# A number with a parameter or a suffix after it: an Age, malformed.
+_MALFORMED_AGE = re.compile(rb"[0-9]+(?:[ \t]*;|[ \t]+[^ \t])")
 
 
 class CacheControl:
@@ -233,5 +236,16 @@ def expires(headers: Headers) -> float | None:
 
 
 def age_value(headers: Headers) -> int:
-    """The first Age header in seconds; 0 when absent or invalid."""
-    return delta_seconds(header_value(headers, b"age"))
+    """The Age in seconds as RFC 9111 §5.1 reads it: the first member of the first
+    field line. A delta-seconds counts (capped at 2^31). A value that is no number at
+    all (``abc``, ``-60``, ``1.5``) is ignored (0), as §5.1 says. A number followed by a
+    parameter or by more text (``7200;foo=bar``, ``60 s``) is malformed: what the sender
+    meant is unknown but may be old, so it reads as 2^31, and the response is validated
+    before it is reused."""
+    value = header_value(headers, b"age")
+    if value is None:
+        return 0
+    member = value.split(b",", 1)[0].strip(b" \t")
+    if member.isdigit():
+        return min(int(member), MAX_DELTA)
+    return MAX_DELTA if _MALFORMED_AGE.match(member) else 0
