@@ -35,16 +35,16 @@ UPSTREAM_ERRORS = frozenset({500, 502, 503, 504})
 SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
-def worth_keeping(status: int, headers, now: float) -> bool:
+def worth_keeping(status: int, headers, now: float, targets=()) -> bool:
     """Whether a storable response could ever be reused: it is fresh for a while, can
     be revalidated (ETag, Last-Modified) or may be served stale (stale-if-error). One
     without any of these would only take space."""
-    if freshness_lifetime(status, headers, now) > 0:
+    if freshness_lifetime(status, headers, now, targets) > 0:
         return True
     if header_value(headers, b"etag") is not None or (
             header_value(headers, b"last-modified") is not None):
         return True
-    return "stale-if-error" in response_cache_control(headers)
+    return "stale-if-error" in response_cache_control(headers, targets)
 
 
 def _sets_cookies(headers) -> bool:
@@ -145,9 +145,12 @@ class CacheExchange:
             if status in UPSTREAM_ERRORS and self._stale_on_error(status, now):
                 return
         request_headers = self.client.headers if self.client is not None else self.headers
+        settings = cache.shared.settings
+        targets = settings.targeted_fields
         if self.method == "GET" and self.key is not None and storable(
-                "GET", status, request_headers, raw) and worth_keeping(status, raw, now) and (
-                not cache.shared.settings.skip_set_cookie or not _sets_cookies(raw)):
+                "GET", status, request_headers, raw, targets) and worth_keeping(
+                status, raw, now, targets) and (
+                not settings.skip_set_cookie or not _sets_cookies(raw)):
             self.writer = cache.store.begin(self.key, request_headers, Meta(
                 status, storage_headers(raw), self.request_time, now))
             if self.writer is None:
@@ -264,7 +267,8 @@ class CacheExchange:
         """Serve the stale stored response in place of an upstream error, if allowed."""
         stored = self.stored
         request_headers = self.client.headers if self.client is not None else self.headers
-        if not stale_if_error_allows(stored, now, request_headers):
+        if not stale_if_error_allows(stored, now, request_headers,
+                                     self.cache.shared.settings.targeted_fields):
             return False
         self.stored = None
         if self.fill is not None:

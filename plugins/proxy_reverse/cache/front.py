@@ -106,7 +106,8 @@ class ProxyCache:
         self.store: Store = shared.disk or MemoryStore(config.max_bytes, config.max_object)
         self.collapser = Collapser(
             self.loop, str(config.directory / ".locks") if shared.disk is not None else None)
-        self.summaries = Summaries(proxy.via)
+        self.targets = config.targeted_fields
+        self.summaries = Summaries(proxy.via, self.targets)
         self.verifier = None if shared.disk is None else BodyVerifier(self.loop, shared.disk,
                                                                       self.sizes)
         self._keys: dict[tuple[bytes, bytes], bytes] = {}
@@ -194,7 +195,7 @@ class ProxyCache:
         now = time.time()
         if stored is not None and self._fast_hit(req, entry, stored, now, waited):
             return
-        decision = decide(req.method, req.headers, stored, now)
+        decision = decide(req.method, req.headers, stored, now, self.targets)
         action = decision.action
         if action is Action.FRESH or action is Action.STALE_OK:
             self._serve_stored(req, entry, key, stored, decision, waited)

@@ -40,14 +40,15 @@ class Summary:
     __slots__ = ("status", "lifetime", "initial_age", "response_time", "no_cache", "head",
                  "not_modified_head", "etag", "modified", "content_type")
 
-    def __init__(self, stored: Stored, via: bytes) -> None:
+    def __init__(self, stored: Stored, via: bytes, targets=()) -> None:
         headers = stored.headers
         self.status = stored.status
-        self.lifetime = freshness_lifetime(stored.status, headers, stored.response_time)
+        self.lifetime = freshness_lifetime(stored.status, headers, stored.response_time,
+                                           targets)
         # The age it had when received: current_age at that instant.
         self.initial_age = current_age(stored, stored.response_time)
         self.response_time = stored.response_time
-        self.no_cache = "no-cache" in response_cache_control(headers)
+        self.no_cache = "no-cache" in response_cache_control(headers, targets)
         vias = []
         lines = []
         validators = []
@@ -81,8 +82,9 @@ class Summaries:
     """Summaries by stored response; a response's times identify its version (a 304
     that freshens it, or a new response, comes with new times)."""
 
-    def __init__(self, via: bytes) -> None:
+    def __init__(self, via: bytes, targets=()) -> None:
         self.via = via
+        self.targets = targets
         self._known: dict[tuple, Summary] = {}
 
     def get(self, stored: Stored) -> Summary:
@@ -91,7 +93,7 @@ class Summaries:
         if summary is None:
             if len(self._known) >= SUMMARY_CACHE_SIZE:
                 self._known.clear()
-            summary = self._known[key] = Summary(stored, self.via)
+            summary = self._known[key] = Summary(stored, self.via, self.targets)
         return summary
 
 

@@ -27,6 +27,7 @@ Decisions this cache makes where the RFC leaves a choice:
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -110,13 +111,17 @@ def storage_allowed_for_request(method: str, request_headers: Headers) -> bool:
 
 
 def storable(method: str, status: int, request_headers: Headers,
-             response_headers: Headers) -> bool:
-    """Whether a shared cache may store this response (RFC 9111 §3, §3.5; module notes)."""
+             response_headers: Headers, targets: Sequence[bytes] = ()) -> bool:
+    """Whether a shared cache may store this response (RFC 9111 §3, §3.5; module notes).
+
+    ``targets``: the targeted cache-control fields this cache obeys (RFC 9213), lower-case,
+    in order of precedence; the same in every function here that reads the response's
+    directives."""
     if not storage_allowed_for_request(method, request_headers):
         return False
     if not 200 <= status <= 599 or status in (206, 304):
         return False
-    cc = response_cache_control(response_headers)
+    cc = response_cache_control(response_headers, targets)
     understood = status in UNDERSTOOD_STATUSES
     if "must-understand" in cc:
         if not understood:
@@ -139,26 +144,27 @@ def storable(method: str, status: int, request_headers: Headers,
         "public" in cc
         or "max-age" in cc
         or "s-maxage" in cc
-        or has_header(response_headers, b"expires")
+        or (not cc.targeted and has_header(response_headers, b"expires"))
         or status in HEURISTIC_STATUSES
     )
 
 
-def freshness_lifetime(status: int, response_headers: Headers, response_time: float) -> float:
+def freshness_lifetime(status: int, response_headers: Headers, response_time: float,
+                       targets: Sequence[bytes] = ()) -> float:
     """The freshness lifetime in seconds (RFC 9111 §4.2.1), 0 when there is none.
 
     s-maxage (shared cache), then max-age, then Expires minus Date (the time the response
     was received when Date is missing or invalid); without any of them, the heuristic of
-    ``heuristic_lifetime``.
+    ``heuristic_lifetime``. A targeted field in effect sets Expires aside (RFC 9213).
     """
-    cc = response_cache_control(response_headers)
+    cc = response_cache_control(response_headers, targets)
     seconds = cc.seconds("s-maxage")
     if seconds is not None:
         return float(seconds)
     seconds = cc.seconds("max-age")
     if seconds is not None:
         return float(seconds)
-    expiry = expires(response_headers)
+    expiry = None if cc.targeted else expires(response_headers)
     date = date_value(response_headers)
     if date is None:
         date = response_time
@@ -199,7 +205,7 @@ def _forbids_stale(cc: CacheControl) -> bool:
 
 
 def decide(method: str, request_headers: Headers, stored: StoredResponse | None,
-           now: float) -> Decision:
+           now: float, targets: Sequence[bytes] = ()) -> Decision:
     """How to answer a request given the stored response selected for it (RFC 9111 §4).
 
     Non-GET/HEAD requests always go upstream (MISS, ``fwd=method``). With a stored
@@ -219,9 +225,10 @@ def decide(method: str, request_headers: Headers, stored: StoredResponse | None,
         if only_cached:
             return Decision(Action.GATEWAY_TIMEOUT, "only-if-cached")
         return Decision(Action.MISS, "not-stored", fwd="miss")
-    cc = response_cache_control(stored.headers)
+    cc = response_cache_control(stored.headers, targets)
     age = current_age(stored, now)
-    lifetime = freshness_lifetime(stored.status, stored.headers, stored.response_time)
+    lifetime = freshness_lifetime(stored.status, stored.headers, stored.response_time,
+                                  targets)
 
     def upstream(action: Action, reason: str, fwd: str) -> Decision:
         if only_cached:
@@ -258,7 +265,8 @@ def decide(method: str, request_headers: Headers, stored: StoredResponse | None,
     return upstream(Action.REVALIDATE, "stale", "stale")
 
 
-def stale_if_error_allows(stored: StoredResponse, now: float, request_headers: Headers) -> bool:
+def stale_if_error_allows(stored: StoredResponse, now: float, request_headers: Headers,
+                          targets: Sequence[bytes] = ()) -> bool:
     """Whether the stored response may stand in for an upstream error (RFC 5861 §4).
 
     An error is a failure to reach the upstream or a 500, 502, 503 or 504 from it. The
@@ -266,11 +274,11 @@ def stale_if_error_allows(stored: StoredResponse, now: float, request_headers: H
     been stale for at most N seconds; must-revalidate, proxy-revalidate, s-maxage and
     no-cache forbid it (RFC 9111 §4.2.4).
     """
-    cc = response_cache_control(stored.headers)
+    cc = response_cache_control(stored.headers, targets)
     if _forbids_stale(cc):
         return False
     staleness = current_age(stored, now) - freshness_lifetime(
-        stored.status, stored.headers, stored.response_time)
+        stored.status, stored.headers, stored.response_time, targets)
     rcc = request_cache_control(request_headers)
     for window in (cc.seconds("stale-if-error"), rcc.seconds("stale-if-error")):
         if window is not None and staleness <= window:
