@@ -511,3 +511,42 @@ def test_a_hit_is_served_even_to_a_request_that_came_back_through_this_proxy(
     assert fetch(proxy, path, headers=marked).status == 200
     assert fetch(proxy, path + "/not-cached", headers=marked).status == 508
     assert fetches(upstream, path) == 1
+
+
+# -- immutable, s-maxage and private -------------------------------------------------------
+@pytest.mark.parametrize("directive, request_cc, reused", [
+    ("max-age=600, immutable", "max-age=0", True),       # a reload: not revalidated
+    ("max-age=600, immutable", "no-cache", False),       # a forced reload: revalidated
+    ("max-age=600", "max-age=0", False),
+    ("max-age=600, immutable", "min-fresh=3600", False),
+], ids=["immutable-reload", "immutable-no-cache", "plain-reload", "immutable-min-fresh"])
+def test_immutable_spares_a_fresh_response_a_reload(proxy, upstream, routes, path, directive,
+                                                    request_cc, reused):
+    # Ten seconds old at arrival: older than the request's max-age=0 allows.
+    routes.set(path, Answer(body=b"x", headers=[("Date", date(-10)),
+                                                ("Cache-Control", directive),
+                                                ("ETag", '"i"')]),
+               Answer(304, headers=[("ETag", '"i"')]))
+    fetch(proxy, path)
+    second = fetch(proxy, path, headers=[("Cache-Control", request_cc)])
+    assert second.status == 200 and is_hit(second) is reused
+    assert fetches(upstream, path) == (1 if reused else 2)
+
+
+def test_a_stale_immutable_response_is_revalidated(proxy, upstream, routes, path):
+    routes.set(path, Answer(body=b"x", headers=[
+        ("Date", date(-30)), ("Cache-Control", "max-age=10, immutable"), ("ETag", '"i"')]),
+        Answer(304, headers=[("ETag", '"i"')]))
+    fetch(proxy, path)
+    assert "fwd=stale" in cache_status(fetch(proxy, path))
+    assert received_for(upstream, path)[-1].header("If-None-Match") == '"i"'
+
+
+@pytest.mark.parametrize("directive", [
+    "s-maxage=600, private", "private, s-maxage=600, public", 's-maxage=600, private="X-A"',
+])
+def test_s_maxage_does_not_override_private(proxy, upstream, routes, path, directive):
+    routes.set(path, Answer(body=b"x", headers=[("Cache-Control", directive)]))
+    fetch(proxy, path)
+    assert not is_hit(fetch(proxy, path))
+    assert fetches(upstream, path) == 2

@@ -18,6 +18,10 @@ Decisions this cache makes where the RFC leaves a choice:
   at one day, only without explicit expiration and only for heuristically cacheable
   status codes or ``public`` responses. A query string does not prevent it (the
   RFC 2616 rule was dropped).
+- ``immutable`` (RFC 8246 §2.1): a fresh immutable response is served to a request
+  whose ``max-age`` asks for a younger one (a browser's reload) without revalidation;
+  ``no-cache`` in the request (a forced reload) still revalidates, and so does a stale
+  immutable response. Only for bodies stored with a Content-Length (RFC 8246 §3).
 - stale-while-revalidate is honoured only within its window and serves the stale
   response while one revalidation runs in the background; stale-if-error serves within
   the window of either the response's or the request's directive. must-revalidate,
@@ -198,6 +202,14 @@ def current_age(stored: StoredResponse, now: float) -> float:
     return corrected_initial_age + resident_time
 
 
+def _immutable(cc: CacheControl, headers: Headers) -> bool:
+    """An ``immutable`` response (RFC 8246) whose stored size is known to be whole: a
+    reload (request ``max-age``) does not revalidate it while it is fresh; a request's
+    ``no-cache`` still does. A body without Content-Length (close-delimited, or
+    chunked: the stored head no longer tells) is not taken for immutable (§3)."""
+    return "immutable" in cc and has_header(headers, b"content-length")
+
+
 def _forbids_stale(cc: CacheControl) -> bool:
     """Response directives under which a shared cache never serves a stale response."""
     return ("must-revalidate" in cc or "proxy-revalidate" in cc or "s-maxage" in cc
@@ -244,7 +256,8 @@ def decide(method: str, request_headers: Headers, stored: StoredResponse | None,
     if "no-cache" in rcc:
         return upstream(Action.REVALIDATE, "request-no-cache", "request")
     max_age = rcc.seconds("max-age")
-    if max_age is not None and age > max_age:
+    if max_age is not None and age > max_age and not (
+            lifetime > age and _immutable(cc, stored.headers)):
         return upstream(Action.REVALIDATE, "request-max-age", "request")
     min_fresh = rcc.seconds("min-fresh")
     if min_fresh is not None and lifetime - age < min_fresh:
