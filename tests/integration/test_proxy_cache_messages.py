@@ -9,6 +9,7 @@ import re
 import pytest
 
 from cache_support import Answer, Raw, Routes, date, fetches
+from monkey_py_plugins.proxy_reverse.cache.serve import ORIGIN_DATE
 from proxy_support import entry, start_proxy
 from rawhttp import Client
 from upstreams import Exchange, Upstreams, payload
@@ -174,3 +175,19 @@ def test_a_304_without_age_restarts_the_age(proxy, routes, path):
         assert "fwd-status=304" in revalidated.header("Cache-Status")
         hit = client.request("GET", path)
     assert is_hit(hit) and int(hit.header("Age")) <= 2
+
+
+def test_a_served_response_has_one_date_and_the_origins_once_the_server_allows(
+        proxy, routes, path):
+    origin = date(-20)
+    routes.set(path, Answer(body=b"dated", headers=[("Date", origin),
+                                                    ("Cache-Control", "max-age=600")]))
+    with Client(proxy.port, timeout=10) as client:
+        miss = client.request("GET", path)
+        hit = client.request("GET", path)
+    for answer in (miss, hit):
+        assert len(answer.header_all("Date")) == 1
+    assert 20 <= int(hit.header("Age")) <= 23
+    if ORIGIN_DATE:
+        # The origin's Date, on the miss and on the hit (RFC 9110 §6.6.1).
+        assert miss.header("Date") == hit.header("Date") == origin

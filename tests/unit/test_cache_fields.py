@@ -55,3 +55,10 @@ def test_cache_status_quotes_non_token_names_and_details() -> None:
     assert cache_status(hit=True, name="edge cache") == b'"edge cache"; hit'
     assert cache_status(fwd="miss", detail='too "large"') == (
         b'monkey_py; fwd=miss; detail="too \\"large\\""')
+
+
+def test_a_response_without_date_is_stored_with_the_time_it_arrived() -> None:
+    assert storage_headers([(b"ETag", b'"e"')], 784111777.0) == [
+        (b"ETag", b'"e"'), (b"Date", b"Sun, 06 Nov 1994 08:49:37 GMT")]
+    dated = [(b"date", b"Mon, 07 Nov 1994 08:49:37 GMT")]
+    assert storage_headers(dated, 784111777.0) == dated

@@ -14,6 +14,8 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING
 
+from monkey_py.static.conditional import http_date
+
 from .collapse import Fill
 from .figures import MISSES, REVALIDATED, STALE, STORED
 from .rules.control import has_header, header_value, response_cache_control
@@ -25,7 +27,7 @@ from .rules.policy import (
     storable,
 )
 from .rules.validation import not_modified_matches, updated_headers
-from .serve import serve
+from .serve import ORIGIN_DATE, serve
 from .stores.store import Meta, Stored
 
 if TYPE_CHECKING:
@@ -45,6 +47,15 @@ def worth_keeping(status: int, headers, now: float, targets=()) -> bool:
             header_value(headers, b"last-modified") is not None):
         return True
     return "stale-if-error" in response_cache_control(headers, targets)
+
+
+def origin_date(block: bytes, raw, now: float) -> bytes:
+    """The response's header block with the upstream's Date (the time it arrived when it
+    sent none), unless the block has a Date line already (RFC 9110 §6.6.1)."""
+    if block.startswith(b"Date: ") or b"\r\nDate: " in block:
+        return block
+    value = header_value(raw, b"date")
+    return b"Date: %s\r\n" % (value or http_date(now).encode("ascii")) + block
 
 
 def _sets_cookies(headers) -> bool:
@@ -152,7 +163,7 @@ class CacheExchange:
                 status, raw, now, targets) and (
                 not settings.skip_set_cookie or not _sets_cookies(raw)):
             self.writer = cache.store.begin(self.key, request_headers, Meta(
-                status, storage_headers(raw), self.request_time, now))
+                status, storage_headers(raw, now), self.request_time, now))
             if self.writer is None:
                 cache.sizes()  # a write that failed shows in the store's figures
         if self.client is None:
@@ -165,6 +176,8 @@ class CacheExchange:
         self.passing = True
         self._result(MISSES)
         value = cache_status(fwd=self.fwd, fwd_status=status, stored=self.writer is not None)
+        if ORIGIN_DATE:
+            headers = origin_date(headers, raw, now)
         self.client.start_response(status, headers + b"Cache-Status: %s\r\n" % value, reason,
                                    length)
 

@@ -7,14 +7,18 @@ wire. A hit then costs an age computation and one ``respond()`` (memory) or a
 ``sendfile`` (disk), without parsing anything stored.
 
 Served headers are the stored ones less ``Age`` and ``Content-Length`` (rewritten),
-``Date`` and ``Server`` (the server writes its own, as for a forwarded response) and
-``Via``, which is written once with this proxy's own token appended, as on a miss.
+``Server`` (the server writes its own) and ``Via``, which is written once with this
+proxy's own token appended, as on a miss. The stored ``Date`` (the origin's, RFC 9110
+§6.6.1) is served when the server lets a handler send its own Date (``ORIGIN_DATE``);
+until then the server writes the time of sending, and ``Age`` says how old the
+response is (docs/proxy_cache.md, Conformance).
 """
 
 from __future__ import annotations
 
 import secrets
 
+from monkey_py.http.response import ResponseWriter
 from monkey_py.static.conditional import if_range_allows
 from monkey_py.static.ranges import (
     Unsatisfiable,
@@ -31,6 +35,9 @@ from .rules.validation import client_not_modified
 from .stores.store import Stored
 
 _NOT_SERVED = frozenset({b"age", b"content-length", b"date", b"server", b"via"})
+# Whether the core keeps a Date line of a handler's header block instead of writing its
+# own (the server change this needs: docs/proxy_cache.md, Conformance).
+ORIGIN_DATE = bool(getattr(ResponseWriter, "HANDLER_DATE", False))
 SUMMARY_CACHE_SIZE = 4096
 
 
@@ -52,18 +59,22 @@ class Summary:
         vias = []
         lines = []
         validators = []
+        date = b""
         for name, value in headers:
             lowered = name.lower()
             if lowered == b"via":
                 vias.append(value)
+            elif lowered == b"date":
+                if ORIGIN_DATE and not date:
+                    date = b"Date: %s\r\n" % value
             elif lowered not in _NOT_SERVED:
                 line = b"%s: %s\r\n" % (name, value)
                 lines.append(line)
                 if lowered in NOT_MODIFIED_FIELDS:
                     validators.append(line)
         via_line = b"Via: %s\r\n" % b", ".join([*vias, via])
-        self.head = b"".join(lines) + via_line
-        self.not_modified_head = b"".join(validators) + via_line
+        self.head = date + b"".join(lines) + via_line
+        self.not_modified_head = date + b"".join(validators) + via_line
         etag = header_value(headers, b"etag")
         self.etag = "" if etag is None else etag.strip(b" \t").decode("latin-1")
         modified = last_modified(headers)

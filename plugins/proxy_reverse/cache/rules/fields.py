@@ -12,8 +12,10 @@ from __future__ import annotations
 import math
 import re
 
+from monkey_py.static.conditional import http_date
+
 from ...forwarding.headers import HOP_BY_HOP, connection_tokens
-from .control import MAX_DELTA, Headers
+from .control import MAX_DELTA, Headers, has_header
 
 UNSTORED = HOP_BY_HOP
 # Fields a 304 sent to the client carries (RFC 9110 §15.4.5).
@@ -29,14 +31,20 @@ def connection_named(headers: Headers) -> frozenset[bytes]:
     return connection_tokens(headers)
 
 
-def storage_headers(response_headers: Headers) -> list[tuple[bytes, bytes]]:
-    """The upstream response's fields as the cache stores them (module notes)."""
+def storage_headers(response_headers: Headers, received: float | None = None
+                    ) -> list[tuple[bytes, bytes]]:
+    """The upstream response's fields as the cache stores them (module notes). A
+    response without Date gets one for ``received``, the time it arrived, as RFC 9110
+    §6.6.1 asks of a recipient that caches it."""
     named = connection_named(response_headers)
-    return [
+    kept = [
         (name, value) for name, value in response_headers
         if not ((lowered := name.lower()) in UNSTORED or lowered in named
                 or lowered.startswith(b"proxy-"))
     ]
+    if received is not None and not has_header(kept, b"date"):
+        kept.append((b"Date", http_date(received).encode("ascii")))
+    return kept
 
 
 def age_header(age: float) -> bytes:
