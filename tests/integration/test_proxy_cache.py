@@ -550,3 +550,24 @@ def test_s_maxage_does_not_override_private(proxy, upstream, routes, path, direc
     fetch(proxy, path)
     assert not is_hit(fetch(proxy, path))
     assert fetches(upstream, path) == 2
+
+
+@pytest.mark.parametrize("status", [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501])
+def test_heuristically_cacheable_statuses_are_reused_by_heuristic_freshness(
+        proxy, upstream, routes, path, status):
+    routes.set(path, Answer(status, b"" if status == 204 else b"body", [
+        ("Date", date()), ("Last-Modified", date(-86400))]))
+    fetch(proxy, path)
+    second = fetch(proxy, path)
+    assert second.status == status and is_hit(second)
+    assert 8000 <= ttl(second) <= 8640
+    assert fetches(upstream, path) == 1
+
+
+@pytest.mark.parametrize("status", [201, 202, 302, 303, 307, 403, 500, 502, 503, 504, 599])
+def test_other_statuses_get_no_heuristic_freshness(proxy, upstream, routes, path, status):
+    routes.set(path, Answer(status, b"body", [("Date", date()),
+                                              ("Last-Modified", date(-86400))]))
+    fetch(proxy, path)
+    assert not is_hit(fetch(proxy, path))
+    assert fetches(upstream, path) == 2

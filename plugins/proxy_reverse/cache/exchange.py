@@ -20,6 +20,7 @@ from .collapse import Fill
 from .figures import MISSES, REVALIDATED, STALE, STORED
 from .rules.control import has_header, header_value, response_cache_control
 from .rules.fields import cache_status, storage_headers
+from .rules.partial import partial_key
 from .rules.policy import (
     freshness_lifetime,
     invalidation_targets,
@@ -162,7 +163,8 @@ class CacheExchange:
                 "GET", status, request_headers, raw, targets) and worth_keeping(
                 status, raw, now, targets) and (
                 not settings.skip_set_cookie or not _sets_cookies(raw)):
-            self.writer = cache.store.begin(self.key, request_headers, Meta(
+            key = self.key if status != 206 else partial_key(self.key)
+            self.writer = cache.store.begin(key, request_headers, Meta(
                 status, storage_headers(raw, now), self.request_time, now))
             if self.writer is None:
                 cache.sizes()  # a write that failed shows in the store's figures

@@ -21,6 +21,7 @@ from ..forwarding.headers import is_upgrade
 from .collapse import Collapser
 from .exchange import CacheExchange
 from .figures import COLLAPSED, HITS, MISSES, STALE, CacheStats
+from .parts import serve_stored_part
 from .purge import purge
 from .rules.fields import cache_status
 from .rules.key import primary_key
@@ -192,6 +193,8 @@ class ProxyCache:
                 self.sizes()  # the disk store may have found a damaged body
             elif stored.fd is not None:
                 self.verifier.check(stored)
+        if stored is None and serve_stored_part(self, req, entry, key, waited):
+            return
         now = time.time()
         if stored is not None and self._fast_hit(req, entry, stored, now, waited):
             return

@@ -34,7 +34,8 @@ from .rules.policy import current_age, freshness_lifetime
 from .rules.validation import client_not_modified
 from .stores.store import Stored
 
-_NOT_SERVED = frozenset({b"age", b"content-length", b"date", b"server", b"via"})
+_NOT_SERVED = frozenset({b"age", b"content-length", b"content-range", b"date", b"server",
+                         b"via"})
 # Whether the core keeps a Date line of a handler's header block instead of writing its
 # own (the server change this needs: docs/proxy_cache.md, Conformance).
 ORIGIN_DATE = bool(getattr(ResponseWriter, "HANDLER_DATE", False))
@@ -161,15 +162,7 @@ def _serve_range(req, stored: Stored, summary: Summary, value: bytes, age: float
     head = summary.head + tail(age, status_value)
     if len(ranges) == 1:
         first, last = ranges[0]
-        count = last - first + 1
-        head += b"Content-Range: %s\r\n" % content_range(first, last, size).encode()
-        if stored.body is not None:
-            req.respond(206, head, stored.body[first:last + 1])
-            return True
-        fd = stored.take_fd()
-        req.start_response(206, head, length=count)
-        req.sendfile(fd, stored.body_offset + first, count)
-        req.end()
+        _send_part(req, stored, head, first, last, size, first)
         return True
     boundary = secrets.token_hex(12)
     parts, closing, total = multipart_byteranges(ranges, size, summary.content_type, boundary)
@@ -188,3 +181,27 @@ def _serve_range(req, stored: Stored, summary: Summary, value: bytes, age: float
     req.write(closing)
     req.end()
     return True
+
+
+def serve_part(req, stored: Stored, summary: Summary, wanted: tuple[int, int],
+               span: tuple[int, int, int], age: float, status_value: bytes) -> None:
+    """Answer a range request from a stored partial response (``rules.partial``): the
+    ``wanted`` bytes, which lie within the stored ``span`` (first, last, complete)."""
+    head = summary.head + tail(age, status_value)
+    _send_part(req, stored, head, *wanted, span[2], span[0])
+
+
+def _send_part(req, stored: Stored, head: bytes, first: int, last: int, size: int,
+               stored_from: int) -> None:
+    """206 with bytes ``first``-``last`` of a representation of ``size`` bytes, from a
+    stored body that begins at byte ``stored_from`` of it."""
+    count = last - first + 1
+    offset = first - stored_from
+    head += b"Content-Range: %s\r\n" % content_range(first, last, size).encode()
+    if stored.body is not None:
+        req.respond(206, head, stored.body[offset:offset + count])
+        return
+    fd = stored.take_fd()
+    req.start_response(206, head, length=count)
+    req.sendfile(fd, stored.body_offset + offset, count)
+    req.end()

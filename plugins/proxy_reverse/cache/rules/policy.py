@@ -7,7 +7,8 @@ Times are POSIX seconds (floats). A stored response is anything with ``status``,
 Decisions this cache makes where the RFC leaves a choice:
 
 - Methods: only GET responses are stored; HEAD is answered from a stored GET response,
-  its own responses are never stored. 206 and 304 are never stored.
+  its own responses are never stored. 304 is never stored; a 206 only as a single part
+  whose bytes its Content-Range names exactly (``partial.py``).
 - Set-Cookie does not prevent storing (§7.3): such a response is stored and replayed
   with its cookies. An origin keeps a cookie to one client with ``private`` (or
   ``no-cache``); a site may refuse them all with ``CacheSkipSetCookie`` (the front end
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from . import key as keys
+from .partial import stored_span
 from .control import (
     CacheControl,
     Headers,
@@ -50,9 +52,8 @@ from .control import (
     response_cache_control,
 )
 
-# Status codes defined as heuristically cacheable (RFC 9110 §15.1); 206 is left out
-# because partial responses are never stored here.
-HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+# Status codes defined as heuristically cacheable (RFC 9110 §15.1).
+HEURISTIC_STATUSES = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
 # Status codes whose caching requirements this cache implements (for must-understand).
 UNDERSTOOD_STATUSES = HEURISTIC_STATUSES | {302, 303, 307}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -123,7 +124,10 @@ def storable(method: str, status: int, request_headers: Headers,
     directives."""
     if not storage_allowed_for_request(method, request_headers):
         return False
-    if not 200 <= status <= 599 or status in (206, 304):
+    if not 200 <= status <= 599 or status == 304:
+        return False
+    if status == 206 and (stored_span(response_headers) is None
+                          or not has_header(request_headers, b"range")):
         return False
     cc = response_cache_control(response_headers, targets)
     understood = status in UNDERSTOOD_STATUSES

@@ -43,6 +43,7 @@ from collections.abc import Callable
 
 from ..rules.control import Headers
 from ..rules.key import secondary_key, vary_names
+from ..rules.partial import partial_key
 from .disk_files import (
     ENTRY,
     MARKER,
@@ -331,15 +332,18 @@ class DiskStore:
             self._counts["invalidations"] += 1
 
     def purge(self, primary: bytes | None = None) -> int:
-        """Remove the primary key's response or marker (its variants go with it), or
-        every cache file with None; returns how many files were removed."""
-        if primary is not None:
-            try:
-                os.unlink(self._path(file_name(primary)))
-            except OSError:
-                return 0
-            return 1
+        """Remove the primary key's response or marker (its variants go with it) and its
+        partial response, or every cache file with None; returns how many files were
+        removed."""
         removed = 0
+        if primary is not None:
+            for key in (primary, partial_key(primary)):
+                try:
+                    os.unlink(self._path(file_name(key)))
+                    removed += 1
+                except OSError:
+                    pass
+            return removed
         for _, _, path in self._files():
             try:
                 os.unlink(path)
