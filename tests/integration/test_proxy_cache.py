@@ -284,6 +284,31 @@ def test_vary_selects_the_stored_variant(proxy, upstream, routes, path):
     assert fetches(upstream, path) == 3
 
 
+@pytest.mark.parametrize("stored, asked, reused", [
+    ("en, de", " en ,   de", True),
+    ("en, de", "eN, De", True),
+    ("en, de;q=0.50", "en,de; q=0.5", True),
+    ("en;q=1.0, de", "en, de", True),
+    ("en, de", "de, en", False),            # the order may be a preference: kept
+    ("en, de", "fr;q=0.5, de;q=1.0", False),
+])
+def test_vary_on_accept_language_is_normalised_conservatively(proxy, upstream, routes, path,
+                                                              stored, asked, reused):
+    routes.set(path, Answer(body=b"x", headers=[*MAX_AGE, ("Vary", "Accept-Language"),
+                                                ("Content-Language", "de")]))
+    fetch(proxy, path, headers=[("Accept-Language", stored)])
+    second = fetch(proxy, path, headers=[("Accept-Language", asked)])
+    assert is_hit(second) is reused
+    assert fetches(upstream, path) == (1 if reused else 2)
+
+
+def test_vary_on_accept_encoding_ignores_case_and_blanks(proxy, upstream, routes, path):
+    routes.set(path, Answer(body=b"x", headers=[*MAX_AGE, ("Vary", "Accept-Encoding")]))
+    fetch(proxy, path, headers=[("Accept-Encoding", "gzip, deflate, br")])
+    assert is_hit(fetch(proxy, path, headers=[("Accept-Encoding", "GZIP,Deflate , br")]))
+    assert not is_hit(fetch(proxy, path, headers=[("Accept-Encoding", "br, gzip, deflate")]))
+
+
 # -- revalidation -------------------------------------------------------------------------
 def test_a_stale_response_is_revalidated_and_updated_by_a_304(proxy, upstream, routes, path):
     routes.set(path, Answer(body=b"the body", headers=[
