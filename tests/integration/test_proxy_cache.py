@@ -362,11 +362,30 @@ def test_head_is_answered_from_a_stored_get(proxy, upstream, routes, path):
     assert fetches(upstream, path) == 1
 
 
-def test_a_head_response_is_not_stored(proxy, upstream, routes, path):
+def test_a_head_that_misses_fills_the_cache_with_a_get(proxy, upstream, routes, path):
     routes.set(path, Answer(body=b"0123456789", headers=MAX_AGE))
-    assert fetch(proxy, path, method="HEAD").header("Content-Length") == "10"
-    assert not is_hit(fetch(proxy, path))
-    assert [r.method for r in received_for(upstream, path)] == ["HEAD", "GET"]
+    with Client(proxy.port) as client:
+        head = client.request("HEAD", path)
+        assert head.header("Content-Length") == "10" and head.body == b""
+        assert "stored" in cache_status(head)
+        # The connection goes on: the HEAD got no body, the GET gets it whole.
+        assert upstream.wait_until(lambda up: fetches(up, path) == 1)
+        hit = client.request("GET", path)
+    assert hit.body == b"0123456789"
+    assert [r.method for r in received_for(upstream, path)] == ["GET"]
+
+
+def test_a_head_that_cannot_fill_the_cache_does_not_fetch_the_body(proxy, upstream, routes,
+                                                                   path):
+    routes.set(path, Answer(body=b"x" * 300_000, headers=[("Cache-Control", "no-store")]))
+    head = fetch(proxy, path, method="HEAD")
+    assert head.status == 200 and head.header("Content-Length") == "300000"
+    assert head.body == b""
+    # Nobody needs the body: the proxy drops that upstream connection.
+    (asked,) = received_for(upstream, path)
+    assert asked.method == "GET" and upstream.wait_closed_by_peer(asked.connection)
+    answer = fetch(proxy, path)
+    assert answer.body == b"x" * 300_000
 
 
 # -- ranges ----------------------------------------------------------------------------------

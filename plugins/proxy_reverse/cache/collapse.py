@@ -23,9 +23,10 @@ from typing import Callable
 from .stores.trouble import FailureLog
 
 POLL_SECONDS = 0.02
-# Why a waiter was released.
-STORED, NOT_STORED, ENDED_ELSEWHERE, TIMED_OUT = (
-    "stored", "not-stored", "ended-elsewhere", "timed-out")
+# Why a waiter was released; FAILED: the fetch met an upstream error (stale-if-error
+# may then stand in for it without another attempt).
+STORED, NOT_STORED, FAILED, ENDED_ELSEWHERE, TIMED_OUT = (
+    "stored", "not-stored", "failed", "ended-elsewhere", "timed-out")
 
 
 class Fill:
@@ -47,8 +48,9 @@ class Fill:
         self.finished = False
         self.expires = expires
 
-    def done(self, stored: bool) -> None:
-        """The fetch ended (``stored``: its response is in the store); idempotent."""
+    def done(self, stored: bool, failed: bool = False) -> None:
+        """The fetch ended (``stored``: its response is in the store; ``failed``: the
+        upstream failed it); idempotent."""
         if self.finished:
             return
         self.finished = True
@@ -61,8 +63,9 @@ class Fill:
             except OSError:
                 pass
         waiters, self.waiters = self.waiters, []
+        why = STORED if stored else FAILED if failed else NOT_STORED
         for waiter in waiters:
-            waiter.release(STORED if stored else NOT_STORED)
+            waiter.release(why)
 
 
 class Waiter:

@@ -170,11 +170,12 @@ class CacheExchange:
                 cache.sizes()  # a write that failed shows in the store's figures
         if self.client is None:
             if self.writer is None:
-                self._stop()
+                self._stop(failed=status in UPSTREAM_ERRORS)
             return
         if self.writer is None and self.fill is not None:
-            # Nothing will be stored: the waiters go upstream now, in parallel.
-            self.fill.done(False)
+            # Nothing will be stored: the waiters go upstream now, in parallel (or stand
+            # a stale response in for an upstream error).
+            self.fill.done(False, failed=status in UPSTREAM_ERRORS)
         self.passing = True
         self._result(MISSES)
         value = cache_status(fwd=self.fwd, fwd_status=status, stored=self.writer is not None)
@@ -182,6 +183,19 @@ class CacheExchange:
             headers = origin_date(headers, raw, now)
         self.client.start_response(status, headers + b"Cache-Status: %s\r\n" % value, reason,
                                    length)
+        if self.client.method == "HEAD" and self.method == "GET":
+            self._head_answered()
+
+    def _head_answered(self) -> None:
+        """A HEAD that went upstream as a GET to fill the cache has its answer: the
+        body goes on into the store without it, or is not fetched when not stored."""
+        client = self.client
+        self.client = None
+        self.passing = False
+        client.on_abort = None
+        client.end()
+        if self.writer is None:
+            self._stop()
 
     def write(self, data: bytes) -> bool:
         writer = self.writer
@@ -222,7 +236,7 @@ class CacheExchange:
         if status in UPSTREAM_ERRORS and self.stored is not None and self._stale_on_error(
                 None, time.time()):
             return
-        self._drop()
+        self._drop(failed=status in UPSTREAM_ERRORS)
         if self.client is not None:
             self._result(MISSES)
             self.client.error(status, detail, [*headers, (b"Cache-Status", cache_status(
@@ -287,7 +301,7 @@ class CacheExchange:
             return False
         self.stored = None
         if self.fill is not None:
-            self.fill.done(False)
+            self.fill.done(False, failed=True)
         self.finished = True
         if self.client is None:
             stored.close()
@@ -307,14 +321,15 @@ class CacheExchange:
         if self.client is not None and self.method in ("GET", "HEAD"):
             self.cache.count(self.entry, counter)
 
-    def _drop(self) -> None:
-        """The exchange ends without a stored response."""
+    def _drop(self, failed: bool = False) -> None:
+        """The exchange ends without a stored response (``failed``: for an upstream
+        error)."""
         self.finished = True
         if self.writer is not None:
             self.writer.abort()
             self.writer = None
         if self.fill is not None:
-            self.fill.done(False)
+            self.fill.done(False, failed)
         self._close_stored()
 
     def _close_stored(self) -> None:
@@ -322,9 +337,9 @@ class CacheExchange:
             self.stored.close()
             self.stored = None
 
-    def _stop(self) -> None:
-        """A background fetch that will store nothing: drop the upstream connection."""
-        self._drop()
+    def _stop(self, failed: bool = False) -> None:
+        """A fetch no client reads that will store nothing: drop the upstream connection."""
+        self._drop(failed)
         callback = self.on_abort
         if callback is not None:
             self.cache.loop.call_soon(callback)

@@ -18,14 +18,15 @@ import time
 from monkey_py.config import ConfigError
 
 from ..forwarding.headers import is_upgrade
-from .collapse import Collapser
+from .collapse import FAILED, Collapser
 from .exchange import CacheExchange
 from .figures import COLLAPSED, HITS, MISSES, STALE, CacheStats
 from .parts import serve_stored_part
 from .purge import purge
+from .rules.control import request_cache_control
 from .rules.fields import cache_status
 from .rules.key import primary_key
-from .rules.policy import Action, decide
+from .rules.policy import Action, decide, stale_if_error_allows
 from .rules.validation import conditional_headers
 from .serve import Summaries, serve, serve_whole, tail
 from .stores.disk import DiskStore
@@ -45,9 +46,10 @@ CLIENT_CONDITIONALS = frozenset({b"if-none-match", b"if-modified-since"})
 BACKGROUND_DROP = frozenset({b"if-none-match", b"if-modified-since", b"if-match",
                              b"if-unmodified-since", b"if-range", b"range",
                              b"content-length", b"transfer-encoding", b"expect"})
-# Decisions the client's own directives caused: such a request, like one with
-# Authorization, neither waits for another's fetch nor leads one.
-OWN_WAY = frozenset({"request-no-cache", "request-max-age", "min-fresh", "authorization"})
+# Decisions after which the request goes upstream whatever another fetch brings (the
+# client's no-cache, or max-age=0 which any fetched response is older than once it is
+# stored): such a request leads a fetch, but does not wait for one.
+GO_ALONE = frozenset({"request-no-cache"})
 KEY_MEMO_SIZE = 4096
 
 
@@ -203,6 +205,10 @@ class ProxyCache:
         if action is Action.FRESH or action is Action.STALE_OK:
             self._serve_stored(req, entry, key, stored, decision, waited)
             return
+        if waited == FAILED and stored is not None and stale_if_error_allows(
+                stored, now, req.headers, self.targets):
+            self._stale_for_failed_fill(req, entry, stored, now)
+            return
         if stored is not None and action is not Action.REVALIDATE:
             stored.close()
             stored = None
@@ -244,22 +250,38 @@ class ProxyCache:
         if decision.background and not self.proxy.guard.marked(req):
             self._background(req, entry, key, stored)
 
+    def _stale_for_failed_fill(self, req, entry, stored: Stored, now: float) -> None:
+        """The fetch this request waited for met an upstream error: the stale response
+        stands in for it (stale-if-error) without another attempt."""
+        self.count(entry, STALE)
+        self.count(entry, COLLAPSED)
+        summary = self.summaries.get(stored)
+        age = summary.age(now)
+        serve(req, stored, summary, age, cache_status(
+            fwd="stale", ttl=summary.lifetime - age, collapsed=True, detail="stale-if-error"))
+
     def _go_upstream(self, req, entry, key: bytes, stored: Stored | None, decision,
                      waited: str | None) -> None:
-        """Lead a fetch, wait for one already running, or forward on its own."""
+        """Lead a fetch, wait for one already running, or forward on its own. A HEAD
+        that leads goes upstream as a GET, so that its answer fills the cache."""
         revalidate = stored is not None
         fill = None
+        method = req.method
         # A request that carries this server's own Via mark comes back from a loop: it
         # gets its 508 at once, neither waiting for a fetch nor leading one.
-        if waited is None and decision.reason not in OWN_WAY and (
-                req.header(b"authorization") is None) and not self.proxy.guard.marked(req):
+        if waited is None and not self.proxy.guard.marked(req):
             timeout = entry.settings.cache_lock_timeout
+            alone = decision.reason in GO_ALONE or (
+                decision.reason == "request-max-age"
+                and request_cache_control(req.headers).seconds("max-age") == 0)
             if self._may_lead(req, revalidate):
                 fill = self.collapser.begin(key, timeout)
-                if fill is None:
+                if fill is None and not alone:
                     self._wait(req, entry, key, stored, timeout)
                     return
-            elif self.collapser.busy(key):
+                if fill is not None:
+                    method = "GET"
+            elif not alone and self.collapser.busy(key):
                 self._wait(req, entry, key, stored, timeout)
                 return
         forwarded = req.headers
@@ -267,13 +289,13 @@ class ProxyCache:
             forwarded = [(name, value) for name, value in forwarded
                          if name not in CLIENT_CONDITIONALS]
             forwarded.extend(conditional_headers(stored.headers))
-        self.forward(CacheExchange(self, entry, req, key, forwarded, method=req.method,
+        self.forward(CacheExchange(self, entry, req, key, forwarded, method=method,
                                    stored=stored, fwd=decision.fwd or "miss", fill=fill))
 
     @staticmethod
     def _may_lead(req, revalidate: bool) -> bool:
-        """Whether the answer to this request, as forwarded, can fill the cache."""
-        if req.method != "GET":
+        """Whether the answer to this request, forwarded as a GET, can fill the cache."""
+        if req.method != "GET" and req.method != "HEAD":
             return False
         for name, _ in req.headers:
             if name == b"range" or (not revalidate and name in CLIENT_CONDITIONALS):
