@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -129,3 +130,16 @@ def serving_worker(proxy, client: Client) -> int:
             except FileNotFoundError:
                 continue
     raise AssertionError("no worker holds the connection")
+
+
+def store_keys(kind: str, tmp_path_factory) -> dict[str, str]:
+    """The [PROXY_DEFAULTS] keys of a cache store: ``memory``, or ``disk`` in a new
+    directory (for tests run over both stores)."""
+    if kind == "memory":
+        return {}
+    return {"CacheStore": "disk", "CacheDirectory": str(tmp_path_factory.mktemp("cache"))}
+
+
+def own_target(request, prefix: str) -> str:
+    """A request target of the running test's own, under ``prefix``."""
+    return prefix + re.sub(r"\W", "_", request.node.name)

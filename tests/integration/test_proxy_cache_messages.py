@@ -1,6 +1,8 @@
 """How the cache keeps and replays messages, through the real proxy and both stores:
 bodies framed with Content-Length or chunked, transfer codings it cannot undo, interim
-(1xx) answers before the final one, and the Date and Age of what it serves."""
+(1xx) answers before the final one, the Date and Age of what it serves, and partial
+content: a 206 is kept as a part and answers the range requests that lie within it
+(RFC 9111 §3.3, §4); parts never stand for the complete response."""
 
 from __future__ import annotations
 
@@ -8,13 +10,36 @@ import re
 
 import pytest
 
-from cache_support import Answer, Raw, Routes, date, fetches
+from cache_support import (
+    Answer,
+    Raw,
+    Routes,
+    date,
+    fetches,
+    own_target,
+    received_for,
+    store_keys,
+)
 from monkey_py_plugins.proxy_reverse.cache.serve import ORIGIN_DATE
 from proxy_support import entry, start_proxy
 from rawhttp import Client
 from upstreams import Exchange, Upstreams, payload
 
 MAX_AGE = [("Cache-Control", "max-age=600")]
+BODY = bytes(range(100))
+RANGE = re.compile(r"bytes=(\d+)-(\d+)")
+
+
+def ranged(*headers: tuple[str, str], span_error: int = 0):
+    """An upstream answering ``bytes=a-b`` with a 206 of BODY, anything else with 200."""
+    def answer(exchange) -> Answer:
+        match = RANGE.fullmatch(exchange.request.header("Range") or "")
+        if match is None:
+            return Answer(body=BODY, headers=list(headers))
+        first, last = int(match[1]), int(match[2])
+        return Answer(206, BODY[first:last + 1], [
+            *headers, ("Content-Range", f"bytes {first}-{last + span_error}/{len(BODY)}")])
+    return answer
 
 
 @pytest.fixture(scope="module")
@@ -25,9 +50,8 @@ def upstream():
 
 @pytest.fixture(scope="module", params=["memory", "disk"])
 def proxy(request, module_monkey, upstream, tmp_path_factory):
-    store = {"CacheStore": "disk", "CacheDirectory": str(tmp_path_factory.mktemp("cache"))
-             } if request.param == "disk" else {}
-    return start_proxy(module_monkey, entry("^/", upstream, Cache="On"), **store)
+    return start_proxy(module_monkey, entry("^/", upstream, Cache="On"),
+                       **store_keys(request.param, tmp_path_factory))
 
 
 @pytest.fixture
@@ -37,7 +61,7 @@ def routes(upstream):
 
 @pytest.fixture
 def path(request):
-    return "/m/" + re.sub(r"\W", "_", request.node.name)
+    return own_target(request, "/m/")
 
 
 def raw_answer(head: list[tuple[str, str]], body: bytes, interim: bytes = b"",
@@ -191,3 +215,65 @@ def test_a_served_response_has_one_date_and_the_origins_once_the_server_allows(
     if ORIGIN_DATE:
         # The origin's Date, on the miss and on the hit (RFC 9110 §6.6.1).
         assert miss.header("Date") == hit.header("Date") == origin
+
+
+# -- partial content -----------------------------------------------------------------------
+def request(proxy, path: str, *headers: tuple[str, str], method: str = "GET"):
+    with Client(proxy.port, timeout=10) as client:
+        return client.request(method, path, headers=list(headers))
+
+
+def test_a_part_answers_the_ranges_within_it(proxy, upstream, routes, path):
+    routes.set(path, ranged(("Cache-Control", "max-age=600"), ("ETag", '"p"')))
+    first = request(proxy, path, ("Range", "bytes=10-29"))
+    assert first.status == 206 and "stored" in first.header("Cache-Status")
+    for asked, span in (("bytes=10-29", (10, 29)), ("bytes=12-15", (12, 15)),
+                        ("bytes=20-29", (20, 29))):
+        answer = request(proxy, path, ("Range", asked))
+        assert answer.status == 206 and is_hit(answer), asked
+        assert answer.body == BODY[span[0]:span[1] + 1]
+        assert answer.header("Content-Range") == f"bytes {span[0]}-{span[1]}/100"
+        assert answer.header("Content-Length") == str(span[1] - span[0] + 1)
+    assert fetches(upstream, path) == 1
+    # Outside the part, another part of it, or the whole: the upstream answers.
+    outside = request(proxy, path, ("Range", "bytes=25-40"))
+    assert outside.status == 206 and not is_hit(outside)
+    assert outside.body == BODY[25:41]
+    whole = request(proxy, path)
+    assert whole.status == 200 and whole.body == BODY and not is_hit(whole)
+    assert received_for(upstream, path)[-1].header("Range") is None
+    # Now the complete response is stored: it answers every range.
+    assert is_hit(request(proxy, path, ("Range", "bytes=50-60")))
+    assert fetches(upstream, path) == 3
+
+
+def test_a_part_is_not_used_when_if_range_does_not_match(proxy, upstream, routes, path):
+    routes.set(path, ranged(("Cache-Control", "max-age=600"), ("ETag", '"p"')))
+    request(proxy, path, ("Range", "bytes=0-9"))
+    assert is_hit(request(proxy, path, ("Range", "bytes=0-9"), ("If-Range", '"p"')))
+    other = request(proxy, path, ("Range", "bytes=0-9"), ("If-Range", '"q"'))
+    assert not is_hit(other)
+    assert fetches(upstream, path) == 2
+
+
+def test_a_part_whose_bytes_do_not_match_its_content_range_is_not_kept(proxy, upstream,
+                                                                      routes, path):
+    routes.set(path, ranged(("Cache-Control", "max-age=600"), span_error=1))
+    request(proxy, path, ("Range", "bytes=0-9"))
+    assert not is_hit(request(proxy, path, ("Range", "bytes=0-9")))
+    assert fetches(upstream, path) == 2
+
+
+def test_a_part_gets_heuristic_freshness_like_a_200(proxy, upstream, routes, path):
+    routes.set(path, ranged(("Date", date()), ("Last-Modified", date(-86400))))
+    request(proxy, path, ("Range", "bytes=0-9"))
+    assert is_hit(request(proxy, path, ("Range", "bytes=0-9")))
+    assert fetches(upstream, path) == 1
+
+
+def test_purge_removes_the_part_too(proxy, upstream, routes, path):
+    routes.set(path, ranged(("Cache-Control", "max-age=600")))
+    request(proxy, path, ("Range", "bytes=0-9"))
+    assert request(proxy, path, method="PURGE").status == 200
+    assert not is_hit(request(proxy, path, ("Range", "bytes=0-9")))
+    assert fetches(upstream, path) == 2

@@ -4,11 +4,9 @@ and CacheTargetedFields Off (docs/proxy_cache.md, Targeted cache control)."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
-from cache_support import Answer, Routes, date, fetches
+from cache_support import Answer, Routes, date, fetches, own_target
 from proxy_support import entry, start_proxy
 from rawhttp import Client
 from upstreams import Upstreams
@@ -32,7 +30,7 @@ def routes(upstream):
 
 @pytest.fixture
 def path(request):
-    return "/t/" + re.sub(r"\W", "_", request.node.name)
+    return own_target(request, "/t/")
 
 
 def reused(port: int, upstream, path: str) -> bool:

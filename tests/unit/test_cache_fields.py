@@ -30,14 +30,6 @@ def test_age_header() -> None:
     assert age_header(1e12) == b"2147483648"
 
 
-STORED = [
-    (b"Date", b"Sun, 06 Nov 1994 08:49:37 GMT"), (b"Content-Type", b"text/plain"),
-    (b"Content-Length", b"999"), (b"Age", b"7"), (b"ETag", b'"e"'),
-    (b"Cache-Status", b"origin-cache; hit"), (b"Cache-Control", b"max-age=60"),
-    (b"Set-Cookie", b"never=served"),
-]
-
-
 def test_cache_status_values() -> None:
     assert cache_status(hit=True) == b"monkey_py; hit"
     assert cache_status(fwd="miss", stored=True) == b"monkey_py; fwd=miss; stored"

@@ -64,7 +64,7 @@ from .disk_files import (
     write_all,
 )
 from .disk_writer import DiskWriter
-from .store import Meta, Stored, content_length, length_mismatch
+from .store import Meta, Stored, content_length
 from .trouble import FailureLog
 
 log = logging.getLogger("monkey_py.proxy_reverse")
