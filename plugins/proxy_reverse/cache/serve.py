@@ -162,7 +162,7 @@ def _serve_range(req, stored: Stored, summary: Summary, value: bytes, age: float
     head = summary.head + tail(age, status_value)
     if len(ranges) == 1:
         first, last = ranges[0]
-        _send_part(req, stored, head, first, last, size, first)
+        _send_part(req, stored, head, first, last, size, 0)
         return True
     boundary = secrets.token_hex(12)
     parts, closing, total = multipart_byteranges(ranges, size, summary.content_type, boundary)
