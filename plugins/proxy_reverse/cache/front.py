@@ -1,12 +1,13 @@
 """The response cache in the proxy's request path: look up, serve, collapse, go
-upstream, wait, invalidate and purge (docs/proxy_cache.md).
+upstream, wait and invalidate (docs/proxy_cache.md).
 
 For a request an entry with ``Cache On`` takes, ``ProxyCache.handle`` runs before loop
 detection and forwarding, so a hit never touches an upstream. A GET or HEAD is looked
 up; the policy (``rules.policy.decide``) says whether the stored response is served
 fresh or stale, revalidated, or fetched anew. A request that goes upstream is forwarded
 by the ordinary ``Forward`` with a ``CacheExchange`` (``exchange.py``) in place of the
-client's request.
+client's request. PURGE is ``purge.py``'s; a range answered from a stored part,
+``parts.py``'s; the background check of large disk bodies, ``verify.py``'s.
 """
 
 from __future__ import annotations
