@@ -4,6 +4,8 @@ scripts per target, dates relative to now, and the cache's statistics."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -105,3 +107,39 @@ def cache_figures(port: int, entry_index: int = 0) -> dict:
 
 def store_figures(port: int) -> dict:
     return status_document(port)["cache_store"]
+
+
+def serving_worker(proxy, client: Client) -> int:
+    """The pid of the worker that holds ``client``'s connection (it must have answered
+    on it already), found through the socket's inode in /proc."""
+    local = client.sock.getsockname()[1]
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as lines:
+            next(lines)
+            for line in lines:
+                fields = line.split()
+                own, peer = fields[1].rsplit(":", 1)[1], fields[2].rsplit(":", 1)[1]
+                if int(own, 16) == proxy.port and int(peer, 16) == local:
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in proxy.worker_pids():
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                    return pid
+            except FileNotFoundError:
+                continue
+    raise AssertionError("no worker holds the connection")
+
+
+def store_keys(kind: str, tmp_path_factory) -> dict[str, str]:
+    """The [PROXY_DEFAULTS] keys of a cache store: ``memory``, or ``disk`` in a new
+    directory (for tests run over both stores)."""
+    if kind == "memory":
+        return {}
+    return {"CacheStore": "disk", "CacheDirectory": str(tmp_path_factory.mktemp("cache"))}
+
+
+def own_target(request, prefix: str) -> str:
+    """A request target of the running test's own, under ``prefix``."""
+    return prefix + re.sub(r"\W", "_", request.node.name)

@@ -146,7 +146,12 @@ class ProxyWorker:
                           "this server: its upstreams lead back to it.")
             return None
         forward = Forward(self, entry, request)
-        forward.start()
+        try:
+            forward.start()
+        except Exception as exc:
+            # The balancer (third-party code) or a bug failed before the request had an
+            # upstream: answer it now, so that nothing waiting on it (a cache fill) lingers.
+            forward.crashed(exc)
         return forward
 
     def loops_back(self, request, upstream: Upstream) -> bool:
@@ -159,6 +164,8 @@ class ProxyWorker:
         return any(entry.matches(target) for entry in entries)
 
     def stop(self) -> None:
+        if self.cache is not None:
+            self.cache.stop()
         self.pool.close_all(self.state.upstreams())
         self.loop.cancel(self._publisher)
         self.state.stats.publish()

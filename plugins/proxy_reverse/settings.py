@@ -72,6 +72,10 @@ class CacheSettings:
     purge_allow: list = field(default_factory=list)
     # The CacheDirectory line, for errors found when the store opens.
     directory_location: Location | None = None
+    # CacheSkipSetCookie: responses carrying Set-Cookie are not stored.
+    skip_set_cookie: bool = False
+    # CacheTargetedFields: the targeted cache-control fields obeyed (RFC 9213), lower-case.
+    targeted_fields: tuple[bytes, ...] = (b"cdn-cache-control",)
 
 
 @dataclass
@@ -176,6 +180,19 @@ def _megabytes(value: str, location: Location) -> int:
     return max(1, int(number * 1024 * 1024))
 
 
+def _targeted_fields(value: str, location: Location) -> tuple[bytes, ...]:
+    """``CacheTargetedFields``: field names in order of precedence, or ``Off``."""
+    names = value.split()
+    if [name.lower() for name in names] == ["off"]:
+        return ()
+    for name in names:
+        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name) or (
+                name.lower() == "cache-control"):
+            raise ConfigError(f"'{name}' is not a targeted cache-control field name; write "
+                              "e.g. CDN-Cache-Control, or Off", location)
+    return tuple(name.lower().encode("ascii") for name in names)
+
+
 def _cache_directory(store: str, directory: Path | None, defaults_section) -> None:
     """A disk store needs a directory it can create, read and write: checked at start."""
     if store != "disk":
@@ -223,6 +240,8 @@ def _defaults_keys(directory: Path | None = None) -> list[Key]:
         Key("CacheMaxSize", _megabytes, default=64 * 1024 * 1024),
         Key("CacheMaxObjectSize", values.size_kb, default=1024 * 1024),
         Key("CachePurgeAllow", _network, repeatable=True),
+        Key("CacheSkipSetCookie", values.boolean, default=False),
+        Key("CacheTargetedFields", _targeted_fields, default=(b"cdn-cache-control",)),
     ]
 
 
@@ -292,7 +311,9 @@ def read_settings(config) -> ProxySettings:
     settings.cache = CacheSettings(
         defaults["cache_store"], defaults["cache_directory"], defaults["cache_max_size"],
         defaults["cache_max_object_size"], defaults["cache_purge_allow"] or [
-            ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")])
+            ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")],
+        skip_set_cookie=defaults["cache_skip_set_cookie"],
+        targeted_fields=defaults["cache_targeted_fields"])
     if defaults_section is not None:
         _cache_directory(settings.cache.store, settings.cache.directory, defaults_section)
         line = defaults_section.get("CacheDirectory")

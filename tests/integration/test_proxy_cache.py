@@ -9,7 +9,7 @@ import time
 import pytest
 
 from cache_support import Answer, Routes, date, fetches, received_for
-from proxy_support import assert_settled, entry, start_proxy
+from proxy_support import assert_settled, entry, get, start_proxy
 from rawhttp import Client
 from support import section, site
 from upstreams import Upstreams
@@ -105,7 +105,7 @@ def test_heuristically_cacheable_statuses_are_stored_with_explicit_freshness(
     (200, [("Cache-Control", "max-age=60, no-store")], False),
     (200, [("Cache-Control", "max-age=60, private")], False),
     (200, [("Cache-Control", "max-age=60"), ("Vary", "*")], False),
-    (200, [("Cache-Control", "max-age=60"), ("Set-Cookie", "id=1")], False),
+    (200, [("Cache-Control", "max-age=60"), ("Set-Cookie", "id=1")], True),
 ])
 def test_what_is_stored(proxy, upstream, routes, path, status, headers, stored):
     routes.set(path, Answer(status, b"x", headers))
@@ -124,14 +124,32 @@ def test_a_request_with_no_store_is_not_stored(proxy, upstream, routes, path):
     assert fetches(upstream, path) == 2
 
 
-def test_set_cookie_with_public_is_stored_without_the_cookie(proxy, upstream, routes, path):
-    routes.set(path, Answer(body=b"x", headers=[("Cache-Control", "public, max-age=60"),
-                                                ("Set-Cookie", "session=secret")]))
+def test_set_cookie_is_stored_and_replayed(proxy, upstream, routes, path):
+    routes.set(path, Answer(body=b"x", headers=[
+        ("Cache-Control", "max-age=60"), ("Set-Cookie", "a=b"), ("Set-Cookie", "c=d; Path=/"),
+        ("Set-Cookie2", "e=f")]))
     first = fetch(proxy, path)
-    assert first.header("Set-Cookie") == "session=secret"
+    assert "stored" in cache_status(first)
     second = fetch(proxy, path)
-    assert is_hit(second) and second.header("Set-Cookie") is None
+    assert is_hit(second)
+    assert second.header_all("Set-Cookie") == ["a=b", "c=d; Path=/"]
+    assert second.header("Set-Cookie2") == "e=f"
     assert fetches(upstream, path) == 1
+
+
+def test_cache_skip_set_cookie_keeps_cookies_out_of_the_cache(module_monkey, upstream, routes,
+                                                              path):
+    refusing = start_proxy(module_monkey, entry("^/", upstream, Cache="On"),
+                           CacheSkipSetCookie="On")
+    routes.set(path, Answer(body=b"x", headers=[("Cache-Control", "max-age=60"),
+                                                ("Set-Cookie", "session=mine")]))
+    routes.set(path + "/plain", Answer(body=b"x", headers=[("Cache-Control", "max-age=60")]))
+    for _ in range(2):
+        answer = get(refusing.port, path)
+        assert answer.header("Set-Cookie") == "session=mine" and not is_hit(answer)
+    assert fetches(upstream, path) == 2
+    get(refusing.port, path + "/plain")
+    assert is_hit(get(refusing.port, path + "/plain"))
 
 
 @pytest.mark.parametrize("directive, shared", [
@@ -266,6 +284,31 @@ def test_vary_selects_the_stored_variant(proxy, upstream, routes, path):
     assert fetches(upstream, path) == 3
 
 
+@pytest.mark.parametrize("stored, asked, reused", [
+    ("en, de", " en ,   de", True),
+    ("en, de", "eN, De", True),
+    ("en, de;q=0.50", "en,de; q=0.5", True),
+    ("en;q=1.0, de", "en, de", True),
+    ("en, de", "de, en", False),            # the order may be a preference: kept
+    ("en, de", "fr;q=0.5, de;q=1.0", False),
+])
+def test_vary_on_accept_language_is_normalised_conservatively(proxy, upstream, routes, path,
+                                                              stored, asked, reused):
+    routes.set(path, Answer(body=b"x", headers=[*MAX_AGE, ("Vary", "Accept-Language"),
+                                                ("Content-Language", "de")]))
+    fetch(proxy, path, headers=[("Accept-Language", stored)])
+    second = fetch(proxy, path, headers=[("Accept-Language", asked)])
+    assert is_hit(second) is reused
+    assert fetches(upstream, path) == (1 if reused else 2)
+
+
+def test_vary_on_accept_encoding_ignores_case_and_blanks(proxy, upstream, routes, path):
+    routes.set(path, Answer(body=b"x", headers=[*MAX_AGE, ("Vary", "Accept-Encoding")]))
+    fetch(proxy, path, headers=[("Accept-Encoding", "gzip, deflate, br")])
+    assert is_hit(fetch(proxy, path, headers=[("Accept-Encoding", "GZIP,Deflate , br")]))
+    assert not is_hit(fetch(proxy, path, headers=[("Accept-Encoding", "br, gzip, deflate")]))
+
+
 # -- revalidation -------------------------------------------------------------------------
 def test_a_stale_response_is_revalidated_and_updated_by_a_304(proxy, upstream, routes, path):
     routes.set(path, Answer(body=b"the body", headers=[
@@ -319,11 +362,30 @@ def test_head_is_answered_from_a_stored_get(proxy, upstream, routes, path):
     assert fetches(upstream, path) == 1
 
 
-def test_a_head_response_is_not_stored(proxy, upstream, routes, path):
+def test_a_head_that_misses_fills_the_cache_with_a_get(proxy, upstream, routes, path):
     routes.set(path, Answer(body=b"0123456789", headers=MAX_AGE))
-    assert fetch(proxy, path, method="HEAD").header("Content-Length") == "10"
-    assert not is_hit(fetch(proxy, path))
-    assert [r.method for r in received_for(upstream, path)] == ["HEAD", "GET"]
+    with Client(proxy.port) as client:
+        head = client.request("HEAD", path)
+        assert head.header("Content-Length") == "10" and head.body == b""
+        assert "stored" in cache_status(head)
+        # The connection goes on: the HEAD got no body, the GET gets it whole.
+        assert upstream.wait_until(lambda up: fetches(up, path) == 1)
+        hit = client.request("GET", path)
+    assert hit.body == b"0123456789"
+    assert [r.method for r in received_for(upstream, path)] == ["GET"]
+
+
+def test_a_head_that_cannot_fill_the_cache_does_not_fetch_the_body(proxy, upstream, routes,
+                                                                   path):
+    routes.set(path, Answer(body=b"x" * 300_000, headers=[("Cache-Control", "no-store")]))
+    head = fetch(proxy, path, method="HEAD")
+    assert head.status == 200 and head.header("Content-Length") == "300000"
+    assert head.body == b""
+    # Nobody needs the body: the proxy drops that upstream connection.
+    (asked,) = received_for(upstream, path)
+    assert asked.method == "GET" and upstream.wait_closed_by_peer(asked.connection)
+    answer = fetch(proxy, path)
+    assert answer.body == b"x" * 300_000
 
 
 # -- ranges ----------------------------------------------------------------------------------
@@ -493,3 +555,63 @@ def test_a_hit_is_served_even_to_a_request_that_came_back_through_this_proxy(
     assert fetch(proxy, path, headers=marked).status == 200
     assert fetch(proxy, path + "/not-cached", headers=marked).status == 508
     assert fetches(upstream, path) == 1
+
+
+# -- immutable, s-maxage and private -------------------------------------------------------
+@pytest.mark.parametrize("directive, request_cc, reused", [
+    ("max-age=600, immutable", "max-age=0", True),       # a reload: not revalidated
+    ("max-age=600, immutable", "no-cache", False),       # a forced reload: revalidated
+    ("max-age=600", "max-age=0", False),
+    ("max-age=600, immutable", "min-fresh=3600", False),
+], ids=["immutable-reload", "immutable-no-cache", "plain-reload", "immutable-min-fresh"])
+def test_immutable_spares_a_fresh_response_a_reload(proxy, upstream, routes, path, directive,
+                                                    request_cc, reused):
+    # Ten seconds old at arrival: older than the request's max-age=0 allows.
+    routes.set(path, Answer(body=b"x", headers=[("Date", date(-10)),
+                                                ("Cache-Control", directive),
+                                                ("ETag", '"i"')]),
+               Answer(304, headers=[("ETag", '"i"')]))
+    fetch(proxy, path)
+    second = fetch(proxy, path, headers=[("Cache-Control", request_cc)])
+    assert second.status == 200 and is_hit(second) is reused
+    assert fetches(upstream, path) == (1 if reused else 2)
+
+
+def test_a_stale_immutable_response_is_revalidated(proxy, upstream, routes, path):
+    routes.set(path, Answer(body=b"x", headers=[
+        ("Date", date(-30)), ("Cache-Control", "max-age=10, immutable"), ("ETag", '"i"')]),
+        Answer(304, headers=[("ETag", '"i"')]))
+    fetch(proxy, path)
+    assert "fwd=stale" in cache_status(fetch(proxy, path))
+    assert received_for(upstream, path)[-1].header("If-None-Match") == '"i"'
+
+
+@pytest.mark.parametrize("directive", [
+    "s-maxage=600, private", "private, s-maxage=600, public", 's-maxage=600, private="X-A"',
+])
+def test_s_maxage_does_not_override_private(proxy, upstream, routes, path, directive):
+    routes.set(path, Answer(body=b"x", headers=[("Cache-Control", directive)]))
+    fetch(proxy, path)
+    assert not is_hit(fetch(proxy, path))
+    assert fetches(upstream, path) == 2
+
+
+@pytest.mark.parametrize("status", [200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501])
+def test_heuristically_cacheable_statuses_are_reused_by_heuristic_freshness(
+        proxy, upstream, routes, path, status):
+    routes.set(path, Answer(status, b"" if status == 204 else b"body", [
+        ("Date", date()), ("Last-Modified", date(-86400))]))
+    fetch(proxy, path)
+    second = fetch(proxy, path)
+    assert second.status == status and is_hit(second)
+    assert 8000 <= ttl(second) <= 8640
+    assert fetches(upstream, path) == 1
+
+
+@pytest.mark.parametrize("status", [201, 202, 302, 303, 307, 403, 500, 502, 503, 504, 599])
+def test_other_statuses_get_no_heuristic_freshness(proxy, upstream, routes, path, status):
+    routes.set(path, Answer(status, b"body", [("Date", date()),
+                                              ("Last-Modified", date(-86400))]))
+    fetch(proxy, path)
+    assert not is_hit(fetch(proxy, path))
+    assert fetches(upstream, path) == 2

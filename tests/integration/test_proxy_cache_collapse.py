@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cache_support import Answer, Routes, cache_figures, fetches
+from cache_support import Answer, Routes, cache_figures, date, fetches, received_for
 from proxy_support import assert_settled, entry, start_proxy
 from rawhttp import Client
 from upstreams import Upstreams
@@ -148,3 +148,99 @@ def test_the_fetch_goes_on_for_the_waiters_when_its_client_leaves(proxy, upstrea
     waiting.join(10)
     assert [a.body for a in results] == [b"still stored"] * 5
     assert fetches(upstream, "/abandoned") == 1
+
+
+def after_a_leader(port: int, upstream, target: str, leader_headers, count: int,
+                   headers=(), method: str = "GET") -> tuple:
+    """One request (of ``method``, with ``leader_headers``) reaches the upstream first;
+    then ``count`` others are sent together while its fetch runs. Returns (leader's
+    answer, others')."""
+    led: list = []
+    before = fetches(upstream, target)
+
+    def lead() -> None:
+        with Client(port, timeout=15) as client:
+            led.append(client.request(method, target, headers=list(leader_headers)))
+    thread = threading.Thread(target=lead)
+    thread.start()
+    assert upstream.wait_until(lambda up: fetches(up, target) == before + 1)
+    clients = [Client(port, timeout=15) for _ in range(count)]
+    barrier = threading.Barrier(count)
+    answers: list = [None] * count
+
+    def run(index: int) -> None:
+        barrier.wait()
+        answers[index] = clients[index].request(method, target, headers=list(headers))
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for each in threads:
+        each.start()
+    for each in [thread, *threads]:
+        each.join(20)
+    for client in clients:
+        client.close()
+    return led[0], answers
+
+
+def test_a_request_with_authorization_leads_a_fetch_for_the_others(proxy, upstream, routes):
+    target = "/leader/authorization"
+    routes.set(target, Answer(body=b"shared", delay=1.5,
+                              headers=[("Cache-Control", "public, max-age=600")]))
+    first, others = after_a_leader(proxy.port, upstream, target,
+                                   [("Authorization", "Basic YTpi")], 5)
+    assert first.body == b"shared" and "stored" in first.header("Cache-Status")
+    assert [a.body for a in others] == [b"shared"] * 5
+    assert all("collapsed" in a.header("Cache-Status") for a in others)
+    assert fetches(upstream, target) == 1
+
+
+def test_a_revalidation_the_client_asked_for_serves_the_others_waiting(proxy, upstream,
+                                                                       routes):
+    target = "/leader/no-cache"
+    routes.set(target, Answer(body=b"kept", headers=[
+        ("Date", date(-700)), ("Cache-Control", "max-age=600"), ("ETag", '"k"')]),
+        Answer(304, delay=1.5, headers=[("ETag", '"k"'), ("Date", date())]))
+    with Client(proxy.port) as client:
+        client.request("GET", target)
+    first, others = after_a_leader(proxy.port, upstream, target,
+                                   [("Cache-Control", "no-cache")], 5)
+    assert "fwd=request; fwd-status=304" in first.header("Cache-Status")
+    assert [a.body for a in others] == [b"kept"] * 5
+    assert all("hit" in a.header("Cache-Status") for a in others)
+    assert fetches(upstream, target) == 2
+
+
+def test_requests_asking_for_a_younger_response_collapse(proxy, upstream, routes):
+    target = "/younger"
+    routes.set(target, Answer(body=b"old", headers=[("Date", date(-30)), *MAX_AGE]),
+               Answer(body=b"new", delay=1.5, headers=MAX_AGE))
+    with Client(proxy.port) as client:
+        assert client.request("GET", target).body == b"old"
+    younger = [("Cache-Control", "max-age=10")]
+    first, others = after_a_leader(proxy.port, upstream, target, younger, 5, younger)
+    assert first.body == b"new"
+    assert [a.body for a in others] == [b"new"] * 5
+    assert fetches(upstream, target) == 2
+
+
+def test_heads_that_miss_collapse_into_one_get(proxy, upstream, routes):
+    routes.set("/heads", Answer(body=b"0123456789", delay=1.5, headers=MAX_AGE))
+    first, others = after_a_leader(proxy.port, upstream, "/heads", [], 5, method="HEAD")
+    for answer in (first, *others):
+        assert answer.status == 200 and answer.header("Content-Length") == "10"
+        assert answer.body == b""
+    assert [r.method for r in received_for(upstream, "/heads")] == ["GET"]
+
+
+def test_waiters_of_a_fetch_that_fails_get_the_stale_response(proxy, upstream, routes):
+    target = "/stale-for-all"
+    routes.set(target, Answer(body=b"stale", headers=[
+        ("Date", date(-700)), ("Cache-Control", "max-age=600, stale-if-error=3600")]),
+        Answer(503, b"down", delay=1.5))
+    with Client(proxy.port) as client:
+        assert client.request("GET", target).body == b"stale"
+    first, others = after_a_leader(proxy.port, upstream, target, [], 5)
+    for answer in (first, *others):
+        assert answer.status == 200 and answer.body == b"stale"
+        assert "detail=stale-if-error" in answer.header("Cache-Status")
+    assert all("collapsed" in a.header("Cache-Status") for a in others)
+    assert fetches(upstream, target) == 2

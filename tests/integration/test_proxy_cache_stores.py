@@ -5,14 +5,25 @@ configuration checks."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from cache_support import Answer, Raw, Routes, cache_figures, fetches, store_figures
+from cache_support import (
+    Answer,
+    Raw,
+    Routes,
+    cache_figures,
+    fetches,
+    serving_worker,
+    store_figures,
+)
 from proxy_support import STATUS_URL, ClientFrom, entry, proxy_conf, start_proxy
 from rawhttp import Client
 from support import MonkeyProcess, free_port, site, write_confdir
@@ -32,8 +43,8 @@ def routes(upstream):
     return upstream.behaviour
 
 
-def fetch(port: int, target: str, method: str = "GET", headers=()):
-    with Client(port, timeout=10) as client:
+def fetch(port: int, target: str, method: str = "GET", headers=(), timeout: float = 10):
+    with Client(port, timeout=timeout) as client:
         return client.request(method, target, headers=list(headers))
 
 
@@ -231,6 +242,74 @@ def test_purge_and_invalidation_reach_every_workers_store(two_workers, routes, m
     assert fetch(two_workers.port, target, method=method, headers=headers).status == 200
     for _ in range(30):
         assert fetch(two_workers.port, target).body == b"v2"
+
+
+def test_purge_answers_for_every_worker_and_repeated_purges_agree(two_workers, routes):
+    target = "/workers/purge-twice"
+    routes.set(target, Answer(body=b"v1", headers=MAX_AGE))
+    stored_in_both_workers(two_workers.port, target)
+    before = cache_figures(two_workers.port)["purged"]
+    first = fetch(two_workers.port, target, method="PURGE")
+    assert first.status == 200
+    assert b"2 response(s) removed in 2 of 2 worker(s)" in first.body
+    # New connections reach either worker: each has applied the purge, and says so.
+    assert [fetch(two_workers.port, target, method="PURGE").status
+            for _ in range(12)] == [404] * 12
+    assert cache_figures(two_workers.port)["purged"] - before == 2
+
+
+def test_a_purge_answers_in_time_when_a_worker_is_stalled(start_monkey, upstream, routes):
+    proxy = start_proxy(start_monkey, entry("^/", upstream, Cache="On"), workers=2)
+    target = "/workers/stalled"
+    routes.set(target, Answer(body=b"v1", headers=MAX_AGE))
+    stored_in_both_workers(proxy.port, target)
+    routes.set(target, Answer(body=b"v2", headers=MAX_AGE))
+    with Client(proxy.port, timeout=10) as client:
+        assert client.request("GET", target).status == 200
+        running = serving_worker(proxy, client)
+        (stalled,) = set(proxy.worker_pids()) - {running}
+        os.kill(stalled, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            answer = client.request("PURGE", target)
+            assert time.monotonic() - started < 4
+        finally:
+            os.kill(stalled, signal.SIGCONT)
+    assert answer.status == 200
+    assert b"1 response(s) removed in 1 of 2 worker(s)" in answer.body
+    assert b"1 of 2 worker(s) did not confirm within 2 s" in answer.body
+    # The stalled worker applies the purge before it serves anything again.
+    for _ in range(20):
+        assert fetch(proxy.port, target).body == b"v2"
+
+
+def test_a_purge_that_only_a_stalled_worker_could_answer_says_202(start_monkey, upstream,
+                                                                    routes):
+    proxy = start_proxy(start_monkey, entry("^/", upstream, Cache="On"), workers=2)
+    target = "/workers/held-by-the-stalled-one"
+    routes.set(target, Answer(body=b"v1", headers=MAX_AGE))
+    with Client(proxy.port, timeout=10) as holder:
+        assert holder.request("GET", target).status == 200
+        stalled = serving_worker(proxy, holder)
+    for _ in range(40):
+        other = Client(proxy.port, timeout=10)
+        assert other.request("GET", STATUS_URL + ".json").status == 200
+        if serving_worker(proxy, other) != stalled:
+            break
+        other.close()
+    else:
+        raise AssertionError("no connection reached the other worker")
+    with other:
+        os.kill(stalled, signal.SIGSTOP)
+        try:
+            answer = other.request("PURGE", target)
+        finally:
+            os.kill(stalled, signal.SIGCONT)
+    assert answer.status == 202, answer
+    assert b"1 of 2 worker(s) did not confirm within 2 s" in answer.body
+    routes.set(target, Answer(body=b"v2", headers=MAX_AGE))
+    for _ in range(20):
+        assert fetch(proxy.port, target).body == b"v2"
 
 
 def test_the_figures_are_summed_over_the_workers(two_workers, routes):

@@ -135,4 +135,18 @@ def test_age() -> None:
     assert age_value([(b"Age", b"42")]) == 42
     assert age_value([(b"Age", b"x")]) == 0
     assert age_value([(b"Age", b"-3")]) == 0
+    assert age_value([(b"Age", b"7200.0")]) == 0
     assert age_value([]) == 0
+    assert age_value([(b"Age", b"99999999999")]) == MAX_DELTA
+
+
+def test_age_reads_the_first_member_of_the_first_line() -> None:
+    assert age_value([(b"Age", b"7200, 0")]) == 7200
+    assert age_value([(b"Age", b"0, 7200")]) == 0
+    assert age_value([(b"Age", b"7200"), (b"Age", b"0")]) == 7200
+    assert age_value([(b"Age", b" 0 , 0")]) == 0
+
+
+def test_a_malformed_age_reads_as_too_old() -> None:
+    for value in (b"7200;foo=bar", b"5;foo=111", b"60 s", b"1 2"):
+        assert age_value([(b"Age", value)]) == MAX_DELTA, value

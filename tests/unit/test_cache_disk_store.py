@@ -9,10 +9,12 @@ import socket
 
 import pytest
 
+from monkey_py.loop import EventLoop
 from monkey_py_plugins.proxy_reverse.cache.stores import disk
 from monkey_py_plugins.proxy_reverse.cache.stores.disk import TEMP_GRACE, DiskStore
 from monkey_py_plugins.proxy_reverse.cache.stores.disk_files import HEAD, file_name
 from monkey_py_plugins.proxy_reverse.cache.stores.store import Meta
+from monkey_py_plugins.proxy_reverse.cache.verify import BodyVerifier
 
 T0 = 1_700_000_000.0
 MB = 1 << 20
@@ -69,10 +71,10 @@ def test_store_and_lookup(directory) -> None:
         os.path.join(directory, file_name(b"http://h/a")))
 
 
-def test_body_can_be_sent_with_sendfile(directory) -> None:
-    store = DiskStore(directory, MB, 64 * 1024)
-    body = bytes(range(256)) * 40
-    put(store, b"k", body, chunk=1000)
+def test_a_large_body_can_be_sent_with_sendfile(directory) -> None:
+    store = DiskStore(directory, MB, 256 * 1024)
+    body = bytes(range(256)) * 400
+    put(store, b"k", body, chunk=10000)
     stored = store.lookup(b"k", [])
     fd = stored.take_fd()
     assert stored.fd is None
@@ -263,15 +265,22 @@ def test_update_headers_after_304(directory) -> None:
 
 
 def test_update_headers_of_a_variant_without_its_descriptor(directory) -> None:
-    store = DiskStore(directory, MB, 64 * 1024)
+    store = DiskStore(directory, MB, 256 * 1024)
     request = [(b"accept", b"x")]
-    put(store, b"k", b"varied", (b"Vary", b"Accept"), request=request)
+    body = b"varied" * 20000
+    put(store, b"k", body, (b"Vary", b"Accept"), request=request, chunk=4096)
     stored = store.lookup(b"k", request)
     os.close(stored.take_fd())
     assert store.update_headers(stored, [(b"X-New", b"1")], T0, T0)
     fresh = store.lookup(b"k", request)
-    assert fresh.headers == [(b"X-New", b"1")] and fresh.read(0, 10) == b"varied"
+    assert fresh.headers == [(b"X-New", b"1")] and fresh.read(0, 12) == b"variedvaried"
     fresh.close()
+    small = [(b"accept", b"y")]
+    put(store, b"k", b"small", (b"Vary", b"Accept"), request=small)
+    stored = store.lookup(b"k", small)
+    assert stored.fd is None and stored.body == b"small"
+    assert store.update_headers(stored, [(b"X-New", b"2")], T0, T0)
+    assert store.lookup(b"k", small).body == b"small"  # the checksum came along
 
 
 def test_update_headers_refuses_a_replaced_entry(directory) -> None:
@@ -321,12 +330,60 @@ def test_hits_refresh_the_modification_time_at_most_every_interval(directory) ->
 
 
 def test_an_evicted_file_keeps_serving_its_open_reader(directory) -> None:
-    store = DiskStore(directory, MB, 4096)
-    put(store, b"k", b"still here")
+    store = DiskStore(directory, MB, 256 * 1024)
+    put(store, b"k", b"still here" * 10000, chunk=4096)
     stored = store.lookup(b"k", [])
+    assert stored.fd is not None
     store.purge()
-    assert stored.read(0, 100) == b"still here"
+    assert stored.read(0, 20) == b"still herestill here"
     stored.close()
+
+
+def flip_body_bytes(path: str, offset_from_end: int, count: int = 16) -> None:
+    """Damage a body in place, as a failing disk (or a stray writer) would."""
+    size = os.path.getsize(path)
+    with open(path, "r+b") as file:
+        file.seek(size - offset_from_end)
+        data = file.read(count)
+        file.seek(size - offset_from_end)
+        file.write(bytes(byte ^ 0xFF for byte in data))
+
+
+def test_a_small_body_is_read_checked_and_a_damaged_one_removed(directory) -> None:
+    store = DiskStore(directory, MB, 64 * 1024)
+    put(store, b"k", b"a small body of some bytes")
+    stored = store.lookup(b"k", [])
+    assert stored.fd is None and stored.body == b"a small body of some bytes"
+    flip_body_bytes(entry_path(directory), 20)
+    assert store.lookup(b"k", []) is None
+    assert cache_files(directory) == [] and store.stats()["damaged"] == 1
+
+
+def test_a_large_body_is_checked_in_steps_on_the_loop(directory) -> None:
+    store = DiskStore(directory, 4 * MB, MB)
+    body = bytes(range(256)) * 3000
+    put(store, b"good", body, chunk=65536)
+    put(store, b"bad", body, chunk=65536)
+    flip_body_bytes(entry_path(directory, b"bad"), 1000)
+    loop = EventLoop()
+    verifier = BodyVerifier(loop, store)
+    for primary in (b"good", b"bad"):
+        stored = store.lookup(primary, [])
+        assert stored.fd is not None  # left for sendfile
+        verifier.check(stored)
+        stored.close()
+    turns = 0
+    while store.stats()["damaged"] == 0 or verifier._running:
+        loop.run_once()
+        turns += 1
+        assert turns < 100
+    assert turns > 2  # a step at a time, not the whole body in one call
+    assert cache_files(directory) == [file_name(b"good")]
+    stored = store.lookup(b"good", [])
+    verifier.check(stored)  # checked lately: not again
+    assert not verifier._running
+    stored.close()
+    loop.close()
 
 
 def test_dead_writers_temporary_files_are_removed_by_the_scan(directory) -> None:

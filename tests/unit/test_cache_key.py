@@ -82,3 +82,23 @@ def test_secondary_key_distinguishes_absent_from_empty_and_values() -> None:
     other = secondary_key(names, [(b"accept", b"text/plain")])
     assert len({absent, empty, other}) == 3
     assert absent == b"accept:text/html\nx-a"
+
+
+def test_accept_language_and_encoding_are_normalised_conservatively() -> None:
+    def key(name: bytes, *values: bytes) -> bytes:
+        return secondary_key((name,), [(name, value) for value in values])
+    language = b"accept-language"
+    same = {key(language, b"en, de"), key(language, b" en ,   de"), key(language, b"EN,De"),
+            key(language, b"en;q=1.0, de"), key(language, b"en", b"de"),
+            key(language, b"en,,de;Q=1")}
+    assert len(same) == 1
+    assert key(language, b"de, en") not in same          # the order may matter
+    assert key(language, b"en;q=0.50") == key(language, b"en ; q = 0.5")
+    assert key(language, b"en;q=0.5") != key(language, b"en;q=0.6")
+    assert key(language, b"en;q=1.5") == b"accept-language:en;q=1.5"  # not a qvalue
+    encoding = b"accept-encoding"
+    assert key(encoding, b"gzip, br") == key(encoding, b"GZIP,BR")
+    assert key(encoding, b"gzip, br") != key(encoding, b"br, gzip")
+    assert key(encoding, b"gzip;q=0") != key(encoding, b"gzip")
+    # Other headers keep their case: only whitespace is normalised there.
+    assert key(b"accept", b"Text/HTML") != key(b"accept", b"text/html")

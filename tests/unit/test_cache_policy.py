@@ -104,12 +104,19 @@ def test_vary_star_is_never_stored() -> None:
     assert can_store(("Cache-Control", "max-age=60"), ("Vary", "Accept-Encoding"))
 
 
-def test_set_cookie_is_stored_only_when_shared_caching_is_explicit() -> None:
+def test_only_the_chunked_transfer_coding_is_stored() -> None:
+    fresh = ("Cache-Control", "max-age=60")
+    assert can_store(fresh, ("Transfer-Encoding", "chunked"))
+    assert can_store(fresh, ("Transfer-Encoding", "Chunked"))
+    assert not can_store(fresh, ("Transfer-Encoding", "gzip, chunked"))
+    assert not can_store(fresh, ("Transfer-Encoding", "gzip"))
+
+
+def test_set_cookie_does_not_prevent_storing() -> None:
     cookie = ("Set-Cookie", "id=1")
-    assert not can_store(cookie)
-    assert not can_store(cookie, ("Cache-Control", "max-age=60"))
+    assert can_store(cookie, ("Cache-Control", "max-age=60"))
     assert can_store(cookie, ("Cache-Control", "public, max-age=60"))
-    assert can_store(cookie, ("Cache-Control", "s-maxage=60"))
+    assert not can_store(cookie, ("Cache-Control", "max-age=60, private"))
     assert not can_store(cookie, ("Cache-Control", "public, no-store"))
 
 

@@ -18,7 +18,7 @@ from monkey_py_plugins.proxy_reverse.cache.collapse import (
     Collapser,
 )
 from monkey_py_plugins.proxy_reverse.cache.figures import COLLAPSED, HITS, CacheStats
-from monkey_py_plugins.proxy_reverse.cache.sync import KEY_BYTES, RING, InvalidationLog
+from monkey_py_plugins.proxy_reverse.cache.sync import KEY_BYTES, RING, InvalidationLog, Outcome
 from monkey_py_plugins.proxy_reverse.stats import ProxyStats
 from monkey_py_plugins.proxy_reverse.status.html import render_html
 from monkey_py_plugins.proxy_reverse.status.json import render_json
@@ -26,48 +26,79 @@ from monkey_py_plugins.proxy_reverse.status.report import EntryStatus, StatusRep
 
 
 # -- the invalidation log ------------------------------------------------------------------
-def polled(log: InvalidationLog) -> list:
+def polled(log: InvalidationLog, held=()) -> list:
+    """Poll ``log``; the worker's store held the keys in ``held`` (one response each)."""
     removed = []
-    log.poll(removed.append)
+
+    def remove(key):
+        removed.append(key)
+        return 1 if key in held else 0
+    log.poll(remove)
     return removed
 
 
-def test_keys_published_by_one_worker_reach_the_others_once():
-    publisher, reader = InvalidationLog(), InvalidationLog()
-    reader.shared = publisher.shared
-    reader.bytes = publisher.bytes
-    reader.worker_started()
+def workers(count: int) -> list[InvalidationLog]:
+    """The log as each of ``count`` workers sees it after the fork."""
+    first = InvalidationLog(count)
+    logs = [first]
+    for _ in range(count - 1):
+        other = InvalidationLog.__new__(InvalidationLog)
+        other.__dict__.update(first.__dict__)
+        logs.append(other)
+    for index, log in enumerate(logs):
+        log.worker_started(index)
+    return logs
+
+
+def test_keys_published_by_one_worker_reach_every_worker_once():
+    publisher, reader = workers(2)
     publisher.publish(b"http://a/1")
     publisher.publish(b"http://a/2")
     assert polled(reader) == [b"http://a/1", b"http://a/2"]
     assert polled(reader) == []
-    assert polled(publisher) == []  # its own removals are already done
+    assert polled(publisher) == [b"http://a/1", b"http://a/2"]
+    assert polled(publisher) == []
 
 
 def test_a_new_worker_starts_after_what_was_published_before_it():
-    log = InvalidationLog()
+    log, late = workers(2)
     log.publish(b"http://a/old")
-    late = InvalidationLog()
-    late.shared, late.bytes = log.shared, log.bytes
-    late.worker_started()
+    late.worker_started(1)
     assert polled(late) == []
 
 
 def test_a_reader_a_whole_ring_behind_empties_its_store():
-    publisher, reader = InvalidationLog(), InvalidationLog()
-    reader.shared, reader.bytes = publisher.shared, publisher.bytes
+    publisher, reader = workers(2)
     for number in range(RING + 3):
         publisher.publish(b"http://a/%d" % number)
     assert polled(reader) == [None]
     assert polled(reader) == []
+    assert publisher.outcome(RING + 3).emptied == 1
 
 
 def test_a_key_longer_than_a_slot_empties_the_stores():
-    publisher, reader = InvalidationLog(), InvalidationLog()
-    reader.shared, reader.bytes = publisher.shared, publisher.bytes
+    publisher, reader = workers(2)
     publisher.publish(b"http://a/" + b"x" * KEY_BYTES)
     publisher.publish(None)
     assert polled(reader) == [None, None]
+
+
+def test_the_outcome_of_a_purge_counts_what_each_live_worker_removed():
+    one, two, three = workers(3)
+    number = one.publish(b"http://a/p")
+    polled(one, held={b"http://a/p"})
+    assert one.outcome(number) == Outcome(removed=1, confirmed=1, pending=2)
+    polled(two, held={b"http://a/p"})
+    polled(three)
+    assert one.outcome(number) == Outcome(removed=2, confirmed=3, pending=0)
+
+
+def test_a_stopped_worker_is_not_waited_for():
+    one, two = workers(2)
+    two.worker_stopped()
+    number = one.publish(b"http://a/p")
+    polled(one)
+    assert one.outcome(number) == Outcome(removed=0, confirmed=1, pending=0)
 
 
 # -- the figures ---------------------------------------------------------------------------
@@ -118,8 +149,9 @@ def test_the_status_page_shows_the_cache_in_html_and_json():
     document = json.loads(render_json(report))
     assert document["entries"][0]["cache"]["hits"] == 3
     assert document["entries"][0]["cache"]["hit_ratio"] == 1.0
-    assert document["cache_store"] == {"kind": "memory", "max_bytes": 1 << 20, "bytes": 2048,
-                                       "entries": 1, "evictions": 0}
+    assert document["cache_store"] == {
+        "kind": "memory", "max_bytes": 1 << 20, "bytes": 2048, "entries": 1, "evictions": 0,
+        "damaged": 0, "write_errors": {"no-space": 0, "read-only": 0, "other": 0}}
 
 
 # -- collapsing ------------------------------------------------------------------------------
@@ -194,4 +226,20 @@ def test_a_stale_lock_file_is_taken_over(tmp_path):
     old = time.time() - 60
     os.utime(tmp_path / lock, (old, old))
     assert Collapser(loop, str(tmp_path)).begin(b"k", 5) is not None
+    loop.close()
+
+
+def test_a_fill_that_outlives_its_lock_timeout_no_longer_holds_others_back():
+    loop = EventLoop()
+    collapser = Collapser(loop, None)
+    forgotten = collapser.begin(b"k", 0.05)
+    assert forgotten is not None and collapser.busy(b"k")
+    woken = []
+    loop.call_later(0.06, lambda: woken.append(True))
+    run_until(loop, lambda: woken)
+    assert not collapser.busy(b"k")
+    taken = collapser.begin(b"k", 5)
+    assert taken is not None and taken is not forgotten
+    forgotten.done(False)  # ending late does not release the new fill's place
+    assert collapser.busy(b"k")
     loop.close()

@@ -20,26 +20,37 @@ import time
 from hashlib import sha256
 from typing import Callable
 
+from .stores.trouble import FailureLog
+
 POLL_SECONDS = 0.02
-# Why a waiter was released.
-STORED, NOT_STORED, ENDED_ELSEWHERE, TIMED_OUT = (
-    "stored", "not-stored", "ended-elsewhere", "timed-out")
+# Why a waiter was released; FAILED: the fetch met an upstream error (stale-if-error
+# may then stand in for it without another attempt).
+STORED, NOT_STORED, FAILED, ENDED_ELSEWHERE, TIMED_OUT = (
+    "stored", "not-stored", "failed", "ended-elsewhere", "timed-out")
 
 
 class Fill:
-    """One fetch that waiters may wait for; ``done`` releases them."""
+    """One fetch that waiters may wait for; ``done`` releases them.
 
-    __slots__ = ("collapser", "key", "waiters", "lock_path", "finished")
+    ``expires``: the loop time after which the fill no longer holds others back (the
+    lock timeout): a later request leads a fetch of its own, as with a stale lock file.
+    Every path of a request ends its fill; this bounds what a path we missed could cost.
+    """
 
-    def __init__(self, collapser: Collapser, key: bytes, lock_path: str | None) -> None:
+    __slots__ = ("collapser", "key", "waiters", "lock_path", "finished", "expires")
+
+    def __init__(self, collapser: Collapser, key: bytes, lock_path: str | None,
+                 expires: float) -> None:
         self.collapser = collapser
         self.key = key
         self.waiters: list[Waiter] = []
         self.lock_path = lock_path
         self.finished = False
+        self.expires = expires
 
-    def done(self, stored: bool) -> None:
-        """The fetch ended (``stored``: its response is in the store); idempotent."""
+    def done(self, stored: bool, failed: bool = False) -> None:
+        """The fetch ended (``stored``: its response is in the store; ``failed``: the
+        upstream failed it); idempotent."""
         if self.finished:
             return
         self.finished = True
@@ -52,8 +63,9 @@ class Fill:
             except OSError:
                 pass
         waiters, self.waiters = self.waiters, []
+        why = STORED if stored else FAILED if failed else NOT_STORED
         for waiter in waiters:
-            waiter.release(STORED if stored else NOT_STORED)
+            waiter.release(why)
 
 
 class Waiter:
@@ -124,20 +136,30 @@ class Collapser:
         self.loop = loop
         self.lock_dir = lock_dir
         self.fills: dict[bytes, Fill] = {}
+        self.failures = FailureLog(
+            "collapsing across workers is off until this is repaired: requests for the "
+            "same resource collapse within each worker only")
 
     def _lock_path(self, key: bytes) -> str:
         return os.path.join(self.lock_dir, sha256(key).hexdigest()[:40])
 
+    def _running(self, key: bytes) -> Fill | None:
+        """The fill of ``key`` in this worker, unless it outlived its lock timeout."""
+        fill = self.fills.get(key)
+        if fill is not None and fill.expires <= self.loop.time():
+            return None
+        return fill
+
     def begin(self, key: bytes, lock_timeout: float) -> Fill | None:
         """Become the fill for ``key``; None when a fetch of it is already running."""
-        if key in self.fills:
+        if self._running(key) is not None:
             return None
         lock_path = None
         if self.lock_dir is not None:
             lock_path = self._lock_path(key)
             if not self._take(lock_path, lock_timeout):
                 return None
-        fill = self.fills[key] = Fill(self, key, lock_path)
+        fill = self.fills[key] = Fill(self, key, lock_path, self.loop.time() + lock_timeout)
         return fill
 
     def _take(self, path: str, stale_after: float) -> bool:
@@ -157,14 +179,15 @@ class Collapser:
                     os.unlink(path)
                 except OSError:
                     pass
-            except OSError:
-                # The directory is unusable: collapse within this worker only.
+            except OSError as exc:
+                # The directory is unusable: collapse within this worker only, and say so.
+                self.failures.failed(exc, f"cannot create the lock file {path}")
                 return True
         return False
 
     def busy(self, key: bytes) -> bool:
         """Whether a fetch of ``key`` runs in this worker or, with locks, in another."""
-        if key in self.fills:
+        if self._running(key) is not None:
             return True
         return self.lock_dir is not None and os.path.exists(self._lock_path(key))
 
@@ -172,7 +195,7 @@ class Collapser:
              ) -> None:
         """Wait for the fetch of ``key`` at most ``timeout`` seconds, then ``callback(why)``."""
         deadline = self.loop.time() + timeout
-        fill = self.fills.get(key)
+        fill = self._running(key)
         if fill is not None:
             fill.waiters.append(Waiter(self, request, callback, deadline, fill, None))
         else:

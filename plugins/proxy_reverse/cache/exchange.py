@@ -14,10 +14,13 @@ import dataclasses
 import time
 from typing import TYPE_CHECKING
 
+from monkey_py.static.conditional import http_date
+
 from .collapse import Fill
 from .figures import MISSES, REVALIDATED, STALE, STORED
-from .rules.control import header_value, response_cache_control
+from .rules.control import has_header, header_value, response_cache_control
 from .rules.fields import cache_status, storage_headers
+from .rules.partial import partial_key
 from .rules.policy import (
     freshness_lifetime,
     invalidation_targets,
@@ -25,7 +28,7 @@ from .rules.policy import (
     storable,
 )
 from .rules.validation import not_modified_matches, updated_headers
-from .serve import serve
+from .serve import ORIGIN_DATE, serve
 from .stores.store import Meta, Stored
 
 if TYPE_CHECKING:
@@ -35,16 +38,30 @@ UPSTREAM_ERRORS = frozenset({500, 502, 503, 504})
 SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
-def worth_keeping(status: int, headers, now: float) -> bool:
+def worth_keeping(status: int, headers, now: float, targets=()) -> bool:
     """Whether a storable response could ever be reused: it is fresh for a while, can
     be revalidated (ETag, Last-Modified) or may be served stale (stale-if-error). One
     without any of these would only take space."""
-    if freshness_lifetime(status, headers, now) > 0:
+    if freshness_lifetime(status, headers, now, targets) > 0:
         return True
     if header_value(headers, b"etag") is not None or (
             header_value(headers, b"last-modified") is not None):
         return True
-    return "stale-if-error" in response_cache_control(headers)
+    return "stale-if-error" in response_cache_control(headers, targets)
+
+
+def origin_date(block: bytes, raw, now: float) -> bytes:
+    """The response's header block with the upstream's Date (the time it arrived when it
+    sent none), unless the block has a Date line already (RFC 9110 §6.6.1)."""
+    if block.startswith(b"Date: ") or b"\r\nDate: " in block:
+        return block
+    value = header_value(raw, b"date")
+    return b"Date: %s\r\n" % (value or http_date(now).encode("ascii")) + block
+
+
+def _sets_cookies(headers) -> bool:
+    """Whether the response carries Set-Cookie or Set-Cookie2 (CacheSkipSetCookie)."""
+    return has_header(headers, b"set-cookie") or has_header(headers, b"set-cookie2")
 
 
 class CacheExchange:
@@ -140,28 +157,52 @@ class CacheExchange:
             if status in UPSTREAM_ERRORS and self._stale_on_error(status, now):
                 return
         request_headers = self.client.headers if self.client is not None else self.headers
+        settings = cache.shared.settings
+        targets = settings.targeted_fields
         if self.method == "GET" and self.key is not None and storable(
-                "GET", status, request_headers, raw) and worth_keeping(status, raw, now):
-            self.writer = cache.store.begin(self.key, request_headers, Meta(
-                status, storage_headers(raw), self.request_time, now))
+                "GET", status, request_headers, raw, targets) and worth_keeping(
+                status, raw, now, targets) and (
+                not settings.skip_set_cookie or not _sets_cookies(raw)):
+            key = self.key if status != 206 else partial_key(self.key)
+            self.writer = cache.store.begin(key, request_headers, Meta(
+                status, storage_headers(raw, now), self.request_time, now))
+            if self.writer is None:
+                cache.sizes()  # a write that failed shows in the store's figures
         if self.client is None:
             if self.writer is None:
-                self._stop()
+                self._stop(failed=status in UPSTREAM_ERRORS)
             return
         if self.writer is None and self.fill is not None:
-            # Nothing will be stored: the waiters go upstream now, in parallel.
-            self.fill.done(False)
+            # Nothing will be stored: the waiters go upstream now, in parallel (or stand
+            # a stale response in for an upstream error).
+            self.fill.done(False, failed=status in UPSTREAM_ERRORS)
         self.passing = True
         self._result(MISSES)
         value = cache_status(fwd=self.fwd, fwd_status=status, stored=self.writer is not None)
+        if ORIGIN_DATE:
+            headers = origin_date(headers, raw, now)
         self.client.start_response(status, headers + b"Cache-Status: %s\r\n" % value, reason,
                                    length)
+        if self.client.method == "HEAD" and self.method == "GET":
+            self._head_answered()
+
+    def _head_answered(self) -> None:
+        """A HEAD that went upstream as a GET to fill the cache has its answer: the
+        body goes on into the store without it, or is not fetched when not stored."""
+        client = self.client
+        self.client = None
+        self.passing = False
+        client.on_abort = None
+        client.end()
+        if self.writer is None:
+            self._stop()
 
     def write(self, data: bytes) -> bool:
         writer = self.writer
         if writer is not None and not writer.write(data):
             # Larger than CacheMaxObjectSize (or an I/O error): it streams on uncached.
             self.writer = None
+            self.cache.sizes()
             if self.fill is not None:
                 self.fill.done(False)
             if self.client is None:
@@ -195,7 +236,7 @@ class CacheExchange:
         if status in UPSTREAM_ERRORS and self.stored is not None and self._stale_on_error(
                 None, time.time()):
             return
-        self._drop()
+        self._drop(failed=status in UPSTREAM_ERRORS)
         if self.client is not None:
             self._result(MISSES)
             self.client.error(status, detail, [*headers, (b"Cache-Status", cache_status(
@@ -206,6 +247,23 @@ class CacheExchange:
         self._drop()
         if passing:
             self.client.abort()
+
+    def crashed(self) -> None:
+        """A failure of our own (or of a balancer) on the way upstream: end without
+        storing, release the waiters, and answer 500 if the client has nothing yet."""
+        if self.finished:
+            return
+        passing = self.passing
+        self._drop()
+        client = self.client
+        if client is None or client.finished:
+            return
+        if passing or client.response_started:
+            client.abort()
+        else:
+            self._result(MISSES)
+            client.error(500, "The proxy failed on this request.",
+                         [(b"Cache-Status", cache_status(fwd=self.fwd))])
 
     # -- outcomes ----------------------------------------------------------------------------
     def _freshen(self, raw, now: float) -> None:
@@ -238,11 +296,12 @@ class CacheExchange:
         """Serve the stale stored response in place of an upstream error, if allowed."""
         stored = self.stored
         request_headers = self.client.headers if self.client is not None else self.headers
-        if not stale_if_error_allows(stored, now, request_headers):
+        if not stale_if_error_allows(stored, now, request_headers,
+                                     self.cache.shared.settings.targeted_fields):
             return False
         self.stored = None
         if self.fill is not None:
-            self.fill.done(False)
+            self.fill.done(False, failed=True)
         self.finished = True
         if self.client is None:
             stored.close()
@@ -262,14 +321,15 @@ class CacheExchange:
         if self.client is not None and self.method in ("GET", "HEAD"):
             self.cache.count(self.entry, counter)
 
-    def _drop(self) -> None:
-        """The exchange ends without a stored response."""
+    def _drop(self, failed: bool = False) -> None:
+        """The exchange ends without a stored response (``failed``: for an upstream
+        error)."""
         self.finished = True
         if self.writer is not None:
             self.writer.abort()
             self.writer = None
         if self.fill is not None:
-            self.fill.done(False)
+            self.fill.done(False, failed)
         self._close_stored()
 
     def _close_stored(self) -> None:
@@ -277,9 +337,9 @@ class CacheExchange:
             self.stored.close()
             self.stored = None
 
-    def _stop(self) -> None:
-        """A background fetch that will store nothing: drop the upstream connection."""
-        self._drop()
+    def _stop(self, failed: bool = False) -> None:
+        """A fetch no client reads that will store nothing: drop the upstream connection."""
+        self._drop(failed)
         callback = self.on_abort
         if callback is not None:
             self.cache.loop.call_soon(callback)

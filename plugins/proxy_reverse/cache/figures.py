@@ -9,16 +9,18 @@ estimates, so the largest estimate is shown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from monkey_py.shared import SharedMemory
 
 # Counters of one entry's cell, in slot order.
 COUNTERS = ("hits", "stale", "misses", "revalidated", "stored", "purged", "collapsed")
 HITS, STALE, MISSES, REVALIDATED, STORED, PURGED, COLLAPSED = range(len(COUNTERS))
-# The store's figures at the end of a row.
-STORE_BYTES, STORE_ENTRIES, STORE_EVICTIONS = range(3)
-STORE_CELL = 3
+# The store's figures at the end of a row: its size, then counters of the disk store
+# (bodies found damaged, write errors by cause; stores/trouble.py).
+STORE_BYTES, STORE_ENTRIES, STORE_EVICTIONS, STORE_DAMAGED = range(4)
+WRITE_ERRORS = ("no-space", "read-only", "other")
+STORE_CELL = 4 + len(WRITE_ERRORS)
 
 
 @dataclass
@@ -51,13 +53,17 @@ class CacheFigures:
 
 @dataclass
 class StoreFigures:
-    """The store: its kind, its limit, and what it holds."""
+    """The store: its kind, its limit, and what it holds; for the disk store also the
+    bodies found damaged (and removed) and the writes that failed, by cause
+    (``no-space``, ``read-only``, ``other``), summed over the workers."""
 
     kind: str
     max_bytes: int
     bytes: int
     entries: int
     evictions: int
+    damaged: int = 0
+    write_errors: dict[str, int] = field(default_factory=lambda: dict.fromkeys(WRITE_ERRORS, 0))
 
 
 class CacheStats:
@@ -91,6 +97,9 @@ class CacheStats:
         slots[base + STORE_BYTES] = figures["bytes"]
         slots[base + STORE_ENTRIES] = figures["entries"]
         slots[base + STORE_EVICTIONS] = figures["evictions"]
+        slots[base + STORE_DAMAGED] = figures.get("damaged", 0)
+        for index, cause in enumerate(WRITE_ERRORS, STORE_DAMAGED + 1):
+            slots[base + index] = figures.get(f"write-errors-{cause}", 0)
 
     def entries(self) -> list[CacheFigures]:
         """Every entry's counters, in slot order, summed over the workers."""
@@ -114,6 +123,11 @@ class CacheStats:
         sizes = [slots[row + STORE_BYTES] for row in rows]
         counts = [slots[row + STORE_ENTRIES] for row in rows]
         evictions = sum(slots[row + STORE_EVICTIONS] for row in rows)
+        damaged = sum(slots[row + STORE_DAMAGED] for row in rows)
+        errors = {cause: sum(slots[row + index] for row in rows)
+                  for index, cause in enumerate(WRITE_ERRORS, STORE_DAMAGED + 1)}
         if self.kind == "disk":
-            return StoreFigures(self.kind, self.max_bytes, max(sizes), max(counts), evictions)
-        return StoreFigures(self.kind, self.max_bytes, sum(sizes), sum(counts), evictions)
+            return StoreFigures(self.kind, self.max_bytes, max(sizes), max(counts), evictions,
+                                damaged, errors)
+        return StoreFigures(self.kind, self.max_bytes, sum(sizes), sum(counts), evictions,
+                            damaged, errors)

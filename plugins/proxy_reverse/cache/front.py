@@ -1,35 +1,41 @@
 """The response cache in the proxy's request path: look up, serve, collapse, go
-upstream, wait, invalidate and purge (docs/proxy_cache.md).
+upstream, wait and invalidate (docs/proxy_cache.md).
 
 For a request an entry with ``Cache On`` takes, ``ProxyCache.handle`` runs before loop
 detection and forwarding, so a hit never touches an upstream. A GET or HEAD is looked
 up; the policy (``rules.policy.decide``) says whether the stored response is served
 fresh or stale, revalidated, or fetched anew. A request that goes upstream is forwarded
 by the ordinary ``Forward`` with a ``CacheExchange`` (``exchange.py``) in place of the
-client's request.
+client's request. PURGE is ``purge.py``'s; a range answered from a stored part,
+``parts.py``'s; the background check of large disk bodies, ``verify.py``'s.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from monkey_py.config import ConfigError
 
 from ..forwarding.headers import is_upgrade
-from ..status.serve import allowed
-from .collapse import Collapser
+from .collapse import FAILED, Collapser
 from .exchange import CacheExchange
-from .figures import COLLAPSED, HITS, MISSES, PURGED, STALE, CacheStats
+from .figures import COLLAPSED, HITS, MISSES, STALE, CacheStats
+from .parts import serve_stored_part
+from .purge import purge
+from .rules.control import request_cache_control
 from .rules.fields import cache_status
 from .rules.key import primary_key
-from .rules.policy import Action, decide
+from .rules.policy import Action, decide, stale_if_error_allows
 from .rules.validation import conditional_headers
 from .serve import Summaries, serve, serve_whole, tail
 from .stores.disk import DiskStore
 from .stores.memory import MemoryStore
 from .stores.store import Store, Stored
-from .sync import InvalidationLog
+from .stores.trouble import probe
+from .sync import SYNC_SECONDS, InvalidationLog
+from .verify import BodyVerifier
 
 log = logging.getLogger("monkey_py.proxy_reverse")
 
@@ -41,9 +47,10 @@ CLIENT_CONDITIONALS = frozenset({b"if-none-match", b"if-modified-since"})
 BACKGROUND_DROP = frozenset({b"if-none-match", b"if-modified-since", b"if-match",
                              b"if-unmodified-since", b"if-range", b"range",
                              b"content-length", b"transfer-encoding", b"expect"})
-# Decisions the client's own directives caused: such a request, like one with
-# Authorization, neither waits for another's fetch nor leads one.
-OWN_WAY = frozenset({"request-no-cache", "request-max-age", "min-fresh", "authorization"})
+# Decisions after which the request goes upstream whatever another fetch brings (the
+# client's no-cache, or max-age=0 which any fetched response is older than once it is
+# stored): such a request leads a fetch, but does not wait for one.
+GO_ALONE = frozenset({"request-no-cache"})
 KEY_MEMO_SIZE = 4096
 
 
@@ -57,7 +64,8 @@ class CacheState:
         self.slots = {id(entry): slot for slot, entry in enumerate(entries)}
         self.stats = CacheStats([entry.label for entry in entries], workers, cache.store,
                                 cache.max_bytes)
-        self.log = InvalidationLog() if cache.store == "memory" and workers > 1 else None
+        self.log = (InvalidationLog(workers) if cache.store == "memory" and workers > 1
+                    else None)
         self.disk: DiskStore | None = None
         if cache.store == "disk":
             try:
@@ -65,6 +73,22 @@ class CacheState:
                                       cache.max_object)
             except ValueError as exc:
                 raise ConfigError(str(exc), cache.directory_location) from None
+            self._probe(str(cache.directory))
+
+    @staticmethod
+    def _probe(directory: str) -> None:
+        """Say at start what a directory that cannot be written means (the start-up
+        check of CacheDirectory passes a read-only directory as root)."""
+        trouble = probe(directory)
+        if trouble is not None:
+            log.error("cache directory %s: cannot create a file (%s); responses are not "
+                      "stored until this is repaired", directory, trouble.strerror)
+        locks = os.path.join(directory, ".locks")
+        trouble = probe(locks)
+        if trouble is not None:
+            log.error("cache directory %s: cannot create lock files (%s); collapsing across "
+                      "workers is off: requests for the same resource collapse within each "
+                      "worker only", locks, trouble.strerror)
 
     @classmethod
     def create(cls, settings, entries: list, workers: int) -> CacheState | None:
@@ -86,12 +110,30 @@ class ProxyCache:
         self.store: Store = shared.disk or MemoryStore(config.max_bytes, config.max_object)
         self.collapser = Collapser(
             self.loop, str(config.directory / ".locks") if shared.disk is not None else None)
-        self.summaries = Summaries(proxy.via)
+        self.targets = config.targeted_fields
+        self.summaries = Summaries(proxy.via, self.targets)
+        self.verifier = None if shared.disk is None else BodyVerifier(self.loop, shared.disk,
+                                                                      self.sizes)
         self._keys: dict[tuple[bytes, bytes], bytes] = {}
         self.stats.worker_started(worker_index)
+        self._sync_timer = None
         if self.log is not None:
-            self.log.worker_started()
+            self.log.worker_started(worker_index)
+            self._sync_timer = self.loop.call_later(SYNC_SECONDS, self._sync)
         self.sizes()
+
+    def stop(self) -> None:
+        """The worker stops: no more log polling, and nobody waits for it."""
+        if self._sync_timer is not None:
+            self.loop.cancel(self._sync_timer)
+            self._sync_timer = None
+            self.log.worker_stopped()
+
+    def _sync(self) -> None:
+        """Apply the invalidation log without waiting for a request (PURGE answers wait
+        for every worker's result)."""
+        self.log.poll(self.remove)
+        self._sync_timer = self.loop.call_later(SYNC_SECONDS, self._sync)
 
     def enabled(self, site, entry) -> bool:
         return self.settings.cache_for(site, entry.settings)
@@ -111,20 +153,22 @@ class ProxyCache:
             self._keys[memo] = key
         return key or None
 
-    def count(self, entry, counter: int) -> None:
-        self.stats.count(self.shared.slots[id(entry)], counter)
+    def count(self, entry, counter: int, amount: int = 1) -> None:
+        self.stats.count(self.shared.slots[id(entry)], counter, amount)
 
-    def remove(self, key: bytes | None) -> None:
-        """Drop ``key`` (None: everything) from this worker's store; from the log."""
-        self.store.purge(key)
+    def remove(self, key: bytes | None) -> int:
+        """Drop ``key`` (None: everything) from this worker's store, as the log says;
+        returns how many responses went."""
+        removed = self.store.purge(key)
         self.sizes()
+        return removed
 
     # -- the request path ----------------------------------------------------------------
     def handle(self, req, entry) -> None:
         """Answer ``req`` (matched by cache-enabled ``entry``) from the cache or upstream."""
         method = req.method
         if method == "PURGE":
-            self._purge(req, entry)
+            purge(self, req, entry)
         elif req.upgrade is not None and is_upgrade(req):
             self.proxy.forward(req, entry)
         elif method != "GET" and method != "HEAD":
@@ -147,13 +191,24 @@ class ProxyCache:
         if self.log is not None:
             self.log.poll(self.remove)
         stored = self.store.lookup(key, req.headers)
+        if self.verifier is not None:
+            if stored is None:
+                self.sizes()  # the disk store may have found a damaged body
+            elif stored.fd is not None:
+                self.verifier.check(stored)
+        if stored is None and serve_stored_part(self, req, entry, key, waited):
+            return
         now = time.time()
         if stored is not None and self._fast_hit(req, entry, stored, now, waited):
             return
-        decision = decide(req.method, req.headers, stored, now)
+        decision = decide(req.method, req.headers, stored, now, self.targets)
         action = decision.action
         if action is Action.FRESH or action is Action.STALE_OK:
             self._serve_stored(req, entry, key, stored, decision, waited)
+            return
+        if waited == FAILED and stored is not None and stale_if_error_allows(
+                stored, now, req.headers, self.targets):
+            self._stale_for_failed_fill(req, entry, stored, now)
             return
         if stored is not None and action is not Action.REVALIDATE:
             stored.close()
@@ -193,23 +248,41 @@ class ProxyCache:
         value = cache_status(hit=True, ttl=decision.ttl, collapsed=waited is not None,
                              detail=None if fresh else decision.reason)
         serve(req, stored, self.summaries.get(stored), decision.age, value)
-        if decision.background:
+        if decision.background and not self.proxy.guard.marked(req):
             self._background(req, entry, key, stored)
+
+    def _stale_for_failed_fill(self, req, entry, stored: Stored, now: float) -> None:
+        """The fetch this request waited for met an upstream error: the stale response
+        stands in for it (stale-if-error) without another attempt."""
+        self.count(entry, STALE)
+        self.count(entry, COLLAPSED)
+        summary = self.summaries.get(stored)
+        age = summary.age(now)
+        serve(req, stored, summary, age, cache_status(
+            fwd="stale", ttl=summary.lifetime - age, collapsed=True, detail="stale-if-error"))
 
     def _go_upstream(self, req, entry, key: bytes, stored: Stored | None, decision,
                      waited: str | None) -> None:
-        """Lead a fetch, wait for one already running, or forward on its own."""
+        """Lead a fetch, wait for one already running, or forward on its own. A HEAD
+        that leads goes upstream as a GET, so that its answer fills the cache."""
         revalidate = stored is not None
         fill = None
-        if waited is None and decision.reason not in OWN_WAY and (
-                req.header(b"authorization") is None):
+        method = req.method
+        # A request that carries this server's own Via mark comes back from a loop: it
+        # gets its 508 at once, neither waiting for a fetch nor leading one.
+        if waited is None and not self.proxy.guard.marked(req):
             timeout = entry.settings.cache_lock_timeout
+            alone = decision.reason in GO_ALONE or (
+                decision.reason == "request-max-age"
+                and request_cache_control(req.headers).seconds("max-age") == 0)
             if self._may_lead(req, revalidate):
                 fill = self.collapser.begin(key, timeout)
-                if fill is None:
+                if fill is None and not alone:
                     self._wait(req, entry, key, stored, timeout)
                     return
-            elif self.collapser.busy(key):
+                if fill is not None:
+                    method = "GET"
+            elif not alone and self.collapser.busy(key):
                 self._wait(req, entry, key, stored, timeout)
                 return
         forwarded = req.headers
@@ -217,13 +290,13 @@ class ProxyCache:
             forwarded = [(name, value) for name, value in forwarded
                          if name not in CLIENT_CONDITIONALS]
             forwarded.extend(conditional_headers(stored.headers))
-        self.forward(CacheExchange(self, entry, req, key, forwarded, method=req.method,
+        self.forward(CacheExchange(self, entry, req, key, forwarded, method=method,
                                    stored=stored, fwd=decision.fwd or "miss", fill=fill))
 
     @staticmethod
     def _may_lead(req, revalidate: bool) -> bool:
-        """Whether the answer to this request, as forwarded, can fill the cache."""
-        if req.method != "GET":
+        """Whether the answer to this request, forwarded as a GET, can fill the cache."""
+        if req.method != "GET" and req.method != "HEAD":
             return False
         for name, _ in req.headers:
             if name == b"range" or (not revalidate and name in CLIENT_CONDITIONALS):
@@ -255,34 +328,23 @@ class ProxyCache:
                                    stored=stored, fwd="stale", fill=fill, origin=req))
 
     def forward(self, exchange: CacheExchange) -> None:
-        exchange.forward = self.proxy.forward(exchange, exchange.entry)
+        """Hand ``exchange`` to the proxy; whatever fails on the way ends it (and the
+        fill it may lead) instead of leaving waiters to time out."""
+        try:
+            exchange.forward = self.proxy.forward(exchange, exchange.entry)
+        except Exception:
+            log.exception("the cache failed to forward %s %s", exchange.method,
+                          exchange.target.decode("latin-1"))
+            exchange.crashed()
 
     # -- invalidation and purge -------------------------------------------------------------
     def invalidate(self, keys: list[bytes]) -> None:
+        """Remove ``keys`` here and, through the log, in every other worker's store."""
+        if self.log is None:
+            for key in keys:
+                self.store.invalidate(key)
+            self.sizes()
+            return
         for key in keys:
-            self.store.invalidate(key)
-            if self.log is not None:
-                self.log.publish(key)
-        self.sizes()
-
-    def _purge(self, req, entry) -> None:
-        if not allowed(req, self.shared.settings.purge_allow):
-            req.error(403, "PURGE is not allowed from this address (CachePurgeAllow).",
-                      [(b"Cache-Status", cache_status(detail="purge-denied"))])
-            return
-        key = self.key(req)
-        if key is None:
-            req.error(400, "PURGE needs a Host header to name the cached URI.")
-            return
-        removed = self.store.purge(key)
-        if self.log is not None:
             self.log.publish(key)
-        self.sizes()
-        if not removed:
-            req.error(404, "Nothing is cached for this URI.",
-                      [(b"Cache-Status", cache_status(detail="not-cached"))])
-            return
-        self.stats.count(self.shared.slots[id(entry)], PURGED, removed)
-        req.respond(200, [(b"Content-Type", b"text/plain; charset=utf-8"),
-                          (b"Cache-Status", cache_status(detail="purged"))],
-                    b"Purged %s\n" % key)
+        self.log.poll(self.remove)

@@ -7,14 +7,18 @@ wire. A hit then costs an age computation and one ``respond()`` (memory) or a
 ``sendfile`` (disk), without parsing anything stored.
 
 Served headers are the stored ones less ``Age`` and ``Content-Length`` (rewritten),
-``Date`` and ``Server`` (the server writes its own, as for a forwarded response) and
-``Via``, which is written once with this proxy's own token appended, as on a miss.
+``Server`` (the server writes its own) and ``Via``, which is written once with this
+proxy's own token appended, as on a miss. The stored ``Date`` (the origin's, RFC 9110
+§6.6.1) is served when the server lets a handler send its own Date (``ORIGIN_DATE``);
+until then the server writes the time of sending, and ``Age`` says how old the
+response is (docs/proxy_cache.md, Conformance).
 """
 
 from __future__ import annotations
 
 import secrets
 
+from monkey_py.http.response import ResponseWriter
 from monkey_py.static.conditional import if_range_allows
 from monkey_py.static.ranges import (
     Unsatisfiable,
@@ -30,7 +34,11 @@ from .rules.policy import current_age, freshness_lifetime
 from .rules.validation import client_not_modified
 from .stores.store import Stored
 
-_NOT_SERVED = frozenset({b"age", b"content-length", b"date", b"server", b"via"})
+_NOT_SERVED = frozenset({b"age", b"content-length", b"content-range", b"date", b"server",
+                         b"via"})
+# Whether the core keeps a Date line of a handler's header block instead of writing its
+# own (the server change this needs: docs/proxy_cache.md, Conformance).
+ORIGIN_DATE = bool(getattr(ResponseWriter, "HANDLER_DATE", False))
 SUMMARY_CACHE_SIZE = 4096
 
 
@@ -40,29 +48,34 @@ class Summary:
     __slots__ = ("status", "lifetime", "initial_age", "response_time", "no_cache", "head",
                  "not_modified_head", "etag", "modified", "content_type")
 
-    def __init__(self, stored: Stored, via: bytes) -> None:
+    def __init__(self, stored: Stored, via: bytes, targets=()) -> None:
         headers = stored.headers
         self.status = stored.status
-        self.lifetime = freshness_lifetime(stored.status, headers, stored.response_time)
+        self.lifetime = freshness_lifetime(stored.status, headers, stored.response_time,
+                                           targets)
         # The age it had when received: current_age at that instant.
         self.initial_age = current_age(stored, stored.response_time)
         self.response_time = stored.response_time
-        self.no_cache = "no-cache" in response_cache_control(headers)
+        self.no_cache = "no-cache" in response_cache_control(headers, targets)
         vias = []
         lines = []
         validators = []
+        date = b""
         for name, value in headers:
             lowered = name.lower()
             if lowered == b"via":
                 vias.append(value)
+            elif lowered == b"date":
+                if ORIGIN_DATE and not date:
+                    date = b"Date: %s\r\n" % value
             elif lowered not in _NOT_SERVED:
                 line = b"%s: %s\r\n" % (name, value)
                 lines.append(line)
                 if lowered in NOT_MODIFIED_FIELDS:
                     validators.append(line)
         via_line = b"Via: %s\r\n" % b", ".join([*vias, via])
-        self.head = b"".join(lines) + via_line
-        self.not_modified_head = b"".join(validators) + via_line
+        self.head = date + b"".join(lines) + via_line
+        self.not_modified_head = date + b"".join(validators) + via_line
         etag = header_value(headers, b"etag")
         self.etag = "" if etag is None else etag.strip(b" \t").decode("latin-1")
         modified = last_modified(headers)
@@ -81,8 +94,9 @@ class Summaries:
     """Summaries by stored response; a response's times identify its version (a 304
     that freshens it, or a new response, comes with new times)."""
 
-    def __init__(self, via: bytes) -> None:
+    def __init__(self, via: bytes, targets=()) -> None:
         self.via = via
+        self.targets = targets
         self._known: dict[tuple, Summary] = {}
 
     def get(self, stored: Stored) -> Summary:
@@ -91,7 +105,7 @@ class Summaries:
         if summary is None:
             if len(self._known) >= SUMMARY_CACHE_SIZE:
                 self._known.clear()
-            summary = self._known[key] = Summary(stored, self.via)
+            summary = self._known[key] = Summary(stored, self.via, self.targets)
         return summary
 
 
@@ -148,15 +162,7 @@ def _serve_range(req, stored: Stored, summary: Summary, value: bytes, age: float
     head = summary.head + tail(age, status_value)
     if len(ranges) == 1:
         first, last = ranges[0]
-        count = last - first + 1
-        head += b"Content-Range: %s\r\n" % content_range(first, last, size).encode()
-        if stored.body is not None:
-            req.respond(206, head, stored.body[first:last + 1])
-            return True
-        fd = stored.take_fd()
-        req.start_response(206, head, length=count)
-        req.sendfile(fd, stored.body_offset + first, count)
-        req.end()
+        _send_part(req, stored, head, first, last, size, 0)
         return True
     boundary = secrets.token_hex(12)
     parts, closing, total = multipart_byteranges(ranges, size, summary.content_type, boundary)
@@ -175,3 +181,27 @@ def _serve_range(req, stored: Stored, summary: Summary, value: bytes, age: float
     req.write(closing)
     req.end()
     return True
+
+
+def serve_part(req, stored: Stored, summary: Summary, wanted: tuple[int, int],
+               span: tuple[int, int, int], age: float, status_value: bytes) -> None:
+    """Answer a range request from a stored partial response (``rules.partial``): the
+    ``wanted`` bytes, which lie within the stored ``span`` (first, last, complete)."""
+    head = summary.head + tail(age, status_value)
+    _send_part(req, stored, head, *wanted, span[2], span[0])
+
+
+def _send_part(req, stored: Stored, head: bytes, first: int, last: int, size: int,
+               stored_from: int) -> None:
+    """206 with bytes ``first``-``last`` of a representation of ``size`` bytes, from a
+    stored body that begins at byte ``stored_from`` of it."""
+    count = last - first + 1
+    offset = first - stored_from
+    head += b"Content-Range: %s\r\n" % content_range(first, last, size).encode()
+    if stored.body is not None:
+        req.respond(206, head, stored.body[offset:offset + count])
+        return
+    fd = stored.take_fd()
+    req.start_response(206, head, length=count)
+    req.sendfile(fd, stored.body_offset + offset, count)
+    req.end()

@@ -105,8 +105,15 @@ def _store(store: StoreFigures, workers: int) -> str:
     """One line on the cache's store: kind, size against its limit, evictions."""
     scope = (f"in {workers} worker(s), at most {_mib(store.max_bytes)} each"
              if store.kind == "memory" else f"on disk, at most {_mib(store.max_bytes)}")
+    trouble = ""
+    if store.damaged or any(store.write_errors.values()):
+        failed = ", ".join(f"{count} {escape(cause)}" for cause, count
+                           in store.write_errors.items() if count)
+        trouble = (f" {store.damaged} damaged bod(ies) removed; write errors: "
+                   f"{failed or 'none'}.")
     return (f"<p>Cache store: {escape(store.kind)}, {_mib(store.bytes)} in "
-            f"{store.entries} response(s) {scope}; {store.evictions} eviction(s).</p>\n")
+            f"{store.entries} response(s) {scope}; {store.evictions} eviction(s).{trouble}"
+            "</p>\n")
 
 
 def _mib(size: int) -> str:

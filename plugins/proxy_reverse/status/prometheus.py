@@ -132,7 +132,16 @@ def cache_metrics(entries: list[tuple[str, CacheFigures]], store: StoreFigures
                                     "Responses evicted to stay within CacheMaxSize.",
                                     labels=["store"])
     evictions.add_metric([store.kind], store.evictions)
-    yield from (answers, *families.values(), size, limit, count, evictions)
+    damaged = CounterMetricFamily("monkey_proxy_cache_store_damaged",
+                                  "Stored bodies that failed their checksum and were removed.",
+                                  labels=["store"])
+    damaged.add_metric([store.kind], store.damaged)
+    errors = CounterMetricFamily("monkey_proxy_cache_store_write_errors",
+                                 "Writes to the disk store that failed, by cause: no-space, "
+                                 "read-only, other.", labels=["store", "cause"])
+    for cause, failed in store.write_errors.items():
+        errors.add_metric([store.kind, cause], failed)
+    yield from (answers, *families.values(), size, limit, count, evictions, damaged, errors)
 
 
 def render_prometheus(report: StatusReport) -> bytes:

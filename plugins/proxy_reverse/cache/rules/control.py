@@ -18,26 +18,40 @@ than what the sender could have meant (§4.2.1):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from monkey_py.static.conditional import parse_http_date
 
+from .structured import Decimal, parse_dictionary
+
 Headers = Sequence[tuple[bytes, bytes]]
 
 MAX_DELTA = 2**31
+# Directives whose argument is a delta-seconds (an Integer in a targeted field).
+DELTA_DIRECTIVES = frozenset({"max-age", "s-maxage", "stale-while-revalidate",
+                              "stale-if-error", "max-stale", "min-fresh"})
 
 _TCHAR = frozenset(
     b"!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
 _OWS = b" \t"
+# A number with a parameter or a suffix after it: an Age, malformed.
+_MALFORMED_AGE = re.compile(rb"[0-9]+(?:[ \t]*;|[ \t]+[^ \t])")
 
 
 class CacheControl:
-    """Cache-Control directives by lower-case name; a value is None when none was given."""
+    """Cache-Control directives by lower-case name; a value is None when none was given.
 
-    __slots__ = ("directives",)
+    ``targeted``: they come from a targeted field (RFC 9213), which also sets Expires
+    aside for this cache.
+    """
 
-    def __init__(self, directives: dict[str, str | None] | None = None) -> None:
+    __slots__ = ("directives", "targeted")
+
+    def __init__(self, directives: dict[str, str | None] | None = None,
+                 targeted: bool = False) -> None:
         self.directives: dict[str, str | None] = directives or {}
+        self.targeted = targeted
 
     def __contains__(self, name: str) -> bool:
         return name in self.directives
@@ -186,9 +200,42 @@ def list_tokens(headers: Headers, name: bytes) -> list[bytes]:
     return tokens
 
 
-def response_cache_control(headers: Headers) -> CacheControl:
-    """The response's Cache-Control directives (a response's Pragma has no meaning)."""
+def response_cache_control(headers: Headers, targets: Sequence[bytes] = ()) -> CacheControl:
+    """The response directives this cache obeys: those of the first field of ``targets``
+    (lower-case targeted field names, RFC 9213) that the response carries with a valid,
+    non-empty value; else its Cache-Control (a response's Pragma has no meaning)."""
+    for name in targets:
+        targeted = targeted_cache_control(header_values(headers, name))
+        if targeted is not None:
+            return targeted
     return parse_cache_control(header_values(headers, b"cache-control"))
+
+
+def targeted_cache_control(values: list[bytes]) -> CacheControl | None:
+    """The directives of a targeted field's lines (RFC 9213 §2.1), or None when there are
+    none, the value is empty or it is not a valid Structured Field Dictionary (the field
+    is then ignored). A member's value maps back to the argument Cache-Control would have
+    written; one of a type no directive takes (``max-age=1.5``, ``max-age="60"``) becomes
+    an invalid argument, which for a delta-seconds reads as 0 (module notes). Boolean
+    false members are absent; parameters are ignored."""
+    if not values:
+        return None
+    members = parse_dictionary(b", ".join(values))
+    if not members:
+        return None
+    directives: dict[str, str | None] = {}
+    for name, value in members.items():
+        if value is True:
+            directives[name] = None
+        elif value is False:
+            continue
+        elif name in DELTA_DIRECTIVES:
+            directives[name] = str(value) if type(value) is int else ""
+        elif isinstance(value, str) and not isinstance(value, Decimal):
+            directives[name] = str(value)  # a String or a Token: field names, extensions
+        else:
+            directives[name] = ""
+    return CacheControl(directives, targeted=True)
 
 
 def request_cache_control(headers: Headers) -> CacheControl:
@@ -233,5 +280,16 @@ def expires(headers: Headers) -> float | None:
 
 
 def age_value(headers: Headers) -> int:
-    """The first Age header in seconds; 0 when absent or invalid."""
-    return delta_seconds(header_value(headers, b"age"))
+    """The Age in seconds as RFC 9111 §5.1 reads it: the first member of the first
+    field line. A delta-seconds counts (capped at 2^31). A value that is no number at
+    all (``abc``, ``-60``, ``1.5``) is ignored (0), as §5.1 says. A number followed by a
+    parameter or by more text (``7200;foo=bar``, ``60 s``) is malformed: what the sender
+    meant is unknown but may be old, so it reads as 2^31, and the response is validated
+    before it is reused."""
+    value = header_value(headers, b"age")
+    if value is None:
+        return 0
+    member = value.split(b",", 1)[0].strip(b" \t")
+    if member.isdigit():
+        return min(int(member), MAX_DELTA)
+    return MAX_DELTA if _MALFORMED_AGE.match(member) else 0

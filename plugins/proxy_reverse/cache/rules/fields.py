@@ -2,8 +2,9 @@
 
 What is stored (RFC 9111 §3.1): the upstream's fields as received, less the hop-by-hop
 ones (``Connection`` and the fields it names, ``Keep-Alive``, ``TE``, ``Trailer``,
-``Transfer-Encoding``, ``Upgrade``), ``Proxy-*`` and ``Set-Cookie`` (see policy). Date,
-Age and Content-Length are kept: the age calculation and the body check need them.
+``Transfer-Encoding``, ``Upgrade``) and ``Proxy-*``. ``Set-Cookie`` is stored and
+replayed like any other field (§7.3: it does not inhibit caching). Date, Age and
+Content-Length are kept: the age calculation and the body check need them.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from __future__ import annotations
 import math
 import re
 
-from ...forwarding.headers import HOP_BY_HOP, connection_tokens
-from .control import MAX_DELTA, Headers
+from monkey_py.static.conditional import http_date
 
-UNSTORED = HOP_BY_HOP | {b"set-cookie", b"set-cookie2"}
+from ...forwarding.headers import HOP_BY_HOP, connection_tokens
+from .control import MAX_DELTA, Headers, has_header
+
+UNSTORED = HOP_BY_HOP
 # Fields a 304 sent to the client carries (RFC 9110 §15.4.5).
 NOT_MODIFIED_FIELDS = frozenset({
     b"cache-control", b"content-location", b"date", b"etag", b"expires", b"vary",
@@ -28,14 +31,20 @@ def connection_named(headers: Headers) -> frozenset[bytes]:
     return connection_tokens(headers)
 
 
-def storage_headers(response_headers: Headers) -> list[tuple[bytes, bytes]]:
-    """The upstream response's fields as the cache stores them (module notes)."""
+def storage_headers(response_headers: Headers, received: float | None = None
+                    ) -> list[tuple[bytes, bytes]]:
+    """The upstream response's fields as the cache stores them (module notes). A
+    response without Date gets one for ``received``, the time it arrived, as RFC 9110
+    §6.6.1 asks of a recipient that caches it."""
     named = connection_named(response_headers)
-    return [
+    kept = [
         (name, value) for name, value in response_headers
         if not ((lowered := name.lower()) in UNSTORED or lowered in named
                 or lowered.startswith(b"proxy-"))
     ]
+    if received is not None and not has_header(kept, b"date"):
+        kept.append((b"Date", http_date(received).encode("ascii")))
+    return kept
 
 
 def age_header(age: float) -> bytes:

@@ -11,6 +11,14 @@ request's values of those headers: names lower-cased, deduplicated and sorted; e
 request value the comma-joined field lines with whitespace runs collapsed to one space
 and spaces around commas removed. A header absent from the request is kept distinct from
 one present with an empty value, as §4.1 requires.
+
+``Accept-Language`` and ``Accept-Encoding`` are normalised further, only in ways that
+cannot change what a server selects: their members are case-insensitive tokens (RFC
+9110 §12.5.3, §12.5.4; RFC 4647), so they are lower-cased; blanks around ``;`` and
+``=`` and empty members go; a weight is written canonically (``q=0.50`` is ``q=0.5``)
+and the default ``q=1`` is dropped. The order of the members is kept: some servers
+take it as a preference among equal weights, so ``en, de`` and ``de, en`` stay two
+variants.
 """
 
 from __future__ import annotations
@@ -24,6 +32,9 @@ from .control import Headers, list_tokens
 _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _WHITESPACE = re.compile(rb"[ \t]+")
 _COMMA = re.compile(rb" ?, ?")
+# Request headers whose members are case-insensitive tokens with weights.
+WEIGHTED = frozenset({b"accept-language", b"accept-encoding"})
+_QVALUE = re.compile(rb"([01])(?:\.([0-9]{0,3}))?")
 
 
 def primary_key(scheme: str, host: bytes, target: bytes) -> bytes | None:
@@ -97,8 +108,43 @@ def secondary_key(names: Sequence[bytes], request_headers: Headers) -> bytes:
         values = [value for key, value in request_headers if key.lower() == name]
         if values:
             joined = b",".join(values)
-            joined = _COMMA.sub(b",", _WHITESPACE.sub(b" ", joined)).strip(b" ")
+            if name in WEIGHTED:
+                joined = _weighted(joined)
+            else:
+                joined = _COMMA.sub(b",", _WHITESPACE.sub(b" ", joined)).strip(b" ")
             lines.append(b"%s:%s" % (name, joined))
         else:
             lines.append(name)
     return b"\n".join(lines)
+
+
+def _weighted(value: bytes) -> bytes:
+    """A weighted list of tokens in its normal form (module notes)."""
+    members = []
+    for member in value.split(b","):
+        token, *params = (part.strip(b" \t") for part in member.split(b";"))
+        if not token:
+            continue
+        kept = [token.lower()]
+        for param in params:
+            name, equals, argument = (piece.strip(b" \t") for piece in param.partition(b"="))
+            name = name.lower()
+            if name == b"q" and equals:
+                weight = _weight(argument)
+                if weight == b"1":
+                    continue
+                argument = argument if weight is None else weight
+            kept.append(name + equals + argument)
+        members.append(b";".join(kept))
+    return b",".join(members)
+
+
+def _weight(text: bytes) -> bytes | None:
+    """A qvalue (RFC 9110 §12.4.2) in canonical form, None when it is not one."""
+    match = _QVALUE.fullmatch(text)
+    if match is None:
+        return None
+    whole, fraction = match[1], (match[2] or b"").rstrip(b"0")
+    if whole == b"1":
+        return None if fraction else b"1"
+    return b"0." + fraction if fraction else b"0"

@@ -7,19 +7,22 @@ Times are POSIX seconds (floats). A stored response is anything with ``status``,
 Decisions this cache makes where the RFC leaves a choice:
 
 - Methods: only GET responses are stored; HEAD is answered from a stored GET response,
-  its own responses are never stored. 206 and 304 are never stored.
-- Set-Cookie: like Varnish's built-in VCL and nginx's defaults, a response carrying
-  Set-Cookie is not stored, because a cookie is almost always meant for one client. The
-  exception is a response whose origin addresses shared caches explicitly with ``public``
-  or ``s-maxage``; it is stored without its Set-Cookie fields (``storage_headers``), so a
-  cookie is never replayed to another client. The client that caused the store still gets
-  its cookie from the live response.
+  its own responses are never stored. 304 is never stored; a 206 only as a single part
+  whose bytes its Content-Range names exactly (``partial.py``).
+- Set-Cookie does not prevent storing (§7.3): such a response is stored and replayed
+  with its cookies. An origin keeps a cookie to one client with ``private`` (or
+  ``no-cache``); a site may refuse them all with ``CacheSkipSetCookie`` (the front end
+  decides that, not these rules).
 - ``no-cache`` and ``private`` with field names are treated as their unqualified forms:
   ``private="x"`` is not stored, ``no-cache="x"`` is revalidated on every use.
 - Heuristic freshness (§4.2.2): 10% of the time between Last-Modified and Date, capped
   at one day, only without explicit expiration and only for heuristically cacheable
   status codes or ``public`` responses. A query string does not prevent it (the
   RFC 2616 rule was dropped).
+- ``immutable`` (RFC 8246 §2.1): a fresh immutable response is served to a request
+  whose ``max-age`` asks for a younger one (a browser's reload) without revalidation;
+  ``no-cache`` in the request (a forced reload) still revalidates, and so does a stale
+  immutable response. Only for bodies stored with a Content-Length (RFC 8246 §3).
 - stale-while-revalidate is honoured only within its window and serves the stale
   response while one revalidation runs in the background; stale-if-error serves within
   the window of either the response's or the request's directive. must-revalidate,
@@ -29,10 +32,12 @@ Decisions this cache makes where the RFC leaves a choice:
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from . import key as keys
+from .partial import stored_span
 from .control import (
     CacheControl,
     Headers,
@@ -42,13 +47,13 @@ from .control import (
     has_header,
     header_value,
     last_modified,
+    list_tokens,
     request_cache_control,
     response_cache_control,
 )
 
-# Status codes defined as heuristically cacheable (RFC 9110 §15.1); 206 is left out
-# because partial responses are never stored here.
-HEURISTIC_STATUSES = frozenset({200, 203, 204, 300, 301, 308, 404, 405, 410, 414, 501})
+# Status codes defined as heuristically cacheable (RFC 9110 §15.1).
+HEURISTIC_STATUSES = frozenset({200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501})
 # Status codes whose caching requirements this cache implements (for must-understand).
 UNDERSTOOD_STATUSES = HEURISTIC_STATUSES | {302, 303, 307}
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
@@ -111,13 +116,20 @@ def storage_allowed_for_request(method: str, request_headers: Headers) -> bool:
 
 
 def storable(method: str, status: int, request_headers: Headers,
-             response_headers: Headers) -> bool:
-    """Whether a shared cache may store this response (RFC 9111 §3, §3.5; module notes)."""
+             response_headers: Headers, targets: Sequence[bytes] = ()) -> bool:
+    """Whether a shared cache may store this response (RFC 9111 §3, §3.5; module notes).
+
+    ``targets``: the targeted cache-control fields this cache obeys (RFC 9213), lower-case,
+    in order of precedence; the same in every function here that reads the response's
+    directives."""
     if not storage_allowed_for_request(method, request_headers):
         return False
-    if not 200 <= status <= 599 or status in (206, 304):
+    if not 200 <= status <= 599 or status == 304:
         return False
-    cc = response_cache_control(response_headers)
+    if status == 206 and (stored_span(response_headers) is None
+                          or not has_header(request_headers, b"range")):
+        return False
+    cc = response_cache_control(response_headers, targets)
     understood = status in UNDERSTOOD_STATUSES
     if "must-understand" in cc:
         if not understood:
@@ -128,36 +140,39 @@ def storable(method: str, status: int, request_headers: Headers,
         return False
     if keys.vary_names(response_headers) is None:
         return False
+    if list_tokens(response_headers, b"transfer-encoding") not in ([], [b"chunked"]):
+        # A transfer coding other than chunked is not undone here: the body as received
+        # is still coded, and stored without the header that says so it would be wrong.
+        return False
     if has_header(request_headers, b"authorization") and not any(
         name in cc for name in _AUTHORIZED_SHARING
     ):
-        return False
-    if has_header(response_headers, b"set-cookie") and not ("public" in cc or "s-maxage" in cc):
         return False
     return (
         "public" in cc
         or "max-age" in cc
         or "s-maxage" in cc
-        or has_header(response_headers, b"expires")
+        or (not cc.targeted and has_header(response_headers, b"expires"))
         or status in HEURISTIC_STATUSES
     )
 
 
-def freshness_lifetime(status: int, response_headers: Headers, response_time: float) -> float:
+def freshness_lifetime(status: int, response_headers: Headers, response_time: float,
+                       targets: Sequence[bytes] = ()) -> float:
     """The freshness lifetime in seconds (RFC 9111 §4.2.1), 0 when there is none.
 
     s-maxage (shared cache), then max-age, then Expires minus Date (the time the response
     was received when Date is missing or invalid); without any of them, the heuristic of
-    ``heuristic_lifetime``.
+    ``heuristic_lifetime``. A targeted field in effect sets Expires aside (RFC 9213).
     """
-    cc = response_cache_control(response_headers)
+    cc = response_cache_control(response_headers, targets)
     seconds = cc.seconds("s-maxage")
     if seconds is not None:
         return float(seconds)
     seconds = cc.seconds("max-age")
     if seconds is not None:
         return float(seconds)
-    expiry = expires(response_headers)
+    expiry = None if cc.targeted else expires(response_headers)
     date = date_value(response_headers)
     if date is None:
         date = response_time
@@ -191,6 +206,14 @@ def current_age(stored: StoredResponse, now: float) -> float:
     return corrected_initial_age + resident_time
 
 
+def _immutable(cc: CacheControl, headers: Headers) -> bool:
+    """An ``immutable`` response (RFC 8246) whose stored size is known to be whole: a
+    reload (request ``max-age``) does not revalidate it while it is fresh; a request's
+    ``no-cache`` still does. A body without Content-Length (close-delimited, or
+    chunked: the stored head no longer tells) is not taken for immutable (§3)."""
+    return "immutable" in cc and has_header(headers, b"content-length")
+
+
 def _forbids_stale(cc: CacheControl) -> bool:
     """Response directives under which a shared cache never serves a stale response."""
     return ("must-revalidate" in cc or "proxy-revalidate" in cc or "s-maxage" in cc
@@ -198,7 +221,7 @@ def _forbids_stale(cc: CacheControl) -> bool:
 
 
 def decide(method: str, request_headers: Headers, stored: StoredResponse | None,
-           now: float) -> Decision:
+           now: float, targets: Sequence[bytes] = ()) -> Decision:
     """How to answer a request given the stored response selected for it (RFC 9111 §4).
 
     Non-GET/HEAD requests always go upstream (MISS, ``fwd=method``). With a stored
@@ -218,9 +241,10 @@ def decide(method: str, request_headers: Headers, stored: StoredResponse | None,
         if only_cached:
             return Decision(Action.GATEWAY_TIMEOUT, "only-if-cached")
         return Decision(Action.MISS, "not-stored", fwd="miss")
-    cc = response_cache_control(stored.headers)
+    cc = response_cache_control(stored.headers, targets)
     age = current_age(stored, now)
-    lifetime = freshness_lifetime(stored.status, stored.headers, stored.response_time)
+    lifetime = freshness_lifetime(stored.status, stored.headers, stored.response_time,
+                                  targets)
 
     def upstream(action: Action, reason: str, fwd: str) -> Decision:
         if only_cached:
@@ -236,7 +260,8 @@ def decide(method: str, request_headers: Headers, stored: StoredResponse | None,
     if "no-cache" in rcc:
         return upstream(Action.REVALIDATE, "request-no-cache", "request")
     max_age = rcc.seconds("max-age")
-    if max_age is not None and age > max_age:
+    if max_age is not None and age > max_age and not (
+            lifetime > age and _immutable(cc, stored.headers)):
         return upstream(Action.REVALIDATE, "request-max-age", "request")
     min_fresh = rcc.seconds("min-fresh")
     if min_fresh is not None and lifetime - age < min_fresh:
@@ -257,7 +282,8 @@ def decide(method: str, request_headers: Headers, stored: StoredResponse | None,
     return upstream(Action.REVALIDATE, "stale", "stale")
 
 
-def stale_if_error_allows(stored: StoredResponse, now: float, request_headers: Headers) -> bool:
+def stale_if_error_allows(stored: StoredResponse, now: float, request_headers: Headers,
+                          targets: Sequence[bytes] = ()) -> bool:
     """Whether the stored response may stand in for an upstream error (RFC 5861 §4).
 
     An error is a failure to reach the upstream or a 500, 502, 503 or 504 from it. The
@@ -265,11 +291,11 @@ def stale_if_error_allows(stored: StoredResponse, now: float, request_headers: H
     been stale for at most N seconds; must-revalidate, proxy-revalidate, s-maxage and
     no-cache forbid it (RFC 9111 §4.2.4).
     """
-    cc = response_cache_control(stored.headers)
+    cc = response_cache_control(stored.headers, targets)
     if _forbids_stale(cc):
         return False
     staleness = current_age(stored, now) - freshness_lifetime(
-        stored.status, stored.headers, stored.response_time)
+        stored.status, stored.headers, stored.response_time, targets)
     rcc = request_cache_control(request_headers)
     for window in (cc.seconds("stale-if-error"), rcc.seconds("stale-if-error")):
         if window is not None and staleness <= window:

@@ -73,8 +73,8 @@ def updated_headers(stored_headers: Headers, not_modified_headers: Headers
     """The stored response's headers freshened with a 304's (RFC 9111 §3.2).
 
     Every field the 304 carries replaces all stored values of that field; fields it does
-    not carry are kept. Excepted: fields never stored (hop-by-hop, fields named by
-    Connection, Proxy-*, Set-Cookie) and Content-Length, Content-Range, Content-Encoding
+    not carry are kept, except Age, which describes the message it came with. Excepted: fields never stored (hop-by-hop, fields named by
+    Connection, Proxy-*) and Content-Length, Content-Range, Content-Encoding
     and Vary, which describe the stored body and its key.
     """
     named = connection_named(not_modified_headers)
@@ -84,6 +84,8 @@ def updated_headers(stored_headers: Headers, not_modified_headers: Headers
                 or lowered in named or lowered.startswith(b"proxy-"))
     ]
     replaced = {name.lower() for name, _ in incoming}
+    # The age restarts from the 304 (§4.3.4): its Age, or none; never the old one.
+    replaced.add(b"age")
     kept = [(name, value) for name, value in stored_headers if name.lower() not in replaced]
     return kept + incoming
 

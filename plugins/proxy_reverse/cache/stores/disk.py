@@ -15,6 +15,11 @@ the file is replaced or evicted meanwhile. A file that does not check out is a m
 and is removed. Files are not fsync-ed: after a power loss a file may be truncated,
 which the length check catches.
 
+Every body is written with its CRC-32. A body of at most ``SMALL_BODY`` bytes is read
+into memory on lookup and checked there: a damaged one is a miss, and its file is
+removed. A larger body is left in its file for ``sendfile``; ``verify.py`` checks it
+in the background and ``damaged`` removes it on a mismatch.
+
 Eviction approximates LRU by modification time, which a hit refreshes (at most every
 ``TOUCH_INTERVAL`` seconds). Each store scans the directory after writing a
 sixteenth of ``max_bytes`` or when its estimate of the total exceeds it, and then
@@ -29,16 +34,18 @@ writes, a rename); the exceptions are the scan, which stats every file, and
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
+import zlib
 from collections.abc import Callable
 
 from ..rules.control import Headers
 from ..rules.key import secondary_key, vary_names
+from ..rules.partial import partial_key
 from .disk_files import (
     ENTRY,
-    HEAD,
     MARKER,
     MAX_META,
     TEMP_PREFIX,
@@ -51,11 +58,19 @@ from .disk_files import (
     file_name,
     list_files,
     open_file,
+    read_exactly,
     read_marker,
+    remove_if_same,
     write_all,
 )
-from .store import Meta, Stored, content_length, length_mismatch
+from .disk_writer import DiskWriter
+from .store import Meta, Stored, content_length
+from .trouble import FailureLog
 
+log = logging.getLogger("monkey_py.proxy_reverse")
+
+# Bodies up to this size are read into memory and checked on every lookup.
+SMALL_BODY = 64 * 1024
 TEMP_GRACE = 3600.0
 TOUCH_INTERVAL = 10.0
 LOW_WATER = 0.9
@@ -81,7 +96,9 @@ class DiskStore:
         self.max_object = min(max_object, max_bytes)
         self._clock = clock
         self._counts = dict.fromkeys(
-            ("stores", "aborts", "errors", "evictions", "hits", "misses", "invalidations"), 0)
+            ("stores", "aborts", "errors", "evictions", "hits", "misses", "invalidations",
+             "damaged"), 0)
+        self.failures = FailureLog("responses are not stored until this is repaired")
         self._total = 0
         self._entries = 0
         self._since_scan = 0
@@ -135,13 +152,46 @@ class DiskStore:
                 primary, secondary, int(meta["st"]), headers, float(meta["rq"]),
                 float(meta["rs"]), found.body_length, fd=found.fd,
                 body_offset=found.body_offset,
-                handle=(path, found.st.st_ino, found.st.st_dev),
+                handle=(path, found.st.st_ino, found.st.st_dev, found.body_crc),
             )
         except (KeyError, TypeError, ValueError):
             os.close(found.fd)
             return None
         self._touch(found)
+        if found.body_length <= SMALL_BODY:
+            return self._in_memory(stored, found)
         return stored
+
+    def _in_memory(self, stored: Stored, found: CacheFile) -> Stored | None:
+        """A small body read and checked: the stored response with its body in memory,
+        or None (a miss) when the body does not match its checksum."""
+        try:
+            body = read_exactly(found.fd, found.body_offset, found.body_length)
+        except OSError:
+            body = None
+        stored.close()
+        if body is None or zlib.crc32(body) != found.body_crc:
+            self._remove_damaged(stored.handle[0], found.st)
+            return None
+        stored.body = body
+        return stored
+
+    def damaged(self, path: str, identity: tuple[int, int]) -> None:
+        """A body found not to match its checksum after it was looked up (``verify.py``):
+        remove its file, unless another process has replaced it since."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return
+        if file_identity(st) == identity:
+            self._remove_damaged(path, st)
+
+    def _remove_damaged(self, path: str, st: os.stat_result) -> None:
+        remove_if_same(path, st)
+        self._counts["damaged"] += 1
+        log.warning("cache file %s: the body does not match its checksum (damaged on disk, "
+                    "or written by something else); removed, the next request fetches it "
+                    "anew", path)
 
     # -- writing ----------------------------------------------------------------------
     def _temp(self) -> tuple[int, str]:
@@ -174,14 +224,23 @@ class DiskStore:
             return None
         try:
             fd, temp = self._temp()
-        except OSError:
-            self._counts["errors"] += 1
+        except OSError as exc:
+            self.failed(exc, f"cache directory {self.directory}: cannot create a file")
             return None
         writer = DiskWriter(self, fd, temp, self._path(name), primary, marker, head,
                             meta_length, meta.headers)
         return writer if writer.write_raw(head) else None
 
-    def _write_marker(self, primary: bytes, names: tuple[bytes, ...], generation: bytes) -> None:
+    def count(self, counter: str) -> None:
+        """Add one to a counter of ``stats()`` (for the writers)."""
+        self._counts[counter] += 1
+
+    def failed(self, exc: OSError, what: str) -> None:
+        """A write failed: counted as an error, and by cause (logged sparingly)."""
+        self._counts["errors"] += 1
+        self.failures.failed(exc, what)
+
+    def write_marker(self, primary: bytes, names: tuple[bytes, ...], generation: bytes) -> None:
         data, _ = encode(MARKER, {"p": as_text(primary), "v": [as_text(n) for n in names],
                                   "g": as_text(generation)})
         fd, temp = self._temp()
@@ -197,9 +256,10 @@ class DiskStore:
             except OSError:
                 pass
             raise
-        self._committed(len(data), entries=0)
+        self.committed(len(data), entries=0)
 
-    def _committed(self, size: int, entries: int = 1) -> None:
+    def committed(self, size: int, entries: int = 1) -> None:
+        """A file of ``size`` bytes is in place: count it, and scan when it is time."""
         self._total += size
         self._entries += entries
         self._since_scan += size
@@ -211,13 +271,13 @@ class DiskStore:
                        response_time: float) -> bool:
         """Rewrite the entry with the new head, copying the body; the replacement is
         atomic, and skipped when another process has replaced the file meanwhile."""
-        path, ino, dev = stored.handle
+        path, ino, dev, body_crc = stored.handle
         record = {
             "p": as_text(stored.primary), "s": as_text(stored.secondary), "st": stored.status,
             "rq": request_time, "rs": response_time,
             "h": [[as_text(n), as_text(v)] for n, v in headers],
         }
-        head, meta_length = encode(ENTRY, record, stored.body_length)
+        head, meta_length = encode(ENTRY, record, stored.body_length, body_crc)
         if meta_length > MAX_META:
             return False
         own = stored.fd is None
@@ -234,7 +294,7 @@ class DiskStore:
             if own:
                 os.close(source)
         try:
-            stored.handle = (path, *file_identity(os.stat(path)))
+            stored.handle = (path, *file_identity(os.stat(path)), body_crc)
         except OSError:
             return False
         self._total += len(head) - stored.body_offset
@@ -244,8 +304,8 @@ class DiskStore:
                  stored: Stored) -> bool:
         try:
             fd, temp = self._temp()
-        except OSError:
-            self._counts["errors"] += 1
+        except OSError as exc:
+            self.failed(exc, f"cache directory {self.directory}: cannot create a file")
             return False
         try:
             try:
@@ -257,8 +317,8 @@ class DiskStore:
                 os.unlink(temp)
                 return False
             os.replace(temp, path)
-        except OSError:
-            self._counts["errors"] += 1
+        except OSError as exc:
+            self.failed(exc, f"cache directory {self.directory}: cannot rewrite {path}")
             try:
                 os.unlink(temp)
             except OSError:
@@ -272,15 +332,18 @@ class DiskStore:
             self._counts["invalidations"] += 1
 
     def purge(self, primary: bytes | None = None) -> int:
-        """Remove the primary key's response or marker (its variants go with it), or
-        every cache file with None; returns how many files were removed."""
-        if primary is not None:
-            try:
-                os.unlink(self._path(file_name(primary)))
-            except OSError:
-                return 0
-            return 1
+        """Remove the primary key's response or marker (its variants go with it) and its
+        partial response, or every cache file with None; returns how many files were
+        removed."""
         removed = 0
+        if primary is not None:
+            for key in (primary, partial_key(primary)):
+                try:
+                    os.unlink(self._path(file_name(key)))
+                    removed += 1
+                except OSError:
+                    pass
+            return removed
         for _, _, path in self._files():
             try:
                 os.unlink(path)
@@ -318,82 +381,8 @@ class DiskStore:
 
     def stats(self) -> dict[str, int]:
         """Counters of this process; ``entries`` and ``bytes`` are the directory's (markers
-        included) as of the last scan plus this process's writes since."""
-        return {"entries": self._entries, "bytes": self._total, **self._counts}
-
-
-class DiskWriter:
-    """A response streaming into its temporary file until ``commit`` renames it in place."""
-
-    def __init__(self, store: DiskStore, fd: int, temp: str, path: str, primary: bytes,
-                 marker: tuple[tuple[bytes, ...], bytes] | None, head: bytes,
-                 meta_length: int, headers: Headers) -> None:
-        self._store = store
-        self._fd: int | None = fd
-        self._temp = temp
-        self._path = path
-        self._primary = primary
-        self._marker = marker
-        self._head = head[:HEAD.size]
-        self._meta_length = meta_length
-        self._headers = headers
-        self.written = 0
-
-    def write_raw(self, data: bytes) -> bool:
-        try:
-            write_all(self._fd, data)
-        except OSError:
-            self._store._counts["errors"] += 1
-            self.abort()
-            return False
-        return True
-
-    def write(self, chunk: bytes) -> bool:
-        if self._fd is None:
-            return False
-        self.written += len(chunk)
-        if self.written > self._store.max_object:
-            self._store._counts["aborts"] += 1
-            self.abort()
-            return False
-        return self.write_raw(chunk)
-
-    def commit(self) -> bool:
-        fd = self._fd
-        if fd is None:
-            return False
-        store = self._store
-        if length_mismatch(self._headers, self.written):
-            store._counts["aborts"] += 1
-            self.abort()
-            return False
-        magic, version, kind, meta_length, _, crc = HEAD.unpack(self._head)
-        try:
-            os.pwrite(fd, HEAD.pack(magic, version, kind, meta_length, self.written, crc), 0)
-            os.close(fd)
-            self._fd = None
-            os.replace(self._temp, self._path)
-        except OSError:
-            store._counts["errors"] += 1
-            self.abort()
-            return False
-        store._counts["stores"] += 1
-        try:
-            if self._marker is not None:
-                store._write_marker(self._primary, *self._marker)
-        except OSError:
-            store._counts["errors"] += 1
-        store._committed(HEAD.size + self._meta_length + self.written)
-        return True
-
-    def abort(self) -> None:
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-            self._fd = None
-        try:
-            os.unlink(self._temp)
-        except OSError:
-            pass
+        included) as of the last scan plus this process's writes since; the write errors
+        by cause as ``write-errors-<cause>``."""
+        return {"entries": self._entries, "bytes": self._total, **self._counts,
+                **{f"write-errors-{cause}": count
+                   for cause, count in self.failures.counts.items()}}

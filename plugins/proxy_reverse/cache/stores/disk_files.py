@@ -2,8 +2,9 @@
 listing the directory.
 
 A file is named by the SHA-256 of its key and holds a fixed head (magic, version, kind,
-lengths, CRC-32 of the metadata), the metadata as JSON (keys, status, times, header
-fields), then the body. A response that varies is reached through a small *marker*
+lengths, CRC-32 of the metadata, CRC-32 of the body), the metadata as JSON (keys,
+status, times, header fields), then the body. The body's checksum is the store's to
+verify (``disk.py``, ``verify.py``); files of an older version are removed as damaged. A response that varies is reached through a small *marker*
 file at the name of its primary key, holding the Vary header names and a generation;
 each variant is named by primary key, generation and secondary key. A file whose head,
 metadata or length does not check out (a crash, a full disk, a foreign file) is
@@ -22,10 +23,11 @@ from dataclasses import dataclass
 from hashlib import sha256
 
 MAGIC = b"MPYCACHE"
-VERSION = 1
+VERSION = 2
 ENTRY = 1
 MARKER = 2
-HEAD = struct.Struct(">8sBBxxIQI")  # magic, version, kind, meta length, body length, CRC
+# magic, version, kind, meta length, body length, metadata CRC, body CRC
+HEAD = struct.Struct(">8sBBxxIQII")
 MAX_META = 1 << 20
 COPY_CHUNK = 1 << 20
 NAME = re.compile(r"[0-9a-f]{64}")
@@ -40,15 +42,18 @@ def file_name(primary: bytes, generation: bytes = b"", secondary: bytes = b"") -
     return sha256(b"%s\0%s\0%s" % (primary, generation, secondary)).hexdigest()
 
 
-def encode(kind: int, meta: dict, body_length: int = 0) -> tuple[bytes, int]:
+def encode(kind: int, meta: dict, body_length: int = 0, body_crc: int = 0
+           ) -> tuple[bytes, int]:
     """The head and metadata bytes of a file; also the metadata length."""
     raw = json.dumps(meta, separators=(",", ":")).encode("ascii")
-    return HEAD.pack(MAGIC, VERSION, kind, len(raw), body_length, zlib.crc32(raw)) + raw, len(raw)
+    head = HEAD.pack(MAGIC, VERSION, kind, len(raw), body_length, zlib.crc32(raw), body_crc)
+    return head + raw, len(raw)
 
 
 @dataclass
 class CacheFile:
-    """A cache file opened and checked: its descriptor, kind, metadata and body span."""
+    """A cache file opened and checked: its descriptor, kind, metadata, body span and
+    the body's checksum (not verified here: the body is not read)."""
 
     fd: int
     kind: int
@@ -56,6 +61,7 @@ class CacheFile:
     body_offset: int
     body_length: int
     st: os.stat_result
+    body_crc: int
 
 
 def as_text(data: bytes) -> str:
@@ -76,6 +82,17 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def read_exactly(fd: int, offset: int, length: int) -> bytes | None:
+    """``length`` bytes of ``fd`` from ``offset``; None when the file ends before."""
+    data = os.pread(fd, length, offset)
+    while len(data) < length:
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            return None
+        data += more
+    return data
+
+
 def open_file(path: str) -> CacheFile | None:
     """Open and check a cache file; a damaged one is removed. None if absent or bad."""
     try:
@@ -86,7 +103,7 @@ def open_file(path: str) -> CacheFile | None:
     try:
         st = os.fstat(fd)
         head = os.pread(fd, HEAD.size, 0)
-        magic, version, kind, meta_length, body_length, crc = HEAD.unpack(head)
+        magic, version, kind, meta_length, body_length, crc, body_crc = HEAD.unpack(head)
         if (magic != MAGIC or version != VERSION or kind not in (ENTRY, MARKER)
                 or meta_length > MAX_META
                 or st.st_size != HEAD.size + meta_length + body_length):
@@ -97,7 +114,7 @@ def open_file(path: str) -> CacheFile | None:
         meta = json.loads(raw)
         if not isinstance(meta, dict) or not isinstance(meta.get("p"), str):
             raise ValueError("bad metadata")
-        return CacheFile(fd, kind, meta, HEAD.size + meta_length, body_length, st)
+        return CacheFile(fd, kind, meta, HEAD.size + meta_length, body_length, st, body_crc)
     except (OSError, ValueError, struct.error):
         os.close(fd)
         if st is not None:

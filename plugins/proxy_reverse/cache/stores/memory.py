@@ -12,6 +12,7 @@ from collections import OrderedDict
 
 from ..rules.control import Headers
 from ..rules.key import secondary_key, vary_names
+from ..rules.partial import partial_key
 from .store import Meta, Stored, content_length, length_mismatch
 
 ENTRY_OVERHEAD = 512
@@ -130,7 +131,7 @@ class MemoryStore:
 
     def purge(self, primary: bytes | None = None) -> int:
         if primary is not None:
-            return self._drop(primary)
+            return self._drop(primary) + self._drop(partial_key(primary))
         removed = len(self._lru)
         self._groups.clear()
         self._lru.clear()

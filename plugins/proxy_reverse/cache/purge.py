@@ -1,0 +1,107 @@
+"""PURGE: remove a URI's stored responses and say what happened in every worker
+(docs/proxy_cache.md, Purge).
+
+With the disk store, or one worker, the store the answering worker removes from is the
+only one. With memory stores and several workers, the key goes into the invalidation
+log (``sync.py``); the answering worker applies it at once and then waits, on its loop
+(a timer, never blocking), until every live worker has applied it too and written
+whether it held the key, at most ``PURGE_WAIT`` seconds. The status then speaks for
+all of them: 200 when any removed something, 404 when none held it, and 202 when
+nothing was removed so far but a worker did not confirm in time (it removes the key
+before it serves its next request all the same).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..status.serve import allowed
+from .figures import PURGED
+from .rules.fields import cache_status
+from .sync import Outcome
+
+if TYPE_CHECKING:
+    from .front import ProxyCache
+
+PURGE_WAIT = 2.0
+WAIT_POLL = 0.01
+
+
+def purge(cache: ProxyCache, req, entry) -> None:
+    """Answer a PURGE for a target that cache-enabled ``entry`` matches."""
+    if not allowed(req, cache.shared.settings.purge_allow):
+        req.error(403, "PURGE is not allowed from this address (CachePurgeAllow).",
+                  [(b"Cache-Status", cache_status(detail="purge-denied"))])
+        return
+    key = cache.key(req)
+    if key is None:
+        req.error(400, "PURGE needs a Host header to name the cached URI.")
+        return
+    log = cache.log
+    if log is None:
+        removed = cache.store.purge(key)
+        cache.sizes()
+        _answer(cache, req, entry, key, Outcome(removed=removed, confirmed=1))
+        return
+    number = log.publish(key)
+    log.poll(cache.remove)
+    _Waiting(cache, req, entry, key, number).check()
+
+
+class _Waiting:
+    """A PURGE answer waiting for the other workers' results."""
+
+    __slots__ = ("cache", "req", "entry", "key", "number", "deadline", "timer")
+
+    def __init__(self, cache: ProxyCache, req, entry, key: bytes, number: int) -> None:
+        self.cache = cache
+        self.req = req
+        self.entry = entry
+        self.key = key
+        self.number = number
+        self.deadline = cache.loop.time() + PURGE_WAIT
+        self.timer = None
+        req.on_abort = self.cancel
+
+    def check(self) -> None:
+        self.timer = None
+        outcome = self.cache.log.outcome(self.number)
+        loop = self.cache.loop
+        if outcome.pending and loop.time() < self.deadline:
+            self.timer = loop.call_later(WAIT_POLL, self.check)
+            return
+        self.req.on_abort = None
+        _answer(self.cache, self.req, self.entry, self.key, outcome)
+
+    def cancel(self) -> None:
+        """The client left: stop waiting (the purge itself goes on in every worker)."""
+        if self.timer is not None:
+            self.cache.loop.cancel(self.timer)
+            self.timer = None
+
+
+def _answer(cache: ProxyCache, req, entry, key: bytes, outcome: Outcome) -> None:
+    if outcome.removed:
+        cache.count(entry, PURGED, outcome.removed)
+    workers = outcome.confirmed + outcome.pending
+    if outcome.removed or outcome.emptied:
+        lines = [b"Purged %s" % key,
+                 b"%d response(s) removed in %d of %d worker(s)" % (
+                     outcome.removed, outcome.confirmed, workers)]
+        if outcome.emptied:
+            lines.append(b"%d worker(s) fell behind the log and emptied their store"
+                         % outcome.emptied)
+        if outcome.pending:
+            lines.append(b"%d of %d worker(s) did not confirm within %g s" % (
+                outcome.pending, workers, PURGE_WAIT))
+        req.respond(200, [(b"Content-Type", b"text/plain; charset=utf-8"),
+                          (b"Cache-Status", cache_status(detail="purged"))],
+                    b"\n".join(lines) + b"\n")
+    elif outcome.pending:
+        req.respond(202, [(b"Content-Type", b"text/plain; charset=utf-8"),
+                          (b"Cache-Status", cache_status(detail="purge-pending"))],
+                    b"Purge of %s published; %d of %d worker(s) did not confirm within "
+                    b"%g s\n" % (key, outcome.pending, workers, PURGE_WAIT))
+    else:
+        req.error(404, "Nothing is cached for this URI.",
+                  [(b"Cache-Status", cache_status(detail="not-cached"))])
