@@ -1,9 +1,8 @@
-"""What the cache writes when it serves: the head of a stored response, and the Date
-it carries once the server lets a handler send its own (docs/proxy_cache.md)."""
+"""What the cache writes when it serves: the head of a stored response, and the
+origin's Date it carries (docs/proxy_cache.md)."""
 
 from __future__ import annotations
 
-from monkey_py_plugins.proxy_reverse.cache import serve
 from monkey_py_plugins.proxy_reverse.cache.exchange import origin_date
 from monkey_py_plugins.proxy_reverse.cache.serve import Summary
 from monkey_py_plugins.proxy_reverse.cache.stores.store import Stored
@@ -15,18 +14,11 @@ STORED = Stored(b"http://h/", b"", 200, [
     784111777.0, 2, body=b"ok")
 
 
-def test_the_stored_head_leaves_out_what_the_server_writes(monkeypatch):
-    monkeypatch.setattr(serve, "ORIGIN_DATE", False)
+def test_the_stored_head_has_the_origins_date_first_and_leaves_out_what_the_server_writes():
     summary = Summary(STORED, b"1.1 me")
-    assert summary.head == b'ETag: "e"\r\nX-A: 1\r\nVia: 1.1 upstream, 1.1 me\r\n'
-    assert summary.not_modified_head == b'ETag: "e"\r\nVia: 1.1 upstream, 1.1 me\r\n'
-
-
-def test_the_origins_date_goes_out_once_the_server_allows(monkeypatch):
-    monkeypatch.setattr(serve, "ORIGIN_DATE", True)
-    summary = Summary(STORED, b"1.1 me")
-    assert summary.head.startswith(b"Date: " + ORIGIN + b"\r\nETag")
-    assert summary.not_modified_head.startswith(b"Date: " + ORIGIN + b"\r\nETag")
+    date = b"Date: " + ORIGIN + b"\r\n"
+    assert summary.head == date + b'ETag: "e"\r\nX-A: 1\r\nVia: 1.1 upstream, 1.1 me\r\n'
+    assert summary.not_modified_head == date + b'ETag: "e"\r\nVia: 1.1 upstream, 1.1 me\r\n'
 
 
 def test_a_miss_carries_the_upstreams_date_unless_it_has_one():

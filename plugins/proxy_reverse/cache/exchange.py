@@ -28,7 +28,7 @@ from .rules.policy import (
     storable,
 )
 from .rules.validation import not_modified_matches, updated_headers
-from .serve import ORIGIN_DATE, serve
+from .serve import serve
 from .stores.store import Meta, Stored
 
 if TYPE_CHECKING:
@@ -179,8 +179,7 @@ class CacheExchange:
         self.passing = True
         self._result(MISSES)
         value = cache_status(fwd=self.fwd, fwd_status=status, stored=self.writer is not None)
-        if ORIGIN_DATE:
-            headers = origin_date(headers, raw, now)
+        headers = origin_date(headers, raw, now)
         self.client.start_response(status, headers + b"Cache-Status: %s\r\n" % value, reason,
                                    length)
         if self.client.method == "HEAD" and self.method == "GET":

@@ -9,16 +9,14 @@ wire. A hit then costs an age computation and one ``respond()`` (memory) or a
 Served headers are the stored ones less ``Age`` and ``Content-Length`` (rewritten),
 ``Server`` (the server writes its own) and ``Via``, which is written once with this
 proxy's own token appended, as on a miss. The stored ``Date`` (the origin's, RFC 9110
-§6.6.1) is served when the server lets a handler send its own Date (``ORIGIN_DATE``);
-until then the server writes the time of sending, and ``Age`` says how old the
-response is (docs/proxy_cache.md, Conformance).
+§6.6.1) goes first, where the server keeps a handler's own Date instead of writing the
+time of sending, and ``Age`` says how old the response is.
 """
 
 from __future__ import annotations
 
 import secrets
 
-from monkey_py.http.response import ResponseWriter
 from monkey_py.static.conditional import if_range_allows
 from monkey_py.static.ranges import (
     Unsatisfiable,
@@ -36,9 +34,6 @@ from .stores.store import Stored
 
 _NOT_SERVED = frozenset({b"age", b"content-length", b"content-range", b"date", b"server",
                          b"via"})
-# Whether the core keeps a Date line of a handler's header block instead of writing its
-# own (the server change this needs: docs/proxy_cache.md, Conformance).
-ORIGIN_DATE = bool(getattr(ResponseWriter, "HANDLER_DATE", False))
 SUMMARY_CACHE_SIZE = 4096
 
 
@@ -66,7 +61,7 @@ class Summary:
             if lowered == b"via":
                 vias.append(value)
             elif lowered == b"date":
-                if ORIGIN_DATE and not date:
+                if not date:
                     date = b"Date: %s\r\n" % value
             elif lowered not in _NOT_SERVED:
                 line = b"%s: %s\r\n" % (name, value)
