@@ -33,8 +33,7 @@ class ProxyReverse:
     def monkey_check_config(self, config):
         settings = read_settings(config)
         load_balancer(settings.balancer, settings.balancer_location)
-        for entry in [*settings.entries, *(e for own in settings.site_entries.values()
-                                            for e in own)]:
+        for entry in settings.all_entries():
             load_balancer(entry.balancer, entry.balancer_location)
 
     @hookimpl

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from proxy_support import entry, proxy_conf
+from proxy_support import balancer_package, entry, proxy_conf
 from support import free_port, section, site, write_confdir
 
 # The built-in balancers and the example one the Makefile installs; any other installed
@@ -76,12 +76,33 @@ def conf_path(confdir):
      "Match ^/(unclosed", ["invalid regular expression '^/(unclosed'"]),
     (proxy_conf(entry("^/a/", "127.0.0.1:8080 nohost.invalid:8080")),
      "nohost.invalid", ["cannot resolve upstream host 'nohost.invalid'"]),
+    (proxy_conf(entry("^/a/", "127.0.0.1:8080", PanicThreshold="150")),
+     "PanicThreshold 150", ["150 is out of range; expected a number from 0 to 100"]),
+    (proxy_conf(entry("^/a/", "127.0.0.1:8080", Name="api v2")),
+     "Name api v2", ["'api v2' is not a valid entry name", "letters, digits"]),
+    (proxy_conf(entry("^/a/", "127.0.0.1:8080"), Name="api"),
+     "Name api", ["unknown key 'Name' in [PROXY_DEFAULTS]", "valid keys: ", "PanicThreshold",
+                  "SlowStart"]),
+    (proxy_conf(entry("^/a/", "127.0.0.1:8080", SlowStart="-1")),
+     "SlowStart -1", ["'-1' is not a number of seconds"]),
 ], ids=["unknown-balancer", "unknown-default-balancer", "unused-default-balancer",
-        "invalid-regex", "unresolvable-host"])
+        "invalid-regex", "unresolvable-host", "panic-threshold", "entry-name",
+        "name-in-defaults",
+        "slow-start"])
 def test_check_names_the_file_and_line(tmp_path, conf, culprit, message):
     confdir = confdir_with(tmp_path, conf)
     assert_check_fails(confdir, conf_path(confdir), culprit, *message,
                        lists_balancers="load balancer" in message[0])
+
+
+def test_two_entries_may_not_share_a_name(tmp_path):
+    confdir = confdir_with(tmp_path, proxy_conf(entry("^/a/", "127.0.0.1:8080", Name="api")),
+                           entry("^/b/", "127.0.0.1:8080", Name="api"))
+    site_file = confdir / "sites" / "default"
+    first = line_of(conf_path(confdir), "Name api")
+    assert_check_fails(confdir, site_file, "Name api",
+                       f"entry name 'api' is already used at {conf_path(confdir)}:{first}; "
+                       "give each [PROXY_ENTRY] its own Name")
 
 
 def test_a_site_entry_is_checked_in_the_site_file(tmp_path):
@@ -93,15 +114,8 @@ def test_a_site_entry_is_checked_in_the_site_file(tmp_path):
 
 def test_a_third_party_balancer_installed_beside_the_built_ins_is_listed_too(tmp_path):
     """The check holds whatever else is installed: here one more balancer package."""
-    packages = tmp_path / "site"
-    info = packages / "monkey_more_balancers-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: monkey-more-balancers\n"
-                                   "Version: 1.0\n")
-    (info / "entry_points.txt").write_text("[monkey_py.balancers]\n"
-                                           "Mosaic = monkey_more_balancers:Mosaic\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(packages), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": balancer_package(
+        tmp_path, "Mosaic = monkey_more_balancers:Mosaic\n")}
     confdir = confdir_with(tmp_path, proxy_conf(entry("^/a/", "127.0.0.1:8080",
                                                       LoadBalancer="Fastest")))
     assert_check_fails(confdir, conf_path(confdir), "LoadBalancer Fastest",

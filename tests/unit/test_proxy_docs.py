@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,8 +28,14 @@ def proxy_keys() -> list[str]:
 
 
 def exported_metrics() -> list[str]:
+    """Every metric a report with all there is to show exports: an entry with its
+    settings and figures."""
     stats = ProxyStats([("e:1", "h:1", False)], workers=1)
-    report = StatusReport("/s", 0.0, 1, [EntryStatus("e:1", ["^/"], "Naive", stats.snapshot())])
+    upstreams = stats.snapshot()
+    settings = SimpleNamespace(panic_threshold=50, slow_start=0.0)
+    report = StatusReport("/s", 0.0, 1, [EntryStatus(
+        "e:1", ["^/"], "Naive", upstreams, settings=settings,
+        figures=stats.entry_snapshot()[0])])
     text = render_prometheus(report).decode()
     names = set()
     for family in text_string_to_metric_families(text):

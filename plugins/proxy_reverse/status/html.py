@@ -73,17 +73,29 @@ def _entry(entry: EntryStatus) -> str:
     match = " ".join(f"<code>{escape(pattern)}</code>" for pattern in entry.match) or (
         "<span class=\"muted\">(none)</span>")
     rows = "".join(_row(upstream) for upstream in entry.upstreams)
+    where = f" <span class=\"muted\">({escape(entry.location)})</span>" if entry.name else ""
     return (
-        f"<h2>Entry <code>{escape(entry.label)}</code></h2>\n"
+        f"<h2>Entry <code>{escape(entry.label)}</code>{where}</h2>\n"
         f"<p>Match {match}, "
         f"load balancer {escape(entry.balancer)}</p>\n"
+        + _load(entry) +
         "<table>\n<thead><tr><th class=\"text\">Upstream</th><th class=\"text\">State</th>"
+        "<th>Weight</th>"
         "<th>Active</th><th>Requests</th><th>Failures</th><th>Mean latency</th>"
         "<th class=\"text\">Last error</th>"
         f"<th class=\"text\">Requests/s, last {HISTORY_SECONDS} s</th></tr></thead>\n"
         f"<tbody>\n{rows}</tbody>\n</table>\n"
         + ("" if entry.cache is None else _cache(entry.cache))
     )
+
+
+def _load(entry: EntryStatus) -> str:
+    """One line on the entry's panic mode, when it is in it."""
+    figures = entry.figures
+    if figures is None or not figures.panic_workers:
+        return ""
+    return (f"<p><span class=\"offline\">Panic mode in {figures.panic_workers} "
+            "worker(s)</span>: too few servers online, every server is used.</p>\n")
 
 
 def _cache(figures: CacheFigures) -> str:
@@ -121,9 +133,12 @@ def _row(up: UpstreamSnapshot) -> str:
         error = f"{escape(up.last_error)} <span class=\"muted\">({_age(up.last_error_age)})</span>"
     else:
         error = "<span class=\"muted\">none</span>"
+    weight = f"{up.weight * up.weight_share:g}" + (
+        "" if up.weight_share == 1 else f" <span class=\"muted\">of {up.weight}</span>")
     return (
         f"<tr><td class=\"text\">{name}</td>"
         f"<td class=\"text {STATE_CLASS[up.state]}\">{escape(_state(up))}</td>"
+        f"<td>{weight}</td>"
         f"<td>{up.active}</td><td>{up.requests}</td><td>{up.failures}</td>"
         f"<td>{latency}</td><td class=\"text error\">{error}</td>"
         f"<td class=\"text\">{sparkline(up.requests_per_second, up.failures_per_second)}</td>"

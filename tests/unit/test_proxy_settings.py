@@ -1,0 +1,81 @@
+"""The proxy's own configuration values and what an entry is called: its Name, or its
+file and line relative to the configuration directory; the health keys with their
+defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from monkey_py.config import ConfigError, Location, load_config
+from monkey_py_plugins.proxy_reverse.settings import read_settings
+from monkey_py_plugins.proxy_reverse.values import entry_name, percent, seconds_or_zero
+from proxy_support import entry, proxy_conf
+from support import free_port, section, site, write_confdir
+
+HERE = Location("proxy_reverse.conf", 4)
+
+
+def failure(convert, value: str) -> str:
+    """The message ``convert`` refuses ``value`` with, at the line it was given."""
+    try:
+        convert(value, HERE)
+    except ConfigError as error:
+        assert error.location == HERE
+        return error.message
+    raise AssertionError(f"{value!r} was accepted")
+
+
+# -- values ---------------------------------------------------------------------------------
+def test_per_cents():
+    assert percent("50", HERE) == 50 and percent("0%", HERE) == 0
+    assert "out of range" in failure(percent, "101")
+
+
+def test_seconds_or_zero():
+    assert seconds_or_zero("0", HERE) == 0.0 and seconds_or_zero("2.5", HERE) == 2.5
+    assert "not a number of seconds" in failure(seconds_or_zero, "soon")
+
+
+@pytest.mark.parametrize("value", ["api", "api-v2", "shop.images_1", "7"])
+def test_entry_names(value):
+    assert entry_name(value, HERE) == value
+
+
+@pytest.mark.parametrize("value", ["-api", "a b", "api:v2", "a/b", "x" * 65])
+def test_entry_names_refused(value):
+    assert "is not a valid entry name" in failure(entry_name, value)
+
+
+# -- entries --------------------------------------------------------------------------------
+def settings_of(tmp_path, conf: str, *site_sections: str):
+    docroot = tmp_path / "htdocs"
+    docroot.mkdir()
+    confdir = write_confdir(tmp_path, [f"Listen 127.0.0.1:{free_port()}"],
+                            {"default": site("localhost", docroot, *site_sections)},
+                            ["proxy_reverse"], {"proxy_reverse": conf})
+    return read_settings(load_config(confdir))
+
+
+def test_an_entry_is_labelled_by_its_name_or_its_place_in_the_configuration(tmp_path):
+    settings = settings_of(
+        tmp_path, proxy_conf(entry("^/a/", "127.0.0.1:8080", Name="api"),
+                             entry("^/b/", "127.0.0.1:8080")),
+        entry("^/c/", "127.0.0.1:8080"))
+    named, placed = settings.entries
+    (own,) = settings.site_entries.values()
+    assert (named.label, named.name) == ("api", "api")
+    assert named.where == "plugins/proxy_reverse/proxy_reverse.conf:3"
+    assert (placed.label, placed.name) == ("plugins/proxy_reverse/proxy_reverse.conf:7", None)
+    assert own[0].label == "sites/default:4"
+
+
+def test_the_defaults_of_the_new_keys(tmp_path):
+    (found,) = settings_of(tmp_path, proxy_conf(entry("^/a/", "127.0.0.1:8080"))).entries
+    assert (found.panic_threshold, found.slow_start) == (50, 0.0)
+
+
+def test_defaults_and_entries_in_one_section_keep_their_own_lines(tmp_path):
+    conf = section("PROXY_DEFAULTS", "ServerList 127.0.0.1:8080", "SlowStart 20") \
+        + section("PROXY_ENTRY", "Match ^/", "PanicThreshold 0")
+    (found,) = settings_of(tmp_path, conf).entries
+    assert (found.slow_start, found.panic_threshold) == (20.0, 0)

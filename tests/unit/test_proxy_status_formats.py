@@ -1,0 +1,80 @@
+"""The JSON document and the Prometheus text show the same figures: each JSON figure of
+an entry and of an upstream is checked against its metric."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from monkey_py_plugins.proxy_reverse.stats import ProxyStats
+from monkey_py_plugins.proxy_reverse.status.json import render_json
+from monkey_py_plugins.proxy_reverse.status.prometheus import render_prometheus
+from monkey_py_plugins.proxy_reverse.status.report import EntryStatus, StatusReport
+
+# JSON path under an upstream -> its metric
+UPSTREAM_FIGURES = {
+    ("requests",): "monkey_proxy_upstream_requests_total",
+    ("failures",): "monkey_proxy_upstream_failures_total",
+    ("active",): "monkey_proxy_upstream_active_connections",
+    ("offline_workers",): "monkey_proxy_upstream_offline_workers",
+    ("weight",): "monkey_proxy_upstream_weight",
+    ("effective_weight",): "monkey_proxy_upstream_effective_weight",
+    ("responses",): "monkey_proxy_upstream_response_seconds_count",
+}
+# JSON path under an entry -> its metric
+ENTRY_FIGURES = {
+    ("panic_workers",): "monkey_proxy_entry_panic_workers",
+}
+
+
+def report() -> StatusReport:
+    """An entry in panic mode, a server offline in the worker and warming, and a
+    backup."""
+    now = 1000.0
+    stats = ProxyStats([("api", "a:80", False), ("api", "b:80", True)], workers=1,
+                       clock=lambda: now)
+    stats.worker_started(0)
+    for _ in range(3):
+        stats.responded(0, 0.01)
+    stats.failed(0, "read timed out", now + 30)
+    stats.tallies[0].weight_share = 0.3
+    stats.tallies[1].active = 2
+    stats.entry_tallies[0].panic = True
+    stats.publish()
+    upstreams = stats.snapshot()
+    upstreams[0].weight = 3
+    settings = SimpleNamespace(panic_threshold=50, slow_start=30.0)
+    return StatusReport("/s", 0.0, 1, [EntryStatus(
+        "api", ["^/api/"], "RoundRobin", upstreams, name="api", location="p.conf:3",
+        figures=stats.entry_snapshot()[0], settings=settings)])
+
+
+def dig(document: dict, path: tuple):
+    for key in path:
+        document = document[key]
+    return document
+
+
+def test_json_and_prometheus_show_the_same_figures():
+    status = report()
+    document = json.loads(render_json(status))
+    samples = {}
+    for family in text_string_to_metric_families(render_prometheus(status).decode()):
+        for sample in family.samples:
+            samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    (entry,) = document["entries"]
+    for path, metric in ENTRY_FIGURES.items():
+        assert samples[metric, (("entry", "api"),)] == dig(entry, path), metric
+    for row in entry["upstreams"]:
+        labels = (("entry", "api"), ("upstream", row["upstream"]))
+        for path, metric in UPSTREAM_FIGURES.items():
+            assert samples[metric, labels] == dig(row, path), (metric, row["upstream"])
+        assert samples["monkey_proxy_upstream_up", labels] == (row["state"] == "up")
+    checked = entry["upstreams"][0]
+    assert checked["state"] == "offline" and checked["effective_weight"] == 0.9
+    info = [labels for name, labels in samples if name == "monkey_proxy_entry_info"]
+    assert dict(info[0]) == {
+        "entry": "api", "location": entry["location"], "match": "^/api/",
+        "balancer": entry["balancer"], "panic_threshold": "50", "slow_start": "30"}
