@@ -10,6 +10,7 @@ from monkey_py_plugins.balancers.registry import balancer_name, load_balancer
 from .cache.front import CacheState, ProxyCache
 from .forwarding.availability import Availability
 from .forwarding.forward import Forward
+from .forwarding.limits import EntryQueue, RetryBudget
 from .forwarding.loop_guard import LOOP_DETECTED, LoopGuard
 from .forwarding.throttled_log import ThrottledLog
 from .forwarding.upstreams import Pool, Upstream
@@ -21,10 +22,11 @@ log = logging.getLogger("monkey_py.proxy_reverse")
 
 class Entry:
     """One ``[PROXY_ENTRY]`` with its balancer and its upstreams, as a worker uses them:
-    which servers are available."""
+    which servers are available, the queue of requests waiting for a busy one, the
+    retry budget."""
 
     def __init__(self, settings: EntrySettings, balancer: Balancer, primaries: list[Upstream],
-                 backups: list[Upstream]) -> None:
+                 backups: list[Upstream], notices: ThrottledLog) -> None:
         self.settings = settings
         self.label = settings.label
         self.balancer = balancer
@@ -43,11 +45,24 @@ class Entry:
         self.matches = patterns[0].search if len(patterns) == 1 else self._any_match
         self.availability = Availability(balancer, primaries, backups,
                                          settings.panic_threshold, settings.slow_start)
+        # The queue exists only with MaxConnections: None keeps the request path short.
+        self.queue = None
+        self.retries = RetryBudget(settings.retry_budget, settings.retry_budget_min,
+                                   primaries + backups)
+        self.notices = notices
         self.tally = None
 
     def _any_match(self, target: str) -> bool:
         return any(pattern.search(target) for pattern in self.settings.match)
 
+    def worker_started(self, loop, tally) -> None:
+        """In a worker: count into ``tally`` (its EntryTally), queue on ``loop``."""
+        self.tally = self.retries.tally = tally
+        settings = self.settings
+        if settings.max_connections:
+            self.queue = EntryQueue(loop, self.label, settings.queue_size,
+                                    settings.queue_timeout, self.notices)
+            self.queue.tally = tally
 
 
 _UNSET = object()
@@ -82,6 +97,7 @@ class ProxyState:
                           self.guard.is_self(spec), sole) for i, spec in enumerate(primaries)],
                 [Upstream(spec, None, first + len(primaries) + i, settings,
                           self.guard.is_self(spec)) for i, spec in enumerate(backups)],
+                self.notices,
             )
         self.stats = ProxyStats(labels, workers,
                                 entries=[entry.label for entry in self._entries.values()])
@@ -131,7 +147,7 @@ class ProxyWorker:
         for upstream in state.upstreams():
             upstream.tally = stats.tallies[upstream.slot]
         for entry, tally in zip(state.entries(), stats.entry_tallies):
-            entry.tally = tally
+            entry.worker_started(self.loop, tally)
         self._publisher = self.loop.call_later(PUBLISH_SECONDS, self._publish)
         self.cache = None if state.cache is None else ProxyCache(self, state.cache,
                                                                  worker.index)

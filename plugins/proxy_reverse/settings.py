@@ -58,6 +58,11 @@ class EntrySettings:
     cache_lock_timeout: float
     panic_threshold: int
     slow_start: float
+    max_connections: int
+    queue_size: int
+    queue_timeout: float
+    retry_budget: int
+    retry_budget_min: int
 
 
 @dataclass
@@ -146,6 +151,11 @@ def _option_keys() -> list[Key]:
         Key("CacheLockTimeout", values.seconds, default=5.0),
         Key("PanicThreshold", percent, default=50),
         Key("SlowStart", seconds_or_zero, default=0.0),
+        Key("MaxConnections", values.integer(0, 1000000), default=0),
+        Key("QueueSize", values.integer(0, 1000000), default=100),
+        Key("QueueTimeout", values.seconds, default=5.0),
+        Key("RetryBudget", percent, default=20),
+        Key("RetryBudgetMin", values.integer(0, 1000000), default=3),
     ]
 
 
@@ -211,6 +221,11 @@ def _entry(section: Section, defaults: dict, balancer_location: Location,
         cache_lock_timeout=merged["cache_lock_timeout"],
         panic_threshold=merged["panic_threshold"],
         slow_start=merged["slow_start"],
+        max_connections=merged["max_connections"],
+        queue_size=merged["queue_size"],
+        queue_timeout=merged["queue_timeout"],
+        retry_budget=merged["retry_budget"],
+        retry_budget_min=merged["retry_budget_min"],
     )
 
 

@@ -13,7 +13,8 @@ counters, the share of its weight the worker gives it (slow start), the latency
 histogram, the last error's text (written under a sequence number so a reader never
 takes half of it) and a ring of per-second counters for the last minute: each ring
 bucket carries the second it counts, so a bucket left from an earlier minute is
-recognised and ignored. An entry's cell says whether the worker is in panic mode.
+recognised and ignored. An entry's cell has its queue and retry figures and whether the
+worker is in panic mode.
 Times are read from the monotonic clock, which every process of the machine shares; a
 publication counts into the ring bucket of the second it happens in.
 """
@@ -44,9 +45,9 @@ RING = BUCKETS + len(LATENCY_BUCKETS) + 1
 # The ring keeps the current, still counting, second besides the completed ones.
 RING_SIZE = HISTORY_SECONDS + 1
 CELL = RING + 3 * RING_SIZE          # each ring bucket: second, requests, failures
-# The slots of an entry's cell.
-PANIC = 0
-ENTRY_CELL = 1
+# The slots of an entry's cell: gauges (waiting, panic) and counters.
+WAITING, QUEUE_FULL, QUEUE_TIMEOUTS, RETRIES, RETRIES_DENIED, PANIC = range(6)
+ENTRY_CELL = 6
 
 
 @dataclass
@@ -97,9 +98,14 @@ class UpstreamSnapshot:
 
 @dataclass
 class EntrySnapshot:
-    """One entry's figures summed over the workers."""
+    """One entry's queue and retry figures summed over the workers."""
 
     label: str
+    waiting: int
+    queue_full: int
+    queue_timeouts: int
+    retries: int
+    retries_denied: int
     panic_workers: int
 
 
@@ -124,11 +130,15 @@ class Tally:
 
 
 class EntryTally:
-    """One entry's figures in this worker: whether it is in panic mode."""
+    """One entry's queue and retry figures in this worker: counters since they were
+    last published, and the current gauges."""
 
-    __slots__ = ("panic",)
+    __slots__ = ("waiting", "queue_full", "queue_timeouts", "retries", "retries_denied",
+                 "panic")
 
     def __init__(self) -> None:
+        self.waiting = self.queue_full = self.queue_timeouts = 0
+        self.retries = self.retries_denied = 0
         self.panic = False
 
 
@@ -181,7 +191,7 @@ class ProxyStats:
                 slots[base + ERROR_SEQ] += 1
         for number in range(len(self.entries)):
             base = self.row + self.entry_base + number * ENTRY_CELL
-            slots[base + PANIC] = 0
+            slots[base + WAITING] = slots[base + PANIC] = 0
 
     # -- counting: this worker's tallies -----------------------------------------------
     def opened(self, slot: int) -> None:
@@ -248,7 +258,14 @@ class ProxyStats:
             self._tick(base, second, requests, failures)
         base = self.row + self.entry_base
         for tally in self.entry_tallies:
+            slots[base + WAITING] = tally.waiting
             slots[base + PANIC] = 1 if tally.panic else 0
+            slots[base + QUEUE_FULL] += tally.queue_full
+            slots[base + QUEUE_TIMEOUTS] += tally.queue_timeouts
+            slots[base + RETRIES] += tally.retries
+            slots[base + RETRIES_DENIED] += tally.retries_denied
+            tally.queue_full = tally.queue_timeouts = tally.retries = 0
+            tally.retries_denied = 0
             base += ENTRY_CELL
 
     def _tick(self, base: int, second: int, requests: int, failures: int) -> None:
@@ -322,7 +339,7 @@ class ProxyStats:
         return result
 
     def entry_snapshot(self) -> list[EntrySnapshot]:
-        """Every entry's figures, in entry order, summed over the workers."""
+        """Every entry's queue and retry figures, in entry order, summed over the workers."""
         slots = self.shared.slots
         result = []
         for number, label in enumerate(self.entries):
@@ -331,7 +348,10 @@ class ProxyStats:
                 base = worker * self.stride + self.entry_base + number * ENTRY_CELL
                 for index in range(ENTRY_CELL):
                     sums[index] += slots[base + index]
-            result.append(EntrySnapshot(label, panic_workers=sums[PANIC]))
+            result.append(EntrySnapshot(
+                label, waiting=sums[WAITING], queue_full=sums[QUEUE_FULL],
+                queue_timeouts=sums[QUEUE_TIMEOUTS], retries=sums[RETRIES],
+                retries_denied=sums[RETRIES_DENIED], panic_workers=sums[PANIC]))
         return result
 
     def _error(self, base: int) -> tuple[int, str]:

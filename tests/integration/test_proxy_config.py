@@ -82,7 +82,7 @@ def conf_path(confdir):
      "Name api v2", ["'api v2' is not a valid entry name", "letters, digits"]),
     (proxy_conf(entry("^/a/", "127.0.0.1:8080"), Name="api"),
      "Name api", ["unknown key 'Name' in [PROXY_DEFAULTS]", "valid keys: ", "PanicThreshold",
-                  "SlowStart"]),
+                  "MaxConnections"]),
     (proxy_conf(entry("^/a/", "127.0.0.1:8080", SlowStart="-1")),
      "SlowStart -1", ["'-1' is not a number of seconds"]),
 ], ids=["unknown-balancer", "unknown-default-balancer", "unused-default-balancer",

@@ -32,7 +32,9 @@ def exported_metrics() -> list[str]:
     settings and figures."""
     stats = ProxyStats([("e:1", "h:1", False)], workers=1)
     upstreams = stats.snapshot()
-    settings = SimpleNamespace(panic_threshold=50, slow_start=0.0)
+    settings = SimpleNamespace(
+        panic_threshold=50, slow_start=0.0, max_connections=10, queue_size=100,
+        queue_timeout=5.0, retry_budget=20, retry_budget_min=3)
     report = StatusReport("/s", 0.0, 1, [EntryStatus(
         "e:1", ["^/"], "Naive", upstreams, settings=settings,
         figures=stats.entry_snapshot()[0])])

@@ -1,6 +1,6 @@
 """The proxy's own configuration values and what an entry is called: its Name, or its
-file and line relative to the configuration directory; the health keys with their
-defaults."""
+file and line relative to the configuration directory; the limit and retry keys with
+their defaults."""
 
 from __future__ import annotations
 
@@ -72,10 +72,14 @@ def test_an_entry_is_labelled_by_its_name_or_its_place_in_the_configuration(tmp_
 def test_the_defaults_of_the_new_keys(tmp_path):
     (found,) = settings_of(tmp_path, proxy_conf(entry("^/a/", "127.0.0.1:8080"))).entries
     assert (found.panic_threshold, found.slow_start) == (50, 0.0)
+    assert (found.max_connections, found.queue_size, found.queue_timeout) == (0, 100, 5.0)
+    assert (found.retry_budget, found.retry_budget_min) == (20, 3)
 
 
 def test_defaults_and_entries_in_one_section_keep_their_own_lines(tmp_path):
-    conf = section("PROXY_DEFAULTS", "ServerList 127.0.0.1:8080", "SlowStart 20") \
-        + section("PROXY_ENTRY", "Match ^/", "PanicThreshold 0")
+    conf = section("PROXY_DEFAULTS", "ServerList 127.0.0.1:8080", "MaxConnections 4") \
+        + section("PROXY_ENTRY", "Match ^/", "QueueSize 0", "RetryBudget 0",
+                  "RetryBudgetMin 0")
     (found,) = settings_of(tmp_path, conf).entries
-    assert (found.slow_start, found.panic_threshold) == (20.0, 0)
+    assert (found.max_connections, found.queue_size) == (4, 0)
+    assert (found.retry_budget, found.retry_budget_min) == (0, 0)

@@ -25,13 +25,20 @@ UPSTREAM_FIGURES = {
 }
 # JSON path under an entry -> its metric
 ENTRY_FIGURES = {
+    ("limits", "max_connections"): "monkey_proxy_entry_max_connections",
+    ("limits", "queue_size"): "monkey_proxy_entry_queue_size",
+    ("queue", "waiting"): "monkey_proxy_entry_queue_waiting",
+    ("queue", "full"): "monkey_proxy_entry_queue_full_total",
+    ("queue", "timeouts"): "monkey_proxy_entry_queue_timeouts_total",
+    ("retries", "retries"): "monkey_proxy_entry_retries_total",
+    ("retries", "denied"): "monkey_proxy_entry_retries_denied_total",
     ("panic_workers",): "monkey_proxy_entry_panic_workers",
 }
 
 
 def report() -> StatusReport:
-    """An entry in panic mode, a server offline in the worker and warming, and a
-    backup."""
+    """An entry with limits, queue and retry figures, a server offline in the worker
+    and warming, and a backup."""
     now = 1000.0
     stats = ProxyStats([("api", "a:80", False), ("api", "b:80", True)], workers=1,
                        clock=lambda: now)
@@ -41,11 +48,15 @@ def report() -> StatusReport:
     stats.failed(0, "read timed out", now + 30)
     stats.tallies[0].weight_share = 0.3
     stats.tallies[1].active = 2
-    stats.entry_tallies[0].panic = True
+    tally = stats.entry_tallies[0]
+    tally.waiting, tally.queue_full, tally.queue_timeouts = 4, 5, 6
+    tally.retries, tally.retries_denied, tally.panic = 7, 8, True
     stats.publish()
     upstreams = stats.snapshot()
     upstreams[0].weight = 3
-    settings = SimpleNamespace(panic_threshold=50, slow_start=30.0)
+    settings = SimpleNamespace(
+        panic_threshold=50, slow_start=30.0, max_connections=10, queue_size=20,
+        queue_timeout=5.0, retry_budget=20, retry_budget_min=3)
     return StatusReport("/s", 0.0, 1, [EntryStatus(
         "api", ["^/api/"], "RoundRobin", upstreams, name="api", location="p.conf:3",
         figures=stats.entry_snapshot()[0], settings=settings)])
@@ -77,4 +88,5 @@ def test_json_and_prometheus_show_the_same_figures():
     info = [labels for name, labels in samples if name == "monkey_proxy_entry_info"]
     assert dict(info[0]) == {
         "entry": "api", "location": entry["location"], "match": "^/api/",
-        "balancer": entry["balancer"], "panic_threshold": "50", "slow_start": "30"}
+        "balancer": entry["balancer"], "panic_threshold": "50", "slow_start": "30",
+        "queue_timeout": "5", "retry_budget": "20", "retry_budget_min": "3"}

@@ -53,7 +53,12 @@ class Failover:
         else:
             following = self._pick()
             then = "next"
-            outcome = "trying the next server" if following else "no server left"
+            if following is None and not self.full:
+                outcome = "no server left"
+            elif not self.entry.retries.allows(self):
+                outcome, then = f"the retry budget is spent; answering {error.status}", "answer"
+            else:
+                outcome = "trying the next server" if following else "waiting for a free server"
         log.error("upstream %s (entry %s) failed for %s %s: %s; %s", upstream.name,
                   self.entry.label, req.method, req.target.decode("latin-1"), error, outcome)
         if then == "next":

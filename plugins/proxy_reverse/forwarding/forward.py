@@ -1,12 +1,13 @@
 """Forwarding one request: choose, connect, send, stream the answer back, fail over.
 
 The steps, in order: take the next candidate (``choosing.py``: the balancer's order,
-offline servers skipped; a pooled connection, or a non-blocking connect bounded
+offline and busy servers skipped; a pooled connection, or a non-blocking connect bounded
 by ConnectTimeout) -> send the head and stream the body with backpressure -> the
 upstream connection parses the answer and streams it to the client -> the connection
 goes back to the pool. A failure before anything reached the client moves on to the
 next candidate when that is safe (always if the request never reached an upstream, only
-for idempotent requests without a body otherwise; ``failover.py``).
+for idempotent requests without a body otherwise) and the retry budget allows it
+(``failover.py``).
 
 A :class:`Forward` is the state of one request only; the socket, parser and timer
 belong to the :class:`UpstreamConnection` it rides on.
@@ -37,7 +38,7 @@ class Forward(Choosing, Failover):
                  "upstream", "conn", "attempt_start", "connecting", "started", "finished",
                  "request_sent", "delivered", "replayable", "upgrade", "reused",
                  "body_paused", "client_paused", "looping", "last_status", "skipped",
-                 "suspects")
+                 "full", "waiting", "suspects", "retrying")
 
     def __init__(self, proxy, entry, request) -> None:
         self.proxy = proxy
@@ -52,9 +53,11 @@ class Forward(Choosing, Failover):
         self.attempt_start = 0.0
         self.connecting = self.started = self.finished = self.request_sent = False
         self.delivered = self.reused = self.body_paused = self.client_paused = False
-        # Offline candidates were passed over; failures not charged yet (upstream, reason).
-        self.looping = self.skipped = False
-        self.suspects = None
+        # Offline candidates were passed over; busy ones it may wait for; its timer in
+        # the entry's queue; failures not charged yet (upstream, reason); whether it
+        # counts against the retry budget.
+        self.looping = self.skipped = self.retrying = False
+        self.full = self.waiting = self.suspects = None
         self.last_status = 502
         self.upgrade = request.upgrade is not None and is_upgrade(request)
         self.replayable = request.method in IDEMPOTENT and not request.content_length
@@ -73,9 +76,11 @@ class Forward(Choosing, Failover):
         self._next(self._pick())
 
     def _next(self, upstream) -> None:
-        """Try ``upstream``, or answer when none is left."""
+        """Try ``upstream``, or wait for a busy one, or answer when none is left."""
         if upstream is not None:
             self._attempt(upstream, fresh=False)
+        elif self.full:
+            self._wait()
         elif self.upstream is not None:
             if self.last_status == 504:
                 self._answer(504, "The upstream server did not answer in time.")
@@ -155,6 +160,10 @@ class Forward(Choosing, Failover):
         req.on_drain = None
         if self.suspects:
             self._settle(False)
+        if self.retrying:
+            self.entry.retries.ended(self)
+        if self.waiting is not None:
+            self.entry.queue.remove(self)
 
     def _release(self, keep: bool) -> None:
         """End the attempt: pool or close the upstream connection, tell the balancer."""
@@ -172,6 +181,8 @@ class Forward(Choosing, Failover):
         if entry.counts_connections and upstream.server is not None:
             entry.balancer.connection_closed(upstream.server)
         upstream.tally.active -= 1
+        if entry.queue is not None:
+            entry.queue.slot_freed()
 
     def crashed(self, exc: Exception) -> None:
         """A bug must cost this request only: answer it and free the upstream."""
@@ -268,6 +279,8 @@ class Forward(Choosing, Failover):
             self.proxy.recovered(upstream)
         self._release(keep=keep and self.request_sent)
         self.finished = True
+        if self.retrying:
+            self.entry.retries.ended(self)
         req = self.req
         req.on_abort = req.on_drain = None
         req.end()
@@ -290,6 +303,8 @@ class Forward(Choosing, Failover):
             if entry.counts_connections and upstream.server is not None:
                 entry.balancer.connection_closed(upstream.server)
             upstream.tally.active -= 1
+            if entry.queue is not None:
+                entry.queue.slot_freed()
 
         Tunnel(self.loop, client_sock, upstream_sock, unsent + from_upstream,
                to_upstream + from_client, self.settings.tunnel_timeout, closed)

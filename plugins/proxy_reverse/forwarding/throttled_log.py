@@ -1,8 +1,8 @@
 """Error lines that a flood of requests could repeat thousands of times a second.
 
-A condition that every request meets while it lasts (a balancer naming no server) is
-logged the first time, and then at most once per ``every`` seconds per cause, with the
-number of times it happened since the last line.
+A condition that every request meets while it lasts (a balancer naming no server, a
+full queue) is logged the first time, and then at most once per ``every`` seconds
+per cause, with the number of times it happened since the last line.
 """
 
 from __future__ import annotations

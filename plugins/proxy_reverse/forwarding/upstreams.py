@@ -6,6 +6,7 @@ import errno
 import logging
 import socket
 from collections import deque
+from math import inf
 
 log = logging.getLogger("monkey_py.proxy_reverse")
 _PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
@@ -24,7 +25,7 @@ class Upstream:
     __slots__ = (
         "spec", "server", "slot", "attempts", "offline_timeout", "failures",
         "offline_until", "passive_until", "back_at", "sole",
-        "idle", "pool_size", "pool_timeout", "entry", "itself", "authority",
+        "max_conns", "idle", "pool_size", "pool_timeout", "entry", "itself", "authority",
         "tally", "availability",
     )
 
@@ -41,6 +42,8 @@ class Upstream:
         self.offline_until = 0.0
         self.passive_until = 0.0      # 0: not taken offline by failures
         self.back_at = 0.0            # when it last came back (its slow start)
+        # Connections in use at once per worker (MaxConnections); infinite: no limit.
+        self.max_conns = entry.max_connections or inf
         self.idle: deque = deque()
         self.pool_size = entry.keepalive_connections
         self.pool_timeout = entry.keepalive_timeout

@@ -90,12 +90,23 @@ def _entry(entry: EntryStatus) -> str:
 
 
 def _load(entry: EntryStatus) -> str:
-    """One line on the entry's panic mode, when it is in it."""
-    figures = entry.figures
-    if figures is None or not figures.panic_workers:
-        return ""
-    return (f"<p><span class=\"offline\">Panic mode in {figures.panic_workers} "
-            "worker(s)</span>: too few servers online, every server is used.</p>\n")
+    """One line on the entry's queue, retries and panic mode, when there is any."""
+    figures, settings = entry.figures, entry.settings
+    parts = []
+    if settings is not None and settings.max_connections:
+        waiting = figures.waiting if figures else 0
+        parts.append(f"at most {settings.max_connections} connection(s) per server and "
+                     f"worker, {waiting} request(s) waiting")
+    if figures is not None:
+        if figures.queue_full or figures.queue_timeouts:
+            parts.append(f"{figures.queue_full} refused (queue full), "
+                         f"{figures.queue_timeouts} timed out in the queue")
+        parts.append(f"{figures.retries} retries, {figures.retries_denied} refused by "
+                     "the retry budget")
+        if figures.panic_workers:
+            parts.append(f"<span class=\"offline\">panic mode in "
+                         f"{figures.panic_workers} worker(s)</span>")
+    return f"<p>{'; '.join(parts)}.</p>\n" if parts else ""
 
 
 def _cache(figures: CacheFigures) -> str:

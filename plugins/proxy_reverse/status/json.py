@@ -34,6 +34,20 @@ def _entry(entry: EntryStatus) -> dict:
         "limits": None if settings is None else {
             "panic_threshold": settings.panic_threshold,
             "slow_start": settings.slow_start,
+            "max_connections": settings.max_connections,
+            "queue_size": settings.queue_size,
+            "queue_timeout": settings.queue_timeout,
+            "retry_budget": settings.retry_budget,
+            "retry_budget_min": settings.retry_budget_min,
+        },
+        "queue": {
+            "waiting": figures.waiting if figures else 0,
+            "full": figures.queue_full if figures else 0,
+            "timeouts": figures.queue_timeouts if figures else 0,
+        },
+        "retries": {
+            "retries": figures.retries if figures else 0,
+            "denied": figures.retries_denied if figures else 0,
         },
         "upstreams": [_upstream(up) for up in entry.upstreams],
         "cache": None if entry.cache is None else {

@@ -51,13 +51,30 @@ class ReportCollector:
 
 
 def entry_metrics(report: StatusReport) -> Iterator[Metric]:
-    """Per entry: what it is (info) and its panic mode."""
+    """Per entry: what it is (info), its limits, queue, retries and panic mode."""
     info = InfoMetricFamily(
         "monkey_proxy_entry", "A proxy entry: where it is, its Match rules, its load "
-        "balancer, and its health settings.", labels=["entry"])
-    panic = GaugeMetricFamily(
-        "monkey_proxy_entry_panic_workers", "Workers in panic mode for the entry (too few "
-        "servers online: every server is used).", labels=["entry"])
+        "balancer, and the settings that bound its load.", labels=["entry"])
+    gauges = {
+        "max_connections": "MaxConnections: requests in progress per server and worker "
+                           "(0: no limit).",
+        "queue_size": "QueueSize: requests that may wait per worker for a server below "
+                      "MaxConnections.",
+        "queue_waiting": "Requests waiting now for a server below MaxConnections.",
+        "panic_workers": "Workers in panic mode for the entry (too few servers online: "
+                         "every server is used).",
+    }
+    counters = {
+        "queue_full": "Requests answered 503 because the queue was full.",
+        "queue_timeouts": "Requests answered 503 after waiting QueueTimeout in the queue.",
+        "retries": "Attempts after a request's first one (failover).",
+        "retries_denied": "Failovers refused by the retry budget (the error was answered).",
+    }
+    gauge = {name: GaugeMetricFamily(f"monkey_proxy_entry_{name}", text, labels=["entry"])
+             for name, text in gauges.items()}
+    counter = {name: CounterMetricFamily(f"monkey_proxy_entry_{name}", text,
+                                         labels=["entry"])
+               for name, text in counters.items()}
     for entry in report.entries:
         labels = [entry.label]
         settings, figures = entry.settings, entry.figures
@@ -66,10 +83,20 @@ def entry_metrics(report: StatusReport) -> Iterator[Metric]:
         if settings is not None:
             described.update(
                 panic_threshold=str(settings.panic_threshold),
-                slow_start=f"{settings.slow_start:g}")
+                slow_start=f"{settings.slow_start:g}",
+                queue_timeout=f"{settings.queue_timeout:g}",
+                retry_budget=str(settings.retry_budget),
+                retry_budget_min=str(settings.retry_budget_min))
+            gauge["max_connections"].add_metric(labels, settings.max_connections)
+            gauge["queue_size"].add_metric(labels, settings.queue_size)
         info.add_metric(labels, described)
-        panic.add_metric(labels, figures.panic_workers if figures else 0)
-    yield from (info, panic)
+        gauge["queue_waiting"].add_metric(labels, figures.waiting if figures else 0)
+        gauge["panic_workers"].add_metric(labels, figures.panic_workers if figures else 0)
+        counter["queue_full"].add_metric(labels, figures.queue_full if figures else 0)
+        counter["queue_timeouts"].add_metric(labels, figures.queue_timeouts if figures else 0)
+        counter["retries"].add_metric(labels, figures.retries if figures else 0)
+        counter["retries_denied"].add_metric(labels, figures.retries_denied if figures else 0)
+    yield from (info, *gauge.values(), *counter.values())
 
 
 def upstream_metrics(report: StatusReport) -> Iterator[Metric]:

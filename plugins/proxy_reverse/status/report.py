@@ -1,6 +1,7 @@
 """What the statistics show in every format: the proxy's entries in configuration
-order, each with its health settings and panic mode, its upstreams' figures and its
-cache's, summed over the workers."""
+order, each with its settings that bound the load (limits, retry budget),
+its queue and retry figures, its upstreams' figures and its cache's, summed over the
+workers."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class EntryStatus:
     cache: CacheFigures | None = None
     name: str | None = None
     location: str = ""
-    # Its panic figures; zero when unknown.
+    # Its queue, retry and panic figures; zero when unknown.
     figures: EntrySnapshot | None = None
     # The settings the figures are measured against (EntrySettings), if known.
     settings: object = None
