@@ -40,7 +40,11 @@ class ProxyReverse:
     def monkey_configure(self, config):
         if self.token is None:
             self.token = new_token()
-        self.states[id(config)] = ProxyState(config, self.token)
+        state = ProxyState(config, self.token)
+        if self.states:
+            # A reload: the running configuration's health checks carry over.
+            state.inherit(list(self.states.values())[-1])
+        self.states[id(config)] = state
 
     @hookimpl
     def monkey_unconfigure(self, config):

@@ -10,6 +10,8 @@ from monkey_py_plugins.balancers.registry import balancer_name, load_balancer
 from .cache.front import CacheState, ProxyCache
 from .forwarding.availability import Availability
 from .forwarding.forward import Forward
+from .forwarding.health_board import DOWN, HealthBoard
+from .forwarding.health_check import HealthChecker
 from .forwarding.limits import EntryQueue, RetryBudget
 from .forwarding.loop_guard import LOOP_DETECTED, LoopGuard
 from .forwarding.throttled_log import ThrottledLog
@@ -101,8 +103,27 @@ class ProxyState:
             )
         self.stats = ProxyStats(labels, workers,
                                 entries=[entry.label for entry in self._entries.values()])
+        # The servers with an active health check, and their shared verdicts (None when
+        # no entry has a check).
+        self.checked = [upstream for entry in self._entries.values()
+                        if entry.settings.health_check is not None
+                        for upstream in entry.primaries + entry.backups]
+        self.checks = HealthBoard([upstream.slot for upstream in self.checked]) \
+            if self.checked else None
         # The response cache's shared part (docs/proxy_cache.md); None when it is off.
         self.cache = CacheState.create(self.settings, list(self._entries.values()), workers)
+
+    def inherit(self, previous: ProxyState) -> None:
+        """Start the health checks' verdicts from those of the configuration this one
+        replaces (a reload), for the servers both check: a server down stays down."""
+        if self.checks is None or previous.checks is None:
+            return
+        known = {(upstream.entry.label, upstream.name): upstream.slot
+                 for upstream in previous.checked}
+        for upstream in self.checked:
+            slot = known.get((upstream.entry.label, upstream.name))
+            if slot is not None:
+                self.checks.inherit(upstream.slot, previous.checks, slot)
 
     def entries(self) -> list[Entry]:
         """Every entry, in configuration order (that of the statistics)."""
@@ -148,6 +169,14 @@ class ProxyWorker:
             upstream.tally = stats.tallies[upstream.slot]
         for entry, tally in zip(state.entries(), stats.entry_tallies):
             entry.worker_started(self.loop, tally)
+        # The health checks: worker 0 runs them; every worker follows their verdicts.
+        self.checks_seen = -1
+        self.checker = None
+        if state.checks is not None:
+            self._follow_checks(starting=True)
+            if worker.index == 0:
+                self.checker = HealthChecker(self.loop, state.checks, state.checked, self.via)
+                self.checker.start()
         self._publisher = self.loop.call_later(PUBLISH_SECONDS, self._publish)
         self.cache = None if state.cache is None else ProxyCache(self, state.cache,
                                                                  worker.index)
@@ -188,12 +217,16 @@ class ProxyWorker:
         return any(entry.matches(target) for entry in entries)
 
     def stop(self) -> None:
+        if self.checker is not None:
+            self.checker.stop()
         self.pool.close_all(self.state.upstreams())
         self.loop.cancel(self._publisher)
         self.state.stats.publish()
 
     def _publish(self) -> None:
         state = self.state
+        if state.checks is not None and state.checks.generation != self.checks_seen:
+            self._follow_checks()
         now = self.loop.now
         for entry in state.entries():
             # Reviewed here too, so that the figures follow an entry without traffic.
@@ -203,6 +236,20 @@ class ProxyWorker:
             entry.tally.panic = availability.panic
         state.stats.publish()
         self._publisher = self.loop.call_later(PUBLISH_SECONDS, self._publish)
+
+    def _follow_checks(self, starting: bool = False) -> None:
+        """Hold the servers the health checks found down offline, let the others back
+        (with a slow start, also when they went down and up between two readings)."""
+        board = self.state.checks
+        self.checks_seen = board.generation
+        for upstream in self.state.checked:
+            down = board.verdict(upstream.slot) == DOWN
+            rises = board.rises(upstream.slot)
+            if starting:
+                upstream.check_rises = rises
+            if down != upstream.check_down or rises != upstream.check_rises:
+                upstream.check_rises = rises
+                upstream.checked(down, self.loop.now)
 
     # -- accounting, called by Forward ---------------------------------------------------
     def count_failure(self, upstream: Upstream, reason: str, responded: bool) -> None:

@@ -21,14 +21,26 @@ from monkey_py.config import values
 from monkey_py.config.schema import where_first
 
 from .values import (
-    ServerSpec, entry_name, megabytes, network, percent, seconds_or_zero, server_list,
-    url_path,
+    ServerSpec, StatusSet, check_path, entry_name, megabytes, network, percent,
+    seconds_or_zero, server_list, status_set, url_path,
 )
 
 NAME = "proxy_reverse"
 DEFAULTS = "PROXY_DEFAULTS"
 ENTRY = "PROXY_ENTRY"
 SITE = "PROXY_REVERSE"
+
+
+@dataclass(frozen=True)
+class HealthCheckSettings:
+    """An entry's active health check (``HealthCheck`` and its companion keys)."""
+
+    path: str
+    interval: float
+    timeout: float
+    rise: int
+    fall: int
+    status: StatusSet
 
 
 @dataclass
@@ -63,6 +75,7 @@ class EntrySettings:
     queue_timeout: float
     retry_budget: int
     retry_budget_min: int
+    health_check: HealthCheckSettings | None
 
 
 @dataclass
@@ -156,6 +169,12 @@ def _option_keys() -> list[Key]:
         Key("QueueTimeout", values.seconds, default=5.0),
         Key("RetryBudget", percent, default=20),
         Key("RetryBudgetMin", values.integer(0, 1000000), default=3),
+        Key("HealthCheck", check_path, default=None),
+        Key("HealthCheckInterval", values.seconds, default=5.0),
+        Key("HealthCheckTimeout", values.seconds, default=2.0),
+        Key("HealthCheckRise", values.integer(1, 100), default=2),
+        Key("HealthCheckFall", values.integer(1, 100), default=3),
+        Key("HealthCheckStatus", status_set, default=status_set("2xx 3xx", Location(""))),
     ]
 
 
@@ -226,6 +245,10 @@ def _entry(section: Section, defaults: dict, balancer_location: Location,
         queue_timeout=merged["queue_timeout"],
         retry_budget=merged["retry_budget"],
         retry_budget_min=merged["retry_budget_min"],
+        health_check=None if merged["health_check"] is None else HealthCheckSettings(
+            merged["health_check"], merged["health_check_interval"],
+            merged["health_check_timeout"], merged["health_check_rise"],
+            merged["health_check_fall"], merged["health_check_status"]),
     )
 
 

@@ -80,12 +80,17 @@ class UpstreamSnapshot:
     # The lowest share of its weight any worker gives it: 0 where it is offline, less
     # than 1 during a slow start.
     weight_share: float = 1.0
-    # Its configured weight (the report fills it in).
+    # Its configured weight, and its health check's figures (None: no check); the
+    # report fills them in.
     weight: int = 1
+    check: object = None
 
     @property
     def state(self) -> str:
-        """``up``, ``offline`` (in every worker) or ``partly offline``."""
+        """``down`` (its health check fails), else ``up``, ``offline`` (in every worker)
+        or ``partly offline``."""
+        if self.check is not None and self.check.state == "down":
+            return "down"
         if not self.offline_workers:
             return "up"
         return "offline" if self.offline_workers >= self.workers else "partly offline"

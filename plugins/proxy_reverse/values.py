@@ -1,5 +1,5 @@
 """Converters for the proxy's own configuration values: servers, networks, sizes,
-per cents, entry names. Each takes ``(value, location)`` and raises
+per cents, status lists, entry names. Each takes ``(value, location)`` and raises
 ``ConfigError`` at ``location`` with what to write instead (as monkey_py.config.values).
 """
 
@@ -14,6 +14,7 @@ from monkey_py.config import ConfigError, Location
 from monkey_py.config import values
 
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+STATUS_RE = re.compile(r"([1-5])xx|([1-5][0-9][0-9])(?:-([1-5][0-9][0-9]))?", re.I)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,16 @@ def url_path(value: str, location: Location) -> str:
     return value
 
 
+def check_path(value: str, location: Location) -> str | None:
+    """``HealthCheck``: the URL path the check asks for, or ``Off``."""
+    if value.lower() == "off":
+        return None
+    if not value.startswith("/") or " " in value:
+        raise ConfigError(f"'{value}' is not a URL path; write e.g. 'HealthCheck /health', "
+                          "or 'HealthCheck Off'", location)
+    return value
+
+
 def network(value: str, location: Location) -> list:
     try:
         return [ipaddress.ip_network(word, strict=False) for word in value.split()]
@@ -117,3 +128,34 @@ def entry_name(value: str, location: Location) -> str:
                           "digits, '.', '_' and '-', starting with a letter or digit, "
                           "e.g. api-v2", location)
     return value
+
+
+@dataclass(frozen=True)
+class StatusSet:
+    """The status codes a health check accepts: ranges such as 200-299, as written."""
+
+    ranges: tuple[tuple[int, int], ...]
+    text: str
+
+    def __contains__(self, status: int) -> bool:
+        return any(low <= status <= high for low, high in self.ranges)
+
+
+def status_set(value: str, location: Location) -> StatusSet:
+    """``200``, ``200-399``, ``2xx`` (any of them, separated by blanks)."""
+    ranges = []
+    for word in value.split():
+        match = STATUS_RE.fullmatch(word)
+        if match is None:
+            raise ConfigError(f"'{word}' is not a status code; write codes, ranges or "
+                              "classes such as 200, 200-299 or 2xx", location)
+        if match.group(1):
+            low = int(match.group(1)) * 100
+            ranges.append((low, low + 99))
+        else:
+            low = int(match.group(2))
+            high = int(match.group(3) or low)
+            if high < low:
+                raise ConfigError(f"'{word}': the range ends before it starts", location)
+            ranges.append((low, high))
+    return StatusSet(tuple(ranges), " ".join(value.split()))

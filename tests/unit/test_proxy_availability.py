@@ -72,6 +72,14 @@ def test_an_offline_server_is_left_out_until_its_offline_time_ends():
     assert availability.review_at == inf
 
 
+def test_a_server_held_down_by_its_health_check_has_no_end_to_review():
+    availability, balancer, by_name = made()
+    by_name["a"].offline_until = inf
+    availability.review(100.0)
+    assert [s.name for s in balancer.available] == ["b", "c"]
+    assert availability.review_at == inf
+
+
 def test_panic_mode_below_the_healthy_share_uses_every_server():
     availability, balancer, by_name = made("abcd")
     # 2 of 4 online is 50 %: not below the threshold.

@@ -1,6 +1,6 @@
 """The proxy's own configuration values and what an entry is called: its Name, or its
-file and line relative to the configuration directory; the limit and retry keys with
-their defaults."""
+file and line relative to the configuration directory; the health-check, limit and
+retry keys with their defaults."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import pytest
 
 from monkey_py.config import ConfigError, Location, load_config
 from monkey_py_plugins.proxy_reverse.settings import read_settings
-from monkey_py_plugins.proxy_reverse.values import entry_name, percent, seconds_or_zero
+from monkey_py_plugins.proxy_reverse.values import (
+    entry_name, percent, seconds_or_zero, status_set,
+)
 from proxy_support import entry, proxy_conf
 from support import free_port, section, site, write_confdir
 
@@ -26,6 +28,23 @@ def failure(convert, value: str) -> str:
 
 
 # -- values ---------------------------------------------------------------------------------
+def test_status_sets_take_codes_ranges_and_classes():
+    accepted = status_set("200 204-206 3xx", HERE)
+    assert [code for code in (199, 200, 201, 204, 206, 207, 300, 399, 400) if code in accepted] \
+        == [200, 204, 206, 300, 399]
+    assert accepted.text == "200 204-206 3xx"
+    assert 503 in status_set("5XX", HERE)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("2yy", "'2yy' is not a status code"),
+    ("600", "'600' is not a status code"),
+    ("299-200", "the range ends before it starts"),
+])
+def test_status_set_mistakes(value, message):
+    assert message in failure(status_set, value)
+
+
 def test_per_cents():
     assert percent("50", HERE) == 50 and percent("0%", HERE) == 0
     assert "out of range" in failure(percent, "101")
@@ -74,6 +93,19 @@ def test_the_defaults_of_the_new_keys(tmp_path):
     assert (found.panic_threshold, found.slow_start) == (50, 0.0)
     assert (found.max_connections, found.queue_size, found.queue_timeout) == (0, 100, 5.0)
     assert (found.retry_budget, found.retry_budget_min) == (20, 3)
+    assert found.health_check is None
+
+
+def test_a_health_check_takes_its_keys_from_the_entry_or_the_defaults(tmp_path):
+    conf = proxy_conf(entry("^/a/", "127.0.0.1:8080", HealthCheckRise=5),
+                      entry("^/b/", "127.0.0.1:8080", HealthCheck="Off"),
+                      HealthCheck="/healthz", HealthCheckInterval="0.5",
+                      HealthCheckStatus="200 204")
+    checked, unchecked = settings_of(tmp_path, conf).entries
+    check = checked.health_check
+    assert (check.path, check.interval, check.timeout) == ("/healthz", 0.5, 2.0)
+    assert (check.rise, check.fall, check.status.text) == (5, 3, "200 204")
+    assert unchecked.health_check is None
 
 
 def test_defaults_and_entries_in_one_section_keep_their_own_lines(tmp_path):

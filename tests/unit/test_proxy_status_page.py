@@ -39,7 +39,8 @@ def fake_entry(label: str, *patterns: str, balancer="RoundRobin"):
     settings = SimpleNamespace(
         label=label, name=None, where=label, match=[re.compile(p) for p in patterns],
         cache=False, servers=[], panic_threshold=50, slow_start=0.0, max_connections=0,
-        queue_size=100, queue_timeout=5.0, retry_budget=20, retry_budget_min=3)
+        queue_size=100, queue_timeout=5.0, retry_budget=20, retry_budget_min=3,
+        health_check=None)
     return SimpleNamespace(label=label, settings=settings, balancer_name=balancer)
 
 
@@ -144,8 +145,8 @@ def test_html_is_well_formed_self_contained_and_escapes_every_value():
     assert len(rows) == 2
     cells = ["".join(td.itertext()) for td in rows[0].findall("td")]
     assert cells[0] == HOSTILE and cells[1] == "up"
-    assert cells[2:7] == ["1", "0", "4", "1", "4.0 ms"]
-    assert cells[7].startswith(HOSTILE)
+    assert cells[2:8] == ["-", "1", "0", "4", "1", "4.0 ms"]
+    assert cells[8].startswith(HOSTILE)
     backup = ["".join(td.itertext()) for td in rows[1].findall("td")]
     assert backup[0] == "ok:80 (backup)" and backup[1] == "offline, retried in 29 s"
     assert len(root.findall(f".//{SVG}svg")) == 2

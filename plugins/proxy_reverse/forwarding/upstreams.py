@@ -18,13 +18,14 @@ class Upstream:
     Passive health: ``attempts`` failures charged in a row take the server offline for
     ``offline_timeout`` seconds; then it is tried again. Any success resets the count.
     The sole server of an entry is never taken offline (there is nothing to fail over
-    to). ``offline_until`` is the one figure the request path reads: the end of the
-    offline time.
+    to). An active health check that fails holds it offline until the check passes
+    again. ``offline_until`` is the one figure the request path reads: the end of the
+    passive offline time, or infinity while the health check holds the server down.
     """
 
     __slots__ = (
         "spec", "server", "slot", "attempts", "offline_timeout", "failures",
-        "offline_until", "passive_until", "back_at", "sole",
+        "offline_until", "passive_until", "check_down", "check_rises", "back_at", "sole",
         "max_conns", "idle", "pool_size", "pool_timeout", "entry", "itself", "authority",
         "tally", "availability",
     )
@@ -41,6 +42,8 @@ class Upstream:
         self.failures = 0
         self.offline_until = 0.0
         self.passive_until = 0.0      # 0: not taken offline by failures
+        self.check_down = False       # the active health check says it is down
+        self.check_rises = 0          # times the check saw it come back, as last read
         self.back_at = 0.0            # when it last came back (its slow start)
         # Connections in use at once per worker (MaxConnections); infinite: no limit.
         self.max_conns = entry.max_connections or inf
@@ -71,7 +74,8 @@ class Upstream:
         if self.passive_until:
             if self.passive_until > now:
                 self.back_at = now    # back before its time (panic mode used it)
-            self.passive_until = self.offline_until = 0.0
+            self.passive_until = 0.0
+            self.offline_until = inf if self.check_down else 0.0
             self.availability.changed()
 
     def failed(self, now: float, reason: str) -> bool:
@@ -79,12 +83,25 @@ class Upstream:
         self.failures += 1
         if self.failures < self.attempts or self.passive_until > now or self.sole:
             return False
-        self.passive_until = self.offline_until = self.back_at = now + self.offline_timeout
+        self.passive_until = self.back_at = now + self.offline_timeout
+        if not self.check_down:
+            self.offline_until = self.passive_until
         self.failures = 0
         self.availability.changed()
         log.error("upstream %s is offline for %gs after %d failure(s); last: %s",
                   self.name, self.offline_timeout, self.attempts, reason)
         return True
+
+    def checked(self, down: bool, now: float) -> None:
+        """The active health check's verdict changed: hold it offline, or let it back
+        (a server coming back starts afresh, its passive offline time forgotten)."""
+        self.check_down = down
+        if not down:
+            self.failures = 0
+            self.passive_until = 0.0
+            self.back_at = now
+        self.offline_until = inf if down else self.passive_until
+        self.availability.changed()
 
 
 class Pool:

@@ -42,7 +42,7 @@ svg .requests { fill: #cfe0f5; stroke: #2f6db5; stroke-width: 1; }
 svg .failures { fill: none; stroke: #b3261e; stroke-width: 1.2; }
 """
 
-STATE_CLASS = {"up": "up", "offline": "offline", "partly offline": "partly"}
+STATE_CLASS = {"up": "up", "offline": "offline", "partly offline": "partly", "down": "offline"}
 
 
 def render_html(report: StatusReport) -> bytes:
@@ -80,7 +80,7 @@ def _entry(entry: EntryStatus) -> str:
         f"load balancer {escape(entry.balancer)}</p>\n"
         + _load(entry) +
         "<table>\n<thead><tr><th class=\"text\">Upstream</th><th class=\"text\">State</th>"
-        "<th>Weight</th>"
+        "<th class=\"text\">Health check</th><th>Weight</th>"
         "<th>Active</th><th>Requests</th><th>Failures</th><th>Mean latency</th>"
         "<th class=\"text\">Last error</th>"
         f"<th class=\"text\">Requests/s, last {HISTORY_SECONDS} s</th></tr></thead>\n"
@@ -144,12 +144,18 @@ def _row(up: UpstreamSnapshot) -> str:
         error = f"{escape(up.last_error)} <span class=\"muted\">({_age(up.last_error_age)})</span>"
     else:
         error = "<span class=\"muted\">none</span>"
+    if up.check is None:
+        check = "<span class=\"muted\">-</span>"
+    else:
+        check = (f"<span class=\"{'offline' if up.check.state == 'down' else 'up'}\">"
+                 f"{escape(up.check.state)}</span> <span class=\"muted\">"
+                 f"({escape(up.check.last_result or 'not checked yet')})</span>")
     weight = f"{up.weight * up.weight_share:g}" + (
         "" if up.weight_share == 1 else f" <span class=\"muted\">of {up.weight}</span>")
     return (
         f"<tr><td class=\"text\">{name}</td>"
         f"<td class=\"text {STATE_CLASS[up.state]}\">{escape(_state(up))}</td>"
-        f"<td>{weight}</td>"
+        f"<td class=\"text\">{check}</td><td>{weight}</td>"
         f"<td>{up.active}</td><td>{up.requests}</td><td>{up.failures}</td>"
         f"<td>{latency}</td><td class=\"text error\">{error}</td>"
         f"<td class=\"text\">{sparkline(up.requests_per_second, up.failures_per_second)}</td>"
@@ -158,8 +164,8 @@ def _row(up: UpstreamSnapshot) -> str:
 
 
 def _state(up: UpstreamSnapshot) -> str:
-    if up.state == "up":
-        return "up"
+    if up.state in ("up", "down"):
+        return up.state
     back = f"retried in {up.offline_for:.0f} s"
     if up.state == "offline":
         return f"offline, {back}"

@@ -24,6 +24,7 @@ def render_json(report: StatusReport) -> bytes:
 def _entry(entry: EntryStatus) -> dict:
     settings = entry.settings
     figures = entry.figures
+    check = None if settings is None else settings.health_check
     return {
         "entry": entry.label,
         "name": entry.name,
@@ -49,6 +50,10 @@ def _entry(entry: EntryStatus) -> dict:
             "retries": figures.retries if figures else 0,
             "denied": figures.retries_denied if figures else 0,
         },
+        "health_check": None if check is None else {
+            "path": check.path, "interval": check.interval, "timeout": check.timeout,
+            "rise": check.rise, "fall": check.fall, "status": check.status.text,
+        },
         "upstreams": [_upstream(up) for up in entry.upstreams],
         "cache": None if entry.cache is None else {
             **{name: getattr(entry.cache, name) for name in COUNTERS},
@@ -60,6 +65,7 @@ def _entry(entry: EntryStatus) -> dict:
 
 def _upstream(up: UpstreamSnapshot) -> dict:
     bounds = [f"{bound:g}" for bound in LATENCY_BUCKETS] + ["+Inf"]
+    check = up.check
     return {
         "upstream": up.name,
         "backup": up.backup,
@@ -81,7 +87,19 @@ def _upstream(up: UpstreamSnapshot) -> dict:
         "last_error": up.last_error or None,
         "last_error_age": (None if up.last_error_age is None
                            else round(up.last_error_age, 3)),
+        "health_check": None if check is None else {
+            "state": check.state,
+            "state_age": _rounded(check.state_age),
+            "last_result": check.last_result,
+            "last_status": check.last_status,
+            "last_check_age": _rounded(check.last_check_age),
+            "checks": check.checks,
+            "failures": check.failures,
+        },
         "requests_per_second": up.requests_per_second,
         "failures_per_second": up.failures_per_second,
     }
 
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)

@@ -81,12 +81,14 @@ def entry_metrics(report: StatusReport) -> Iterator[Metric]:
         described = {"location": entry.location, "match": " ".join(entry.match),
                      "balancer": entry.balancer}
         if settings is not None:
+            check = settings.health_check
             described.update(
                 panic_threshold=str(settings.panic_threshold),
                 slow_start=f"{settings.slow_start:g}",
                 queue_timeout=f"{settings.queue_timeout:g}",
                 retry_budget=str(settings.retry_budget),
-                retry_budget_min=str(settings.retry_budget_min))
+                retry_budget_min=str(settings.retry_budget_min),
+                health_check="" if check is None else check.path)
             gauge["max_connections"].add_metric(labels, settings.max_connections)
             gauge["queue_size"].add_metric(labels, settings.queue_size)
         info.add_metric(labels, described)
@@ -100,7 +102,7 @@ def entry_metrics(report: StatusReport) -> Iterator[Metric]:
 
 
 def upstream_metrics(report: StatusReport) -> Iterator[Metric]:
-    """Per upstream: traffic, latency, health and weight."""
+    """Per upstream: traffic, latency, health (passive and checked) and weight."""
     requests = CounterMetricFamily(
         "monkey_proxy_upstream_requests",
         "Requests sent to the upstream that got a response or failed before one.",
@@ -114,8 +116,8 @@ def upstream_metrics(report: StatusReport) -> Iterator[Metric]:
         "Requests and tunnels in progress with the upstream.", labels=LABELS)
     up = GaugeMetricFamily(
         "monkey_proxy_upstream_up",
-        "1 if no worker holds the upstream offline after failures, else 0.",
-        labels=LABELS)
+        "1 if no worker holds the upstream offline after failures and its health check "
+        "does not hold it down, else 0.", labels=LABELS)
     offline = GaugeMetricFamily(
         "monkey_proxy_upstream_offline_workers",
         "Workers holding the upstream offline after AttemptsCount failures.",
@@ -130,6 +132,19 @@ def upstream_metrics(report: StatusReport) -> Iterator[Metric]:
         "monkey_proxy_upstream_effective_weight",
         "The weight the balancer uses now, the lowest of any worker: 0 while offline, "
         "less than the weight during a slow start.", labels=LABELS)
+    check_up = GaugeMetricFamily(
+        "monkey_proxy_upstream_health_check_up",
+        "1 while the active health check passes (or has not failed FALL times yet), "
+        "0 while it holds the server down. Only servers with a HealthCheck.",
+        labels=LABELS)
+    check_age = GaugeMetricFamily(
+        "monkey_proxy_upstream_health_check_state_seconds",
+        "Seconds since the health check's verdict last changed.", labels=LABELS)
+    checks = CounterMetricFamily(
+        "monkey_proxy_upstream_health_checks", "Health checks made.", labels=LABELS)
+    check_failures = CounterMetricFamily(
+        "monkey_proxy_upstream_health_check_failures", "Health checks that failed.",
+        labels=LABELS)
     latency = HistogramMetricFamily(
         "monkey_proxy_upstream_response_seconds",
         "Seconds from the start of an attempt (connect) to the response head.",
@@ -146,9 +161,17 @@ def upstream_metrics(report: StatusReport) -> Iterator[Metric]:
             backup.add_metric(labels, 1 if upstream.backup else 0)
             weight.add_metric(labels, upstream.weight)
             effective.add_metric(labels, round(upstream.weight * upstream.weight_share, 3))
+            check = upstream.check
+            if check is not None:
+                check_up.add_metric(labels, 0 if check.state == "down" else 1)
+                if check.state_age is not None:
+                    check_age.add_metric(labels, check.state_age)
+                checks.add_metric(labels, check.checks)
+                check_failures.add_metric(labels, check.failures)
             latency.add_metric(labels, list(zip(bounds, upstream.latency_counts)),
                                upstream.latency_sum)
-    yield from (requests, failures, active, up, offline, backup, weight, effective, latency)
+    yield from (requests, failures, active, up, offline, backup, weight, effective,
+                check_up, check_age, checks, check_failures, latency)
 
 
 def cache_metrics(entries: list[tuple[str, CacheFigures]], store: StoreFigures

@@ -1,5 +1,5 @@
 """What the statistics show in every format: the proxy's entries in configuration
-order, each with its settings that bound the load (limits, retry budget),
+order, each with its settings that bound the load (limits, retry budget, health check),
 its queue and retry figures, its upstreams' figures and its cache's, summed over the
 workers."""
 
@@ -53,8 +53,9 @@ def build_report(state) -> StatusReport:
     any_site = cache is not None and any(settings.site_cache.values())
     entries = {entry.label: entry for entry in state.entries()}
     snapshots = {found.label: found for found in state.stats.entry_snapshot()}
+    checks = state.checks.snapshot() if state.checks is not None else {}
     found: dict[str, EntryStatus] = {}
-    for upstream in state.stats.snapshot():
+    for slot, upstream in enumerate(state.stats.snapshot()):
         status = found.get(upstream.entry)
         if status is None:
             entry = entries[upstream.entry]
@@ -67,6 +68,7 @@ def build_report(state) -> StatusReport:
                 figures=snapshots.get(upstream.entry), settings=config)
             weights = {spec.name: spec.weight for spec in config.servers}
         upstream.weight = weights[upstream.name]
+        upstream.check = checks.get(slot)
         status.upstreams.append(upstream)
     return StatusReport(settings.statistics_url, state.stats.since, state.stats.workers,
                         list(found.values()),
