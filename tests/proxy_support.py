@@ -4,7 +4,9 @@ it, and its statistics."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+from pathlib import Path
 
 from rawhttp import Client
 from support import section, wait_for
@@ -39,6 +41,21 @@ def start_proxy(factory, *entries: str, workers: int = 1, sites=None, server=(),
         server=[f"Workers {workers}", *server], sites=sites, plugins=["proxy_reverse"],
         plugin_confs={"proxy_reverse": proxy_conf(*entries, **defaults)},
     )
+
+
+def balancer_package(root: Path, entry_points: str, modules: dict[str, str] = {}) -> str:
+    """An installed distribution under ``root`` declaring ``monkey_py.balancers`` entry
+    points (``Name = module:Class`` lines) and holding ``modules`` (name: source); the
+    PYTHONPATH that installs it beside everything else for a server started after."""
+    packages = root / "site"
+    info = packages / "monkey_test_balancers-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: monkey-test-balancers\n"
+                                   "Version: 1.0\n")
+    (info / "entry_points.txt").write_text("[monkey_py.balancers]\n" + entry_points)
+    for name, source in modules.items():
+        (packages / f"{name}.py").write_text(source)
+    return os.pathsep.join(filter(None, [str(packages), os.environ.get("PYTHONPATH")]))
 
 
 def get(port: int, target: str, **kwargs):

@@ -353,13 +353,14 @@ def answer_name(exchange: Exchange) -> bool:
                              ("X-Target", exchange.request.target)])
 
 
-def slow(release: threading.Event) -> Behaviour:
-    """Answer with the name once ``release`` is set: as slow as a test wants."""
+def slow(release: threading.Event, then: "Behaviour | None" = None) -> Behaviour:
+    """Once ``release`` is set, answer with the name (or as ``then`` does): as slow as a
+    test wants."""
     def behaviour(exchange: Exchange) -> bool:
         while not release.wait(0.05):
             if exchange.upstream.stopping.is_set():
                 return False
-        return answer_name(exchange)
+        return (then or answer_name)(exchange)
     return behaviour
 
 

@@ -8,12 +8,13 @@ through the entry-point group ``monkey_py.balancers``.
 from monkey_py.shared import SharedMemory
 
 from .base import Balancer, Server
-from .registry import installed_balancers, load_balancer, normalize
+from .registry import balancer_name, installed_balancers, load_balancer, normalize
 
 __all__ = [
     "Balancer",
     "Server",
     "SharedMemory",
+    "balancer_name",
     "installed_balancers",
     "load_balancer",
     "normalize",

@@ -31,7 +31,8 @@ class Balancer(ABC):
     One instance per proxy entry is made in the master process, before the workers are
     forked; each worker then calls ``worker_started`` on its inherited copy. State kept in
     ``self`` is per worker after the fork; state every worker must see lives in
-    ``self.shared``. ``self.servers`` is the tuple of servers, ``servers[i].index == i``.
+    ``self.shared``. ``self.servers`` is the tuple of servers, ``servers[i].index == i``;
+    ``self.available`` the servers the proxy uses now (see ``set_available``).
     """
 
     def __init__(self, servers: Sequence[Server], shared: SharedMemory | None) -> None:
@@ -49,6 +50,7 @@ class Balancer(ABC):
                 "create it with Balancer.create()"
             )
         self.servers = tuple(servers)
+        self.available = self.servers
         self.shared = shared
 
     @classmethod
@@ -68,9 +70,24 @@ class Balancer(ABC):
     def worker_started(self, index: int, workers: int) -> None:
         """Called in worker ``index`` (0 to ``workers - 1``) after the fork."""
 
+    def set_available(self, available: Sequence[Server]) -> None:
+        """The servers to balance over from now on, in this worker.
+
+        Called when the set changes: a server goes offline or comes back, a slow start
+        moves a step, panic mode starts or ends. ``available`` is in list order and
+        holds the servers the proxy may use now, each with its current weight, which is
+        lower than the configured one while the server warms up after coming back
+        (weights are relative: while one server warms up they are all scaled up). A
+        balancer that spreads load (a rotation, a least-loaded choice) orders these and
+        may leave the others out; the proxy skips the servers it holds offline anyway.
+        The default keeps them in ``self.available``.
+        """
+        self.available = tuple(available)
+
     @abstractmethod
     def candidates(self, request) -> Iterable[Server]:
-        """Every server, in the order to try them for ``request``.
+        """The servers to try for ``request``, in order: every server, or every
+        server of ``self.available``.
 
         The proxy skips the servers it holds offline and fails over to the next one.
         """

@@ -7,23 +7,30 @@ from typing import Iterable, Sequence
 from monkey_py.shared import SLOT_BYTES, SharedMemory
 
 from .base import Balancer, Server
-from .rotation import Rotation
+from .rotation import Rotations
 
 
 class LockingRoundRobin(Balancer):
     """All workers take turns from one counter in shared memory: exact global rotation.
 
     The counter is read and incremented under the shared ``ProcessLock``, which the
-    kernel frees if a worker dies holding it.
+    kernel frees if a worker dies holding it. Each worker reads its turn in the rotation
+    over the servers it holds available, so an offline server's turns are shared evenly
+    by the others.
     """
 
     def __init__(self, servers: Sequence[Server], shared: SharedMemory | None) -> None:
         super().__init__(servers, shared)
-        self.rotation = Rotation(self.servers)
+        self.rotations = Rotations(self.servers)
+        self.rotation = self.rotations.full
 
     @classmethod
     def shared_size(cls, servers: Sequence[Server], workers: int) -> int:
         return SLOT_BYTES
+
+    def set_available(self, available: Sequence[Server]) -> None:
+        super().set_available(available)
+        self.rotation = self.rotations.over(self.available)
 
     def take_turn(self) -> int:
         """The next turn of the global rotation: distinct across all workers."""

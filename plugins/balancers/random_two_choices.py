@@ -12,7 +12,8 @@ from .least_connections import LeastConnections
 
 
 class RandomTwoChoices(LeastConnections):
-    """Power of two choices: draw two distinct servers, try the less loaded one first.
+    """Power of two choices: draw two distinct available servers, try the less loaded
+    one first.
 
     Load is counted as in LeastConnections (active connections of all workers, per
     weight); on a tie the first drawn goes first. The other drawn server comes second,
@@ -29,12 +30,12 @@ class RandomTwoChoices(LeastConnections):
         self.random.seed()
 
     def candidates(self, request) -> Iterable[Server]:
-        servers = self.servers
+        servers = self.available
         if len(servers) == 1:
             return list(servers)
         order = self.random.sample(servers, len(servers))
         first, second = order[0], order[1]
-        loads = self.counts.loads()
-        if loads[second.index] < loads[first.index]:
+        active = self.counts.active()
+        if active[second.index] / second.weight < active[first.index] / first.weight:
             order[0], order[1] = second, first
         return order

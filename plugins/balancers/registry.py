@@ -36,6 +36,13 @@ def installed_balancers() -> dict[str, EntryPoint]:
     return {name: claims[0] for name, claims in _grouped().items()}
 
 
+def balancer_name(name: str) -> str:
+    """The entry-point name of the balancer ``name`` stands for (``RoundRobin`` for
+    ``round_robin``); ``name`` itself when no installed balancer has it."""
+    claims = _grouped().get(normalize(name))
+    return claims[0].name if claims else name
+
+
 def load_balancer(name: str, location: Location | None = None) -> type[Balancer]:
     """The balancer class called ``name``.
 

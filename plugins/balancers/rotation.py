@@ -1,4 +1,5 @@
-"""Smooth weighted round robin: the rotation both round robin balancers walk."""
+"""Smooth weighted round robin: the rotation the round robin balancers walk, and the
+order LeastConnections breaks its ties in."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from .base import Server
 
 # Periods x servers up to this many are tabulated once instead of walked per request.
 PRECOMPUTE_LIMIT = 4096
+# Rotations kept for the sets of available servers met lately (see Rotations).
+REMEMBERED_ROTATIONS = 32
 
 
 def smooth_sequence(weights: list[int]) -> list[int]:
@@ -40,7 +43,7 @@ class Rotation:
     """The servers in smooth weighted round robin order, read from any turn onwards."""
 
     def __init__(self, servers: Sequence[Server]) -> None:
-        self.servers = servers
+        self.servers = tuple(servers)
         self.sequence = smooth_sequence([server.weight for server in servers])
         # The order from each turn of the period, ready when that table stays small.
         self.orders = None
@@ -71,3 +74,25 @@ class Rotation:
                 remaining -= 1
                 if not remaining:
                     return
+
+
+class Rotations:
+    """The rotation over each set of available servers, built once and remembered.
+
+    A server going offline and coming back (or warming up step by step) switches
+    between a few sets; each one's table is built the first time only.
+    """
+
+    def __init__(self, servers: Sequence[Server]) -> None:
+        self.full = Rotation(servers)
+        self._known: dict[tuple[Server, ...], Rotation] = {self.full.servers: self.full}
+
+    def over(self, available: Sequence[Server]) -> Rotation:
+        """The rotation of exactly ``available`` (with their weights)."""
+        key = tuple(available)
+        rotation = self._known.get(key)
+        if rotation is None:
+            if len(self._known) >= REMEMBERED_ROTATIONS:
+                self._known = {self.full.servers: self.full}
+            rotation = self._known[key] = Rotation(key)
+        return rotation

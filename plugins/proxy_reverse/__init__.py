@@ -33,15 +33,18 @@ class ProxyReverse:
     def monkey_check_config(self, config):
         settings = read_settings(config)
         load_balancer(settings.balancer, settings.balancer_location)
-        for entry in [*settings.entries, *(e for own in settings.site_entries.values()
-                                            for e in own)]:
+        for entry in settings.all_entries():
             load_balancer(entry.balancer, entry.balancer_location)
 
     @hookimpl
     def monkey_configure(self, config):
         if self.token is None:
             self.token = new_token()
-        self.states[id(config)] = ProxyState(config, self.token)
+        state = ProxyState(config, self.token)
+        if self.states:
+            # A reload: the running configuration's health checks carry over.
+            state.inherit(list(self.states.values())[-1])
+        self.states[id(config)] = state
 
     @hookimpl
     def monkey_unconfigure(self, config):

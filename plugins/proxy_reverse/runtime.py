@@ -2,43 +2,69 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
 
 from monkey_py_plugins.balancers.base import Balancer, Server
-from monkey_py_plugins.balancers.registry import load_balancer
+from monkey_py_plugins.balancers.registry import balancer_name, load_balancer
 
 from .cache.front import CacheState, ProxyCache
+from .forwarding.availability import Availability
 from .forwarding.forward import Forward
+from .forwarding.health_board import DOWN, HealthBoard
+from .forwarding.health_check import HealthChecker
+from .forwarding.limits import EntryQueue, RetryBudget
 from .forwarding.loop_guard import LOOP_DETECTED, LoopGuard
+from .forwarding.throttled_log import ThrottledLog
 from .forwarding.upstreams import Pool, Upstream
 from .settings import EntrySettings, ProxySettings, read_settings
 from .stats import PUBLISH_SECONDS, ProxyStats
 
+log = logging.getLogger("monkey_py.proxy_reverse")
 
 
-@dataclass
 class Entry:
-    """One ``[PROXY_ENTRY]`` with its balancer and its upstreams in this worker."""
+    """One ``[PROXY_ENTRY]`` with its balancer and its upstreams, as a worker uses them:
+    which servers are available, the queue of requests waiting for a busy one, the
+    retry budget."""
 
-    settings: EntrySettings
-    label: str
-    balancer: Balancer
-    primaries: list[Upstream]
-    backups: list[Upstream]
-
-    def __post_init__(self) -> None:
+    def __init__(self, settings: EntrySettings, balancer: Balancer, primaries: list[Upstream],
+                 backups: list[Upstream], notices: ThrottledLog) -> None:
+        self.settings = settings
+        self.label = settings.label
+        self.balancer = balancer
+        # The balancer's entry-point name ("RoundRobin" for "round_robin").
+        self.balancer_name = balancer_name(settings.balancer)
+        self.primaries = primaries
+        self.backups = backups
         # Whether the balancer wants connection_opened/closed (the defaults do nothing).
-        kind = type(self.balancer)
+        kind = type(balancer)
         self.counts_connections = (
             kind.connection_opened is not Balancer.connection_opened
             or kind.connection_closed is not Balancer.connection_closed)
-        patterns = self.settings.match
+        patterns = settings.match
         # ``matches(target)``: whether a Match rule is found in the target; with one rule
         # (the usual case) it is that rule's own search.
         self.matches = patterns[0].search if len(patterns) == 1 else self._any_match
+        self.availability = Availability(balancer, primaries, backups,
+                                         settings.panic_threshold, settings.slow_start)
+        # The queue exists only with MaxConnections: None keeps the request path short.
+        self.queue = None
+        self.retries = RetryBudget(settings.retry_budget, settings.retry_budget_min,
+                                   primaries + backups)
+        self.notices = notices
+        self.tally = None
 
     def _any_match(self, target: str) -> bool:
         return any(pattern.search(target) for pattern in self.settings.match)
+
+    def worker_started(self, loop, tally) -> None:
+        """In a worker: count into ``tally`` (its EntryTally), queue on ``loop``."""
+        self.tally = self.retries.tally = tally
+        settings = self.settings
+        if settings.max_connections:
+            self.queue = EntryQueue(loop, self.label, settings.queue_size,
+                                    settings.queue_timeout, self.notices)
+            self.queue.tally = tally
 
 
 _UNSET = object()
@@ -55,31 +81,53 @@ class ProxyState:
         self._entries: dict[int, Entry] = {}
         # Each site's entries, looked up once (sites live as long as the configuration).
         self._by_site: dict[int, list[Entry] | None] = {}
-        for number, settings in enumerate(self._all_entries()):
-            label = f"{settings.location}"
+        # Repeated errors are logged once a minute at most (a flood of requests meets them).
+        self.notices = ThrottledLog(log)
+        for settings in self.settings.all_entries():
+            label = settings.label
             primaries = [s for s in settings.servers if not s.backup]
             backups = [s for s in settings.servers if s.backup]
+            sole = len(settings.servers) == 1
             balancer_class = load_balancer(settings.balancer, settings.balancer_location)
             balancer = balancer_class.create(
                 [Server(i, spec.name, spec.weight) for i, spec in enumerate(primaries)], workers)
             first = len(labels)
             labels.extend((label, spec.name, spec.backup) for spec in primaries + backups)
             self._entries[id(settings)] = Entry(
-                settings, label, balancer,
+                settings, balancer,
                 [Upstream(spec, balancer.servers[i], first + i, settings,
-                          self.guard.is_self(spec)) for i, spec in enumerate(primaries)],
+                          self.guard.is_self(spec), sole) for i, spec in enumerate(primaries)],
                 [Upstream(spec, None, first + len(primaries) + i, settings,
                           self.guard.is_self(spec)) for i, spec in enumerate(backups)],
+                self.notices,
             )
-        self.stats = ProxyStats(labels, workers)
+        self.stats = ProxyStats(labels, workers,
+                                entries=[entry.label for entry in self._entries.values()])
+        # The servers with an active health check, and their shared verdicts (None when
+        # no entry has a check).
+        self.checked = [upstream for entry in self._entries.values()
+                        if entry.settings.health_check is not None
+                        for upstream in entry.primaries + entry.backups]
+        self.checks = HealthBoard([upstream.slot for upstream in self.checked]) \
+            if self.checked else None
         # The response cache's shared part (docs/proxy_cache.md); None when it is off.
         self.cache = CacheState.create(self.settings, list(self._entries.values()), workers)
 
-    def _all_entries(self) -> list[EntrySettings]:
-        entries = list(self.settings.entries)
-        for own in self.settings.site_entries.values():
-            entries.extend(own)
-        return entries
+    def inherit(self, previous: ProxyState) -> None:
+        """Start the health checks' verdicts from those of the configuration this one
+        replaces (a reload), for the servers both check: a server down stays down."""
+        if self.checks is None or previous.checks is None:
+            return
+        known = {(upstream.entry.label, upstream.name): upstream.slot
+                 for upstream in previous.checked}
+        for upstream in self.checked:
+            slot = known.get((upstream.entry.label, upstream.name))
+            if slot is not None:
+                self.checks.inherit(upstream.slot, previous.checks, slot)
+
+    def entries(self) -> list[Entry]:
+        """Every entry, in configuration order (that of the statistics)."""
+        return list(self._entries.values())
 
     def entries_for(self, site) -> list[Entry] | None:
         """The entries that apply to ``site``; None when the proxy is off there."""
@@ -113,12 +161,22 @@ class ProxyWorker:
         self.guard = state.guard
         self.via = state.guard.via
         workers = worker.config.server.worker_count()
-        for entry in state._entries.values():
+        for entry in state.entries():
             entry.balancer.worker_started(worker.index, workers)
         stats = state.stats
         stats.worker_started(worker.index)
         for upstream in state.upstreams():
             upstream.tally = stats.tallies[upstream.slot]
+        for entry, tally in zip(state.entries(), stats.entry_tallies):
+            entry.worker_started(self.loop, tally)
+        # The health checks: worker 0 runs them; every worker follows their verdicts.
+        self.checks_seen = -1
+        self.checker = None
+        if state.checks is not None:
+            self._follow_checks(starting=True)
+            if worker.index == 0:
+                self.checker = HealthChecker(self.loop, state.checks, state.checked, self.via)
+                self.checker.start()
         self._publisher = self.loop.call_later(PUBLISH_SECONDS, self._publish)
         self.cache = None if state.cache is None else ProxyCache(self, state.cache,
                                                                  worker.index)
@@ -166,18 +224,61 @@ class ProxyWorker:
     def stop(self) -> None:
         if self.cache is not None:
             self.cache.stop()
+        if self.checker is not None:
+            self.checker.stop()
         self.pool.close_all(self.state.upstreams())
         self.loop.cancel(self._publisher)
         self.state.stats.publish()
 
     def _publish(self) -> None:
-        self.state.stats.publish()
+        state = self.state
+        if state.checks is not None and state.checks.generation != self.checks_seen:
+            self._follow_checks()
+        now = self.loop.now
+        for entry in state.entries():
+            # Reviewed here too, so that the figures follow an entry without traffic.
+            availability = entry.availability
+            if availability.review_at <= now:
+                availability.review(now)
+            entry.tally.panic = availability.panic
+        state.stats.publish()
         self._publisher = self.loop.call_later(PUBLISH_SECONDS, self._publish)
 
+    def _follow_checks(self, starting: bool = False) -> None:
+        """Hold the servers the health checks found down offline, let the others back
+        (with a slow start, also when they went down and up between two readings)."""
+        board = self.state.checks
+        self.checks_seen = board.generation
+        for upstream in self.state.checked:
+            down = board.verdict(upstream.slot) == DOWN
+            rises = board.rises(upstream.slot)
+            if starting:
+                upstream.check_rises = rises
+            if down != upstream.check_down or rises != upstream.check_rises:
+                upstream.check_rises = rises
+                upstream.checked(down, self.loop.now)
+
     # -- accounting, called by Forward ---------------------------------------------------
-    def failed(self, entry: Entry, upstream: Upstream, reason: str,
-               responded: bool = False) -> None:
-        """An attempt failed; ``responded``: after its response head was counted."""
-        now = self.loop.time()
-        upstream.failed(now, reason)
-        self.state.stats.failed(upstream.slot, reason, upstream.offline_until, responded)
+    def count_failure(self, upstream: Upstream, reason: str, responded: bool) -> None:
+        """An attempt failed: counted, its error published; ``responded``: after its
+        response head was counted."""
+        self.state.stats.failed(upstream.slot, reason, upstream.passive_until, responded)
+
+    def charge(self, upstream: Upstream, reason: str) -> None:
+        """Charge a failure to the server's passive health."""
+        if upstream.failed(self.loop.now, reason):
+            self.state.stats.offline(upstream.slot, upstream.passive_until)
+
+    def recovered(self, upstream: Upstream) -> None:
+        """A server with failures answered: they are forgiven, an offline mark ends."""
+        upstream.succeeded(self.loop.now)
+        self.state.stats.offline(upstream.slot, 0.0)
+
+    def named_nothing(self, entry: Entry, request) -> None:
+        """The balancer gave no server for ``request``: logged, once a minute at most."""
+        self.state.notices.error(
+            (entry.label, "no server"), self.loop.now,
+            "load balancer %s (entry %s) named no upstream server for %s %s; %s",
+            entry.balancer_name, entry.label, request.method,
+            request.target.decode("latin-1"),
+            "trying the backup servers" if entry.backups else "answering 503")

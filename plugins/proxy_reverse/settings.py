@@ -13,12 +13,17 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import socket
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from monkey_py.config import ConfigError, Key, Location, Section, check_sections, read_section
 from monkey_py.config import values
+from monkey_py.config.schema import where_first
+
+from .values import (
+    ServerSpec, StatusSet, check_path, entry_name, megabytes, network, percent,
+    seconds_or_zero, server_list, status_set, targeted_fields, url_path,
+)
 
 NAME = "proxy_reverse"
 DEFAULTS = "PROXY_DEFAULTS"
@@ -27,16 +32,15 @@ SITE = "PROXY_REVERSE"
 
 
 @dataclass(frozen=True)
-class ServerSpec:
-    """One server of a ServerList: ``host:port`` plus ``weight=N`` and ``backup`` flags."""
+class HealthCheckSettings:
+    """An entry's active health check (``HealthCheck`` and its companion keys)."""
 
-    name: str
-    host: str
-    port: int
-    family: int
-    address: tuple
-    weight: int = 1
-    backup: bool = False
+    path: str
+    interval: float
+    timeout: float
+    rise: int
+    fall: int
+    status: StatusSet
 
 
 @dataclass
@@ -44,6 +48,11 @@ class EntrySettings:
     """One ``[PROXY_ENTRY]``: where matching requests go and how."""
 
     location: Location
+    # ``Name``, or ``where``: the entry's label in the statistics and the logs.
+    label: str
+    name: str | None
+    # The location as file:line, the file relative to the configuration directory.
+    where: str
     match: list[re.Pattern]
     servers: list[ServerSpec]
     balancer: str
@@ -59,6 +68,14 @@ class EntrySettings:
     preserve_host: bool
     cache: bool
     cache_lock_timeout: float
+    panic_threshold: int
+    slow_start: float
+    max_connections: int
+    queue_size: int
+    queue_timeout: float
+    retry_budget: int
+    retry_budget_min: int
+    health_check: HealthCheckSettings | None
 
 
 @dataclass
@@ -104,93 +121,15 @@ class ProxySettings:
         """Whether ``entry``'s responses are cached on ``site``."""
         return self.site_cache.get(id(site), entry.cache)
 
+    def all_entries(self) -> list[EntrySettings]:
+        """Every entry: the global ones, then each site's own, in configuration order."""
+        return [*self.entries, *(e for own in self.site_entries.values() for e in own)]
+
     def cache_anywhere(self) -> bool:
         """Whether an entry may cache on some site (the cache is then set up)."""
-        entries = [*self.entries, *(e for own in self.site_entries.values() for e in own)]
+        entries = self.all_entries()
         return any(entry.cache for entry in entries) or (
             bool(entries) and any(self.site_cache.values()))
-
-
-def _server_list(value: str, location: Location) -> list[ServerSpec]:
-    """``host:port [weight=N] [backup] host:port ...``."""
-    servers: list[ServerSpec] = []
-    for word in value.split():
-        lowered = word.lower()
-        if lowered == "backup" or lowered.startswith("weight="):
-            if not servers:
-                raise ConfigError(
-                    f"'{word}' must follow the server it applies to, e.g. "
-                    "'ServerList 10.0.0.1:80 weight=2 10.0.0.2:80 backup'", location)
-            last = servers[-1]
-            if lowered == "backup":
-                servers[-1] = replace(last, backup=True)
-            else:
-                weight = values.integer(1, 1000)(word[7:], location)
-                servers[-1] = replace(last, weight=weight)
-            continue
-        server = _server(word, location)
-        if any(known.name == server.name for known in servers):
-            raise ConfigError(f"{word} is listed twice in this ServerList; list each server "
-                              "once (use weight=N to give it more requests)", location)
-        servers.append(server)
-    return servers
-
-
-def _server(word: str, location: Location) -> ServerSpec:
-    if word.startswith("["):
-        host, sep, port_text = word[1:].partition("]:")
-    else:
-        host, sep, port_text = word.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(
-            f"'{word}' is not host:port; write e.g. 127.0.0.1:8080 or [::1]:8080", location)
-    port = values.port(port_text, location)
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
-        raise ConfigError(f"cannot resolve upstream host '{host}' ({reason})", location) from None
-    family, _, _, _, address = infos[0]
-    return ServerSpec(word, host, port, family, address)
-
-
-def _url_path(value: str, location: Location) -> str:
-    if not value.startswith("/") or " " in value:
-        raise ConfigError(f"'{value}' is not a URL path; write e.g. /proxy-status", location)
-    return value
-
-
-def _network(value: str, location: Location) -> list:
-    try:
-        return [ipaddress.ip_network(word, strict=False) for word in value.split()]
-    except ValueError as exc:
-        raise ConfigError(f"{exc}; write addresses or networks like 127.0.0.1 10.0.0.0/8",
-                          location) from None
-
-
-def _megabytes(value: str, location: Location) -> int:
-    """A size in megabytes, fractions allowed (``0.5``), returned in bytes."""
-    try:
-        number = float(value)
-    except ValueError:
-        number = -1.0
-    if not number > 0 or number > 1 << 30 or not value[0].isdigit():
-        raise ConfigError(f"'{value}' is not a size in megabytes; write e.g. 64 or 0.5",
-                          location)
-    return max(1, int(number * 1024 * 1024))
-
-
-def _targeted_fields(value: str, location: Location) -> tuple[bytes, ...]:
-    """``CacheTargetedFields``: field names in order of precedence, or ``Off``."""
-    names = value.split()
-    if [name.lower() for name in names] == ["off"]:
-        return ()
-    for name in names:
-        if not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name) or (
-                name.lower() == "cache-control"):
-            raise ConfigError(f"'{name}' is not a targeted cache-control field name; write "
-                              "e.g. CDN-Cache-Control, or Off", location)
-    return tuple(name.lower().encode("ascii") for name in names)
 
 
 def _cache_directory(store: str, directory: Path | None, defaults_section) -> None:
@@ -214,7 +153,7 @@ def _cache_directory(store: str, directory: Path | None, defaults_section) -> No
 def _option_keys() -> list[Key]:
     """The keys every entry inherits from [PROXY_DEFAULTS] and may override."""
     return [
-        Key("ServerList", _server_list, repeatable=True),
+        Key("ServerList", server_list, repeatable=True),
         Key("LoadBalancer", values.word, default="RoundRobin"),
         Key("AttemptsCount", values.integer(1, 1000), default=2, attr="attempts"),
         Key("OfflineTimeOut", values.seconds, default=60.0, attr="offline_timeout"),
@@ -227,33 +166,50 @@ def _option_keys() -> list[Key]:
         Key("PreserveHost", values.boolean, default=True),
         Key("Cache", values.boolean, default=False),
         Key("CacheLockTimeout", values.seconds, default=5.0),
+        Key("PanicThreshold", percent, default=50),
+        Key("SlowStart", seconds_or_zero, default=0.0),
+        Key("MaxConnections", values.integer(0, 1000000), default=0),
+        Key("QueueSize", values.integer(0, 1000000), default=100),
+        Key("QueueTimeout", values.seconds, default=5.0),
+        Key("RetryBudget", percent, default=20),
+        Key("RetryBudgetMin", values.integer(0, 1000000), default=3),
+        Key("HealthCheck", check_path, default=None),
+        Key("HealthCheckInterval", values.seconds, default=5.0),
+        Key("HealthCheckTimeout", values.seconds, default=2.0),
+        Key("HealthCheckRise", values.integer(1, 100), default=2),
+        Key("HealthCheckFall", values.integer(1, 100), default=3),
+        Key("HealthCheckStatus", status_set, default=status_set("2xx 3xx", Location(""))),
     ]
 
 
 def _defaults_keys(directory: Path | None = None) -> list[Key]:
     """``directory``: the configuration directory, which a relative CacheDirectory is in."""
     return _option_keys() + [
-        Key("StatisticsURL", _url_path, default=None, attr="statistics_url"),
-        Key("StatisticsAllow", _network, repeatable=True, attr="statistics_allow"),
+        Key("StatisticsURL", url_path, default=None, attr="statistics_url"),
+        Key("StatisticsAllow", network, repeatable=True, attr="statistics_allow"),
         Key("CacheStore", values.choice(["memory", "disk"]), default="memory"),
         Key("CacheDirectory", values.path(directory), default=None),
-        Key("CacheMaxSize", _megabytes, default=64 * 1024 * 1024),
+        Key("CacheMaxSize", megabytes, default=64 * 1024 * 1024),
         Key("CacheMaxObjectSize", values.size_kb, default=1024 * 1024),
-        Key("CachePurgeAllow", _network, repeatable=True),
+        Key("CachePurgeAllow", network, repeatable=True),
         Key("CacheSkipSetCookie", values.boolean, default=False),
-        Key("CacheTargetedFields", _targeted_fields, default=(b"cdn-cache-control",)),
+        Key("CacheTargetedFields", targeted_fields, default=(b"cdn-cache-control",)),
     ]
 
 
 def _entry_keys() -> list[Key]:
-    return _option_keys() + [Key("Match", values.regex(re.IGNORECASE), repeatable=True, required=True)]
+    return _option_keys() + [
+        Key("Match", values.regex(re.IGNORECASE), repeatable=True, required=True),
+        Key("Name", entry_name, default=None),
+    ]
 
 
 def _present(section: Section) -> set[str]:
     return {entry.key.lower() for entry in section.entries}
 
 
-def _entry(section: Section, defaults: dict, balancer_location: Location) -> EntrySettings:
+def _entry(section: Section, defaults: dict, balancer_location: Location,
+           directory: Path) -> EntrySettings:
     raw = read_section(section, _entry_keys())
     given = _present(section)
     merged = {key.attribute: (raw[key.attribute] if key.name.lower() in given
@@ -267,8 +223,12 @@ def _entry(section: Section, defaults: dict, balancer_location: Location) -> Ent
         raise ConfigError("every server of this ServerList is a backup; mark at least one "
                           "as a primary", section.location)
     balancer_entry = section.get("LoadBalancer")
+    where = _relative(section.location, directory)
     return EntrySettings(
         location=section.location,
+        label=raw["name"] or where,
+        name=raw["name"],
+        where=where,
         match=raw["match"],
         servers=servers,
         balancer=merged["load_balancer"],
@@ -284,7 +244,42 @@ def _entry(section: Section, defaults: dict, balancer_location: Location) -> Ent
         preserve_host=merged["preserve_host"],
         cache=merged["cache"],
         cache_lock_timeout=merged["cache_lock_timeout"],
+        panic_threshold=merged["panic_threshold"],
+        slow_start=merged["slow_start"],
+        max_connections=merged["max_connections"],
+        queue_size=merged["queue_size"],
+        queue_timeout=merged["queue_timeout"],
+        retry_budget=merged["retry_budget"],
+        retry_budget_min=merged["retry_budget_min"],
+        health_check=None if merged["health_check"] is None else HealthCheckSettings(
+            merged["health_check"], merged["health_check_interval"],
+            merged["health_check_timeout"], merged["health_check_rise"],
+            merged["health_check_fall"], merged["health_check_status"]),
     )
+
+
+def _relative(location: Location, directory: Path) -> str:
+    """``file:line`` with the file relative to the configuration directory (when inside
+    it), so that moving the directory does not rename the entry's series."""
+    path = os.path.abspath(location.file)
+    base = os.path.abspath(directory)
+    if os.path.commonpath([path, base]) == base:
+        path = os.path.relpath(path, base)
+    return str(Location(path, location.line))
+
+
+def _unique_names(sections: list[Section], entries: list[EntrySettings]) -> None:
+    """Two entries may not share a Name: it labels their figures."""
+    seen: dict[str, Location] = {}
+    for section, entry in zip(sections, entries):
+        if entry.name is None:
+            continue
+        location = section.get("Name").location
+        first = seen.setdefault(entry.name, location)
+        if first is not location:
+            raise ConfigError(f"entry name '{entry.name}' is already used at "
+                              f"{where_first(first, location)}; give each [PROXY_ENTRY] "
+                              "its own Name", location)
 
 
 def read_settings(config) -> ProxySettings:
@@ -318,9 +313,11 @@ def read_settings(config) -> ProxySettings:
         _cache_directory(settings.cache.store, settings.cache.directory, defaults_section)
         line = defaults_section.get("CacheDirectory")
         settings.cache.directory_location = line.location if line is not None else None
+    sections: list[Section] = []
     if document is not None:
-        settings.entries = [_entry(section, defaults, defaults_location)
-                            for section in document.sections_named(ENTRY)]
+        sections = document.sections_named(ENTRY)
+        settings.entries = [_entry(section, defaults, defaults_location, config.directory)
+                            for section in sections]
     for site in config.sites:
         site_sections = site.sections.get(SITE, [])
         if len(site_sections) > 1:
@@ -336,6 +333,9 @@ def read_settings(config) -> ProxySettings:
                 settings.site_cache[id(site)] = options["cache"]
         own = site.sections.get(ENTRY, [])
         if own:
+            sections.extend(own)
             settings.site_entries[id(site)] = [
-                _entry(section, defaults, defaults_location) for section in own]
+                _entry(section, defaults, defaults_location, config.directory)
+                for section in own]
+    _unique_names(sections, settings.all_entries())
     return settings

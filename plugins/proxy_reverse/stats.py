@@ -8,10 +8,13 @@ of any worker shows the figures of all of them, at most ``PUBLISH_SECONDS`` old 
 own worker's publish first, so they are current). Failures are rare and publish their
 error text and offline time at once.
 
-A row holds one cell per upstream. A cell has the counters, the latency histogram, the
-last error's text (written under a sequence number so a reader never takes half of it)
-and a ring of per-second counters for the last minute: each ring bucket carries the
-second it counts, so a bucket left from an earlier minute is recognised and ignored.
+A row holds one cell per upstream, then one per entry. An upstream's cell has the
+counters, the share of its weight the worker gives it (slow start), the latency
+histogram, the last error's text (written under a sequence number so a reader never
+takes half of it) and a ring of per-second counters for the last minute: each ring
+bucket carries the second it counts, so a bucket left from an earlier minute is
+recognised and ignored. An entry's cell has its queue and retry figures and whether the
+worker is in panic mode.
 Times are read from the monotonic clock, which every process of the machine shares; a
 publication counts into the ring bucket of the second it happens in.
 """
@@ -35,13 +38,16 @@ ERROR_BYTES = 120
 
 # The int64 slots of one cell (one upstream in one worker's row).
 REQUESTS, RESPONSES, FAILURES, ACTIVE, LATENCY_US, OFFLINE_UNTIL_MS, ERROR_AT_MS, \
-    ERROR_SEQ, ERROR_LEN = range(9)
-ERROR_TEXT = 9
+    ERROR_SEQ, ERROR_LEN, WEIGHT_PERMILLE = range(10)
+ERROR_TEXT = 10
 BUCKETS = ERROR_TEXT + ERROR_BYTES // 8
 RING = BUCKETS + len(LATENCY_BUCKETS) + 1
 # The ring keeps the current, still counting, second besides the completed ones.
 RING_SIZE = HISTORY_SECONDS + 1
 CELL = RING + 3 * RING_SIZE          # each ring bucket: second, requests, failures
+# The slots of an entry's cell: gauges (waiting, panic) and counters.
+WAITING, QUEUE_FULL, QUEUE_TIMEOUTS, RETRIES, RETRIES_DENIED, PANIC = range(6)
+ENTRY_CELL = 6
 
 
 @dataclass
@@ -71,10 +77,20 @@ class UpstreamSnapshot:
     last_error_age: float | None
     requests_per_second: list[int]
     failures_per_second: list[int]
+    # The lowest share of its weight any worker gives it: 0 where it is offline, less
+    # than 1 during a slow start.
+    weight_share: float = 1.0
+    # Its configured weight, and its health check's figures (None: no check); the
+    # report fills them in.
+    weight: int = 1
+    check: object = None
 
     @property
     def state(self) -> str:
-        """``up``, ``offline`` (in every worker) or ``partly offline``."""
+        """``down`` (its health check fails), else ``up``, ``offline`` (in every worker)
+        or ``partly offline``."""
+        if self.check is not None and self.check.state == "down":
+            return "down"
         if not self.offline_workers:
             return "up"
         return "offline" if self.offline_workers >= self.workers else "partly offline"
@@ -85,15 +101,30 @@ class UpstreamSnapshot:
         return self.latency_sum / self.responses if self.responses else None
 
 
+@dataclass
+class EntrySnapshot:
+    """One entry's queue and retry figures summed over the workers."""
+
+    label: str
+    waiting: int
+    queue_full: int
+    queue_timeouts: int
+    retries: int
+    retries_denied: int
+    panic_workers: int
+
+
 class Tally:
     """One upstream's counts in this worker since they were last published."""
 
-    __slots__ = ("requests", "responses", "failures", "active", "latency", "buckets")
+    __slots__ = ("requests", "responses", "failures", "active", "latency", "buckets",
+                 "weight_share")
 
     def __init__(self) -> None:
         self.requests = self.responses = self.failures = self.active = 0
         self.latency = 0.0
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.weight_share = 1.0
 
     def responded(self, latency: float) -> None:
         """A response head arrived ``latency`` seconds after the attempt started."""
@@ -103,17 +134,35 @@ class Tally:
         self.buckets[bisect_left(LATENCY_BUCKETS, latency)] += 1
 
 
+class EntryTally:
+    """One entry's queue and retry figures in this worker: counters since they were
+    last published, and the current gauges."""
+
+    __slots__ = ("waiting", "queue_full", "queue_timeouts", "retries", "retries_denied",
+                 "panic")
+
+    def __init__(self) -> None:
+        self.waiting = self.queue_full = self.queue_timeouts = 0
+        self.retries = self.retries_denied = 0
+        self.panic = False
+
+
 class ProxyStats:
-    """The shared counters of one configuration's upstreams."""
+    """The shared counters of one configuration's upstreams and entries."""
 
     def __init__(self, labels: list[tuple[str, str, bool]], workers: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        """``labels``: (entry, upstream name, backup) for each statistics slot."""
+                 clock: Callable[[], float] = time.monotonic,
+                 entries: list[str] | None = None) -> None:
+        """``labels``: (entry, upstream name, backup) for each statistics slot;
+        ``entries``: the entry labels (by default those ``labels`` name, in order)."""
         self.labels = labels
+        self.entries = list(dict.fromkeys(label for label, _, _ in labels)
+                            if entries is None else entries)
         self.workers = workers
         self.clock = clock
         self.since = time.time()
-        self.stride = len(labels) * CELL
+        self.entry_base = len(labels) * CELL
+        self.stride = self.entry_base + len(self.entries) * ENTRY_CELL
         self.shared = SharedMemory(max(1, self.stride * workers))
         self.slots = self.shared.slots
         self.bytes = self.shared.slots.cast("B")
@@ -122,8 +171,9 @@ class ProxyStats:
         self.publishing = False
         # Where each upstream's cell starts in this worker's row.
         self.bases = [slot * CELL for slot in range(len(labels))]
-        # This worker's counts not yet published, per upstream.
+        # This worker's counts not yet published, per upstream and per entry.
         self.tallies = [Tally() for _ in labels]
+        self.entry_tallies = [EntryTally() for _ in self.entries]
 
     def worker_started(self, index: int) -> None:
         """Point this process at row ``index``.
@@ -135,13 +185,18 @@ class ProxyStats:
         self.publishing = True
         self.bases = [self.row + slot * CELL for slot in range(len(self.labels))]
         self.tallies = [Tally() for _ in self.labels]
+        self.entry_tallies = [EntryTally() for _ in self.entries]
         slots = self.shared.slots
         for slot in range(len(self.labels)):
             base = self.row + slot * CELL
             slots[base + ACTIVE] = 0
             slots[base + OFFLINE_UNTIL_MS] = 0
+            slots[base + WEIGHT_PERMILLE] = 1000
             if slots[base + ERROR_SEQ] & 1:
                 slots[base + ERROR_SEQ] += 1
+        for number in range(len(self.entries)):
+            base = self.row + self.entry_base + number * ENTRY_CELL
+            slots[base + WAITING] = slots[base + PANIC] = 0
 
     # -- counting: this worker's tallies -----------------------------------------------
     def opened(self, slot: int) -> None:
@@ -176,6 +231,11 @@ class ProxyStats:
         slots[base + ERROR_AT_MS] = int(self.clock() * 1000)
         slots[base + ERROR_SEQ] += 1
 
+    def offline(self, slot: int, offline_until: float) -> None:
+        """The upstream's passive offline time (monotonic; 0: online) changed: published
+        at once, as with a failure."""
+        self.slots[self.bases[slot] + OFFLINE_UNTIL_MS] = int(offline_until * 1000)
+
     # -- publishing: the worker's own row ----------------------------------------------------
     def publish(self) -> None:
         """Add this worker's tallies to its row, and to the current second's bucket."""
@@ -185,6 +245,7 @@ class ProxyStats:
         second = int(self.clock())
         for base, tally in zip(self.bases, self.tallies):
             slots[base + ACTIVE] = tally.active
+            slots[base + WEIGHT_PERMILLE] = int(tally.weight_share * 1000)
             requests, failures = tally.requests, tally.failures
             if not (requests or failures or tally.responses):
                 continue
@@ -200,6 +261,17 @@ class ProxyStats:
             tally.requests = tally.responses = tally.failures = 0
             tally.latency = 0.0
             self._tick(base, second, requests, failures)
+        base = self.row + self.entry_base
+        for tally in self.entry_tallies:
+            slots[base + WAITING] = tally.waiting
+            slots[base + PANIC] = 1 if tally.panic else 0
+            slots[base + QUEUE_FULL] += tally.queue_full
+            slots[base + QUEUE_TIMEOUTS] += tally.queue_timeouts
+            slots[base + RETRIES] += tally.retries
+            slots[base + RETRIES_DENIED] += tally.retries_denied
+            tally.queue_full = tally.queue_timeouts = tally.retries = 0
+            tally.retries_denied = 0
+            base += ENTRY_CELL
 
     def _tick(self, base: int, second: int, requests: int, failures: int) -> None:
         """Count into the ring bucket of ``second``, claiming it if it is stale."""
@@ -225,6 +297,7 @@ class ProxyStats:
             requests = responses = failures = active = latency_us = 0
             offline_workers = 0
             offline_until = error_at = 0
+            share = 1000
             error = ""
             buckets = [0] * (len(LATENCY_BUCKETS) + 1)
             per_second = [0] * HISTORY_SECONDS
@@ -236,6 +309,7 @@ class ProxyStats:
                 failures += slots[base + FAILURES]
                 active += slots[base + ACTIVE]
                 latency_us += slots[base + LATENCY_US]
+                share = min(share, slots[base + WEIGHT_PERMILLE])
                 for i in range(len(buckets)):
                     buckets[i] += slots[base + BUCKETS + i]
                 until = slots[base + OFFLINE_UNTIL_MS]
@@ -265,7 +339,24 @@ class ProxyStats:
                 last_error=error,
                 last_error_age=(now_ms - error_at) / 1000 if error_at else None,
                 requests_per_second=per_second, failures_per_second=failed_per_second,
+                weight_share=share / 1000,
             ))
+        return result
+
+    def entry_snapshot(self) -> list[EntrySnapshot]:
+        """Every entry's queue and retry figures, in entry order, summed over the workers."""
+        slots = self.shared.slots
+        result = []
+        for number, label in enumerate(self.entries):
+            sums = [0] * ENTRY_CELL
+            for worker in range(self.workers):
+                base = worker * self.stride + self.entry_base + number * ENTRY_CELL
+                for index in range(ENTRY_CELL):
+                    sums[index] += slots[base + index]
+            result.append(EntrySnapshot(
+                label, waiting=sums[WAITING], queue_full=sums[QUEUE_FULL],
+                queue_timeouts=sums[QUEUE_TIMEOUTS], retries=sums[RETRIES],
+                retries_denied=sums[RETRIES_DENIED], panic_workers=sums[PANIC]))
         return result
 
     def _error(self, base: int) -> tuple[int, str]:

@@ -16,7 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from support import MonkeyProcess, free_port, section, site, write_confdir
+from support import MonkeyProcess, free_port, section, site, wait_for, write_confdir
 
 
 class NamedUpstream:
@@ -109,7 +109,7 @@ def test_a_third_party_balancer_is_selected_by_its_entry_point_name(proxy):
 
 def test_locking_round_robin_rotates_exactly_across_two_workers(proxy):
     server = proxy("locking_round_robin", workers=2)
-    assert len(server.worker_pids()) == 2
+    assert wait_for(lambda: len(server.worker_pids()) == 2)
     answers = [answered_by(server.port) for _ in range(30)]
     assert Counter(answers) == {"a": 10, "b": 10, "c": 10}
 

@@ -17,7 +17,7 @@ from monkey_py_plugins.balancers.least_connections import LeastConnections
 from monkey_py_plugins.balancers.locking_round_robin import LockingRoundRobin
 from monkey_py_plugins.balancers.naive import Naive
 from monkey_py_plugins.balancers.random_two_choices import RandomTwoChoices
-from monkey_py_plugins.balancers.rotation import Rotation, smooth_sequence
+from monkey_py_plugins.balancers.rotation import Rotation, Rotations, smooth_sequence
 from monkey_py_plugins.balancers.round_robin import RoundRobin
 from monkey_py_plugins.balancers.source_hash import SourceHash
 
@@ -40,6 +40,12 @@ def forked(template: Balancer, index: int, workers: int) -> Balancer:
     worker = copy.deepcopy(template, {id(template.shared): template.shared})
     worker.worker_started(index, workers)
     return worker
+
+
+def without(balancer: Balancer, names_out: str) -> Balancer:
+    """``balancer`` told that the servers named in ``names_out`` are not available."""
+    balancer.set_available([s for s in balancer.servers if s.name not in names_out])
+    return balancer
 
 
 def firsts(balancer: Balancer, count: int, request=None) -> str:
@@ -79,6 +85,15 @@ def test_a_balancer_that_needs_shared_memory_refuses_to_start_without_it():
         LeastConnections(servers(1, 1, 1), SharedMemory(2))
 
 
+def test_every_server_is_available_until_the_proxy_says_otherwise():
+    balancer = FirstAlive(servers(1, 1, 1), None)
+    assert balancer.available == balancer.servers
+    without(balancer, "b")
+    assert names(balancer.available) == "ac"
+    # First-Alive keeps list order over every server: the proxy skips offline ones.
+    assert names(balancer.candidates(client())) == "abc"
+
+
 def test_the_balancer_api_exports_the_cores_shared_memory():
     import monkey_py_plugins.balancers as api
 
@@ -109,6 +124,18 @@ def test_rotation_order_starts_at_the_turn_and_continues_in_rotation_order():
     assert names(rotation.order(2)) == "bac"
     assert names(rotation.order(4)) == "cab"
     assert names(rotation.order(4 + 7 * 3)) == "cab"
+
+
+def test_rotations_are_built_once_per_set_of_available_servers():
+    rotations = Rotations(servers(1, 1, 1))
+    a, b, c = rotations.full.servers
+    assert rotations.over([a, b, c]) is rotations.full
+    two = rotations.over([a, c])
+    assert names(two.order(0)) + names(two.order(1)) == "acca"
+    assert rotations.over((a, c)) is two
+    warming = rotations.over([Server(0, "a", 10), Server(1, "b", 10), Server(2, "c", 3)])
+    assert Counter(names(warming.order(turn))[0] for turn in range(23)) == {
+        "a": 10, "b": 10, "c": 3}
 
 
 # -- Naive --------------------------------------------------------------------------------
@@ -165,6 +192,27 @@ def test_round_robin_workers_start_spread_over_the_rotation():
     assert starts == "abc"
 
 
+def test_round_robin_skips_an_unavailable_server_in_the_rotation_itself():
+    balancer = without(RoundRobin(servers(1, 1, 1), None), "b")
+    # The rotation runs over a and c: b's turns are shared, not handed to c alone.
+    assert firsts(balancer, 6) == "acacac"
+    assert Counter(firsts(balancer, 3000)) == {"a": 1500, "c": 1500}
+    balancer.set_available(balancer.servers)
+    assert Counter(firsts(balancer, 3000)) == {"a": 1000, "b": 1000, "c": 1000}
+
+
+def test_round_robin_keeps_weights_among_the_available_servers():
+    balancer = without(RoundRobin(servers(3, 1, 1), None), "c")
+    assert Counter(firsts(balancer, 400)) == {"a": 300, "b": 100}
+
+
+def test_round_robin_follows_a_warming_servers_current_weight():
+    balancer = RoundRobin(servers(1, 1), None)
+    a, b = balancer.servers
+    balancer.set_available([Server(0, "a", 10), Server(1, "b", 2)])
+    assert Counter(firsts(balancer, 1200)) == {"a": 1000, "b": 200}
+
+
 # -- LockingRoundRobin (several workers in one process; forked workers: test_balancers_shared)
 def test_locking_round_robin_rotates_across_workers_sharing_memory():
     template = LockingRoundRobin.create(servers(1, 1, 1), 2)
@@ -177,6 +225,15 @@ def test_locking_round_robin_honours_weights_and_fails_over_in_rotation():
     balancer = LockingRoundRobin.create(servers(5, 1, 1), 1)
     assert firsts(balancer, 7) == "aabacaa"
     assert [names(balancer.candidates(client())) for _ in range(3)] == ["abc", "abc", "bac"]
+
+
+def test_locking_round_robin_skips_an_unavailable_server_evenly_across_workers():
+    template = LockingRoundRobin.create(servers(1, 1, 1), 2)
+    one, two = forked(template, 0, 2), forked(template, 1, 2)
+    for worker in (one, two):
+        without(worker, "a")
+    picks = "".join(firsts(worker, 1) for worker in (one, two) * 600)
+    assert Counter(picks) == {"b": 600, "c": 600}
 
 
 def test_locking_round_robin_counts_turns_in_shared_memory():
@@ -192,9 +249,50 @@ def open_connections(balancer: Balancer, counts: dict[str, int]) -> None:
             balancer.connection_opened(server)
 
 
-def test_least_connections_without_load_gives_list_order():
+def test_least_connections_without_load_rotates_among_the_tied_servers():
     balancer = LeastConnections.create(servers(1, 1, 1), 1)
-    assert names(balancer.candidates(client())) == "abc"
+    # Sequential traffic finds every server idle: it goes round them all (nginx's
+    # least_conn), not always to the first.
+    assert [names(balancer.candidates(client())) for _ in range(4)] == [
+        "abc", "bca", "cab", "abc"]
+    assert Counter(firsts(balancer, 3000)) == {"a": 1000, "b": 1000, "c": 1000}
+
+
+def test_least_connections_rotates_evenly_among_the_least_loaded():
+    balancer = LeastConnections.create(servers(1, 1, 1, 1), 1)
+    open_connections(balancer, {"b": 1})
+    orders = [names(balancer.candidates(client())) for _ in range(6)]
+    # b's turns are not handed to its neighbour: a, c and d share them evenly.
+    assert [order[0] for order in orders] == list("acdacd")
+    assert all(order[-1] == "b" for order in orders)
+
+
+def test_least_connections_gives_a_server_freed_again_its_share_and_no_burst():
+    balancer = LeastConnections.create(servers(1, 1, 1), 1)
+    a, b, c = balancer.servers
+    balancer.connection_opened(a)
+    assert firsts(balancer, 40) == "bc" * 20
+    balancer.connection_closed(a)
+    # a starts again from the others' pass: one turn ahead at most, not 20.
+    spread = Counter(firsts(balancer, 30))
+    assert all(9 <= spread[name] <= 11 for name in "abc"), spread
+
+
+def test_least_connections_breaks_ties_by_weight():
+    balancer = LeastConnections.create(servers(2, 1), 1)
+    assert Counter(firsts(balancer, 300)) == {"a": 200, "b": 100}
+
+
+def test_least_connections_workers_start_at_different_tied_servers():
+    template = LeastConnections.create(servers(1, 1, 1), 3)
+    assert "".join(firsts(forked(template, index, 3), 1) for index in range(3)) == "abc"
+
+
+def test_least_connections_orders_only_the_available_servers():
+    balancer = without(LeastConnections.create(servers(1, 1, 1), 1), "a")
+    open_connections(balancer, {"c": 1})
+    assert names(balancer.candidates(client())) == "bc"
+    assert Counter(firsts(balancer, 100)) == {"b": 100}
 
 
 def test_least_connections_orders_by_active_connections():
@@ -320,6 +418,12 @@ def test_random_two_choices_compares_connections_per_weight():
     balancer = seeded(RandomTwoChoices.create(servers(3, 1), 1))
     open_connections(balancer, {"a": 2, "b": 1})
     assert {names(balancer.candidates(client())) for _ in range(20)} == {"ab"}
+
+
+def test_random_two_choices_draws_only_available_servers():
+    balancer = without(seeded(RandomTwoChoices.create(servers(1, 1, 1), 1)), "b")
+    orders = {names(balancer.candidates(client())) for _ in range(200)}
+    assert orders == {"ac", "ca"}
 
 
 def test_random_two_choices_with_one_server():

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monkey_py_plugins.proxy_reverse import settings
+from monkey_py_plugins.proxy_reverse.forwarding.health_board import HealthBoard
 from monkey_py_plugins.proxy_reverse.stats import ProxyStats
 from monkey_py_plugins.proxy_reverse.status.prometheus import render_prometheus
 from monkey_py_plugins.proxy_reverse.status.report import EntryStatus, StatusReport
@@ -27,8 +29,19 @@ def proxy_keys() -> list[str]:
 
 
 def exported_metrics() -> list[str]:
+    """Every metric a report with all there is to show exports: an entry with its
+    settings and figures, and an upstream with a health check."""
     stats = ProxyStats([("e:1", "h:1", False)], workers=1)
-    report = StatusReport("/s", 0.0, 1, [EntryStatus("e:1", ["^/"], "Naive", stats.snapshot())])
+    upstreams = stats.snapshot()
+    upstreams[0].check = HealthBoard([0]).snapshot()[0]
+    upstreams[0].check.state_age = 1.0
+    settings = SimpleNamespace(
+        panic_threshold=50, slow_start=0.0, max_connections=10, queue_size=100,
+        queue_timeout=5.0, retry_budget=20, retry_budget_min=3,
+        health_check=SimpleNamespace(path="/health"))
+    report = StatusReport("/s", 0.0, 1, [EntryStatus(
+        "e:1", ["^/"], "Naive", upstreams, settings=settings,
+        figures=stats.entry_snapshot()[0])])
     text = render_prometheus(report).decode()
     names = set()
     for family in text_string_to_metric_families(text):

@@ -238,7 +238,8 @@ def report_of(stats: ProxyStats) -> StatusReport:
     stats.publish()
     snapshot = stats.snapshot()
     return StatusReport("/proxy-status", 1.7e9, stats.workers,
-                        [EntryStatus("e.conf:3", ["^/api/", "\\.php$"], "RoundRobin", snapshot)])
+                        [EntryStatus("e.conf:3", ["^/api/", "\\.php$"], "RoundRobin", snapshot,
+                                     location="e.conf:3")])
 
 
 def samples(text: str) -> dict:
@@ -279,7 +280,7 @@ def test_prometheus_text_parses_back_to_the_figures():
     assert found["monkey_proxy_upstream_response_seconds_bucket", first | {("le", "+Inf")}] == 4
     assert found["monkey_proxy_workers", frozenset()] == 2
     info = frozenset({("entry", "e.conf:3"), ("match", "^/api/ \\.php$"),
-                      ("balancer", "RoundRobin")})
+                      ("balancer", "RoundRobin"), ("location", "e.conf:3")})
     assert found["monkey_proxy_entry_info", info] == 1
 
 

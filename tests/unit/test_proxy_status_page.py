@@ -22,17 +22,26 @@ HOSTILE = "<script>alert('x')</script>&"
 
 
 def fake_state(labels, entries, workers=1, now=500.5):
-    """A ProxyState stand-in: the settings the page reads and real shared statistics."""
+    """A ProxyState stand-in: its entries, the settings the page reads and real shared
+    statistics; ``entries`` are made by ``fake_entry``, whose servers ``labels`` name."""
     stats = ProxyStats(labels, workers, clock=lambda: now)
     stats.worker_started(0)
-    settings = SimpleNamespace(entries=entries, site_entries={},
-                               statistics_url="/proxy-status")
-    return SimpleNamespace(settings=settings, stats=stats, cache=None)
+    for entry in entries:
+        entry.settings.servers = [SimpleNamespace(name=name, weight=1)
+                                  for label, name, _ in labels if label == entry.label]
+    settings = SimpleNamespace(site_cache={}, statistics_url="/proxy-status")
+    return SimpleNamespace(settings=settings, stats=stats, cache=None, checks=None,
+                           entries=lambda: entries)
 
 
-def entry_settings(location: str, *patterns: str, balancer="RoundRobin"):
-    return SimpleNamespace(location=location, balancer=balancer,
-                           match=[re.compile(p) for p in patterns])
+def fake_entry(label: str, *patterns: str, balancer="RoundRobin"):
+    """An entry as the report reads it: its settings (the keys' defaults) and balancer."""
+    settings = SimpleNamespace(
+        label=label, name=None, where=label, match=[re.compile(p) for p in patterns],
+        cache=False, servers=[], panic_threshold=50, slow_start=0.0, max_connections=0,
+        queue_size=100, queue_timeout=5.0, retry_budget=20, retry_budget_min=3,
+        health_check=None)
+    return SimpleNamespace(label=label, settings=settings, balancer_name=balancer)
 
 
 # -- URLs and formats -----------------------------------------------------------------------
@@ -97,8 +106,8 @@ def test_client_addresses(peer, networks, expected):
 # -- the report, HTML and JSON ---------------------------------------------------------------
 def test_the_report_groups_upstreams_by_entry_in_order():
     labels = [("a.conf:2", "h1:80", False), ("a.conf:2", "h2:80", True), ("s/x:5", "h3:80", False)]
-    state = fake_state(labels, [entry_settings("a.conf:2", "^/api/")])
-    state.settings.site_entries = {1: [entry_settings("s/x:5", "img", balancer="Naive")]}
+    state = fake_state(labels, [fake_entry("a.conf:2", "^/api/"),
+                                fake_entry("s/x:5", "img", balancer="Naive")])
     report = build_report(state)
     assert [(e.label, e.match, e.balancer, [u.name for u in e.upstreams])
             for e in report.entries] == [("a.conf:2", ["^/api/"], "RoundRobin", ["h1:80", "h2:80"]),
@@ -107,7 +116,7 @@ def test_the_report_groups_upstreams_by_entry_in_order():
 
 def hostile_report(now=500.5):
     labels = [(HOSTILE, HOSTILE, False), (HOSTILE, "ok:80", True)]
-    state = fake_state(labels, [entry_settings(HOSTILE, HOSTILE)], now=now)
+    state = fake_state(labels, [fake_entry(HOSTILE, HOSTILE)], now=now)
     stats = state.stats
     state.settings.statistics_url = "/st\"atus"
     for _ in range(3):
@@ -136,8 +145,8 @@ def test_html_is_well_formed_self_contained_and_escapes_every_value():
     assert len(rows) == 2
     cells = ["".join(td.itertext()) for td in rows[0].findall("td")]
     assert cells[0] == HOSTILE and cells[1] == "up"
-    assert cells[2:6] == ["0", "4", "1", "4.0 ms"]
-    assert cells[6].startswith(HOSTILE)
+    assert cells[2:8] == ["-", "1", "0", "4", "1", "4.0 ms"]
+    assert cells[8].startswith(HOSTILE)
     backup = ["".join(td.itertext()) for td in rows[1].findall("td")]
     assert backup[0] == "ok:80 (backup)" and backup[1] == "offline, retried in 29 s"
     assert len(root.findall(f".//{SVG}svg")) == 2

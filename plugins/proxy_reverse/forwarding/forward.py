@@ -1,11 +1,13 @@
 """Forwarding one request: choose, connect, send, stream the answer back, fail over.
 
-The steps, in order: take the next candidate the balancer names (a pooled connection, or
-a non-blocking connect bounded by ConnectTimeout) -> send the head and stream the body
-with backpressure -> the upstream connection parses the answer and streams it to the
-client -> the connection goes back to the pool. A failure before anything reached the
-client moves on to the next candidate when that is safe: always if the request never
-reached an upstream, only for idempotent requests without a body otherwise.
+The steps, in order: take the next candidate (``choosing.py``: the balancer's order,
+offline and busy servers skipped; a pooled connection, or a non-blocking connect bounded
+by ConnectTimeout) -> send the head and stream the body with backpressure -> the
+upstream connection parses the answer and streams it to the client -> the connection
+goes back to the pool. A failure before anything reached the client moves on to the
+next candidate when that is safe (always if the request never reached an upstream, only
+for idempotent requests without a body otherwise) and the retry budget allows it
+(``failover.py``).
 
 A :class:`Forward` is the state of one request only; the socket, parser and timer
 belong to the :class:`UpstreamConnection` it rides on.
@@ -19,7 +21,9 @@ import httptools
 
 from monkey_py.http.framing import LAST_CHUNK, chunk
 
+from .choosing import Choosing
 from .connection import UpstreamConnection
+from .failover import Failover, UpstreamError
 from .headers import IDEMPOTENT, is_upgrade, request_head, response_head
 from .loop_guard import LOOP_DETECTED
 from .tunnel import Tunnel
@@ -27,22 +31,14 @@ from .tunnel import Tunnel
 log = logging.getLogger("monkey_py.proxy_reverse")
 
 
-class UpstreamError(Exception):
-    """Why an attempt failed, and the status the client gets if no other server can serve."""
-
-    def __init__(self, reason: str, status: int, delivered: bool) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.delivered = delivered
-
-
-class Forward:
+class Forward(Choosing, Failover):
     """One client request on its way through the proxy."""
 
     __slots__ = ("proxy", "entry", "settings", "req", "loop", "servers", "backups",
                  "upstream", "conn", "attempt_start", "connecting", "started", "finished",
                  "request_sent", "delivered", "replayable", "upgrade", "reused",
-                 "body_paused", "client_paused", "looping", "last_status")
+                 "body_paused", "client_paused", "looping", "last_status", "skipped",
+                 "full", "waiting", "suspects", "retrying")
 
     def __init__(self, proxy, entry, request) -> None:
         self.proxy = proxy
@@ -57,7 +53,11 @@ class Forward:
         self.attempt_start = 0.0
         self.connecting = self.started = self.finished = self.request_sent = False
         self.delivered = self.reused = self.body_paused = self.client_paused = False
-        self.looping = False
+        # Offline candidates were passed over; busy ones it may wait for; its timer in
+        # the entry's queue; failures not charged yet (upstream, reason); whether it
+        # counts against the retry budget.
+        self.looping = self.skipped = self.retrying = False
+        self.full = self.waiting = self.suspects = None
         self.last_status = 502
         self.upgrade = request.upgrade is not None and is_upgrade(request)
         self.replayable = request.method in IDEMPOTENT and not request.content_length
@@ -65,46 +65,36 @@ class Forward:
     # -- choosing ---------------------------------------------------------------------
     def start(self) -> None:
         req = self.req
+        availability = self.entry.availability
+        now = self.loop.now
+        if availability.review_at <= now:
+            availability.review(now)
         self.servers = iter(self.entry.balancer.candidates(req))
         req.on_abort = self._client_gone
         if req.content_length:
             req.pause_body()
         self._next(self._pick())
 
-    def _pick(self):
-        """The next candidate that is online and is not this server looping; or None."""
-        now = self.loop.now
-        req = self.req
-        primaries = self.entry.primaries
-        for server in self.servers:
-            upstream = primaries[server.index]
-            if upstream.itself and self.proxy.loops_back(req, upstream):
-                self.looping = True
-            elif upstream.offline_until <= now:
-                return upstream
-        if self.backups is None:
-            self.backups = iter(self.entry.backups)
-        for upstream in self.backups:
-            if upstream.itself and self.proxy.loops_back(req, upstream):
-                self.looping = True
-            elif upstream.offline_until <= now:
-                return upstream
-        return None
-
     def _next(self, upstream) -> None:
-        """Try ``upstream``, or answer when none is left."""
+        """Try ``upstream``, or wait for a busy one, or answer when none is left."""
         if upstream is not None:
             self._attempt(upstream, fresh=False)
+        elif self.full:
+            self._wait()
         elif self.upstream is not None:
             if self.last_status == 504:
                 self._answer(504, "The upstream server did not answer in time.")
             else:
                 self._answer(502, "No upstream server could be reached.")
+        elif self.skipped and (soonest := self._soonest()) is not None:
+            # Every server is offline: rather than 503, try the one back soonest.
+            self._attempt(soonest, fresh=False)
         elif self.looping:
             self._answer(LOOP_DETECTED, "Every upstream left is this server itself, "
                          "which would forward the request again.")
         else:
-            self._answer(503, "Every upstream server is offline; try again later.")
+            self._answer(503, "The load balancer of this entry named no upstream server "
+                         "for this request.")
 
     def _attempt(self, upstream, fresh: bool) -> None:
         self.upstream = upstream
@@ -152,32 +142,6 @@ class Forward:
         else:
             self.request_sent = True
 
-    # -- failures ---------------------------------------------------------------------
-    def _fail(self, error: UpstreamError) -> None:
-        """The current attempt failed: account, then fail over or answer the client."""
-        upstream = self.upstream
-        self._release(keep=False)
-        req = self.req
-        self.proxy.failed(self.entry, upstream, str(error), self.started)
-        self.last_status = error.status
-        following = None
-        if self.started:
-            outcome = "the response was cut short"
-        elif error.delivered and not self.replayable:
-            outcome = f"answering {error.status} (a {req.method} with a body is not replayed)"
-        else:
-            following = self._pick()
-            outcome = "trying the next server" if following else "no server left"
-        log.error("upstream %s (entry %s) failed for %s %s: %s; %s", upstream.name,
-                  self.entry.label, req.method, req.target.decode("latin-1"), error, outcome)
-        if self.started:
-            self._finish()
-            req.abort()
-        elif error.delivered and not self.replayable:
-            self._answer(error.status, "The upstream server failed to answer.")
-        else:
-            self._next(following)
-
     def _answer(self, status: int, detail: str) -> None:
         self._finish()
         self.req.error(status, detail)
@@ -189,10 +153,17 @@ class Forward:
             self._finish()
 
     def _finish(self) -> None:
+        """The request is over, not by a complete response: settle its accounts."""
         self.finished = True
         req = self.req
         req.on_abort = None
         req.on_drain = None
+        if self.suspects:
+            self._settle(False)
+        if self.retrying:
+            self.entry.retries.ended(self)
+        if self.waiting is not None:
+            self.entry.queue.remove(self)
 
     def _release(self, keep: bool) -> None:
         """End the attempt: pool or close the upstream connection, tell the balancer."""
@@ -210,6 +181,8 @@ class Forward:
         if entry.counts_connections and upstream.server is not None:
             entry.balancer.connection_closed(upstream.server)
         upstream.tally.active -= 1
+        if entry.queue is not None:
+            entry.queue.slot_freed()
 
     def crashed(self, exc: Exception) -> None:
         """A bug must cost this request only: answer it and free the upstream."""
@@ -223,51 +196,6 @@ class Forward:
             self.req.abort()
         else:
             self.req.error(500)
-
-    def _retry_fresh(self) -> None:
-        upstream = self.upstream
-        self._release(keep=False)
-        self._attempt(upstream, fresh=True)
-
-    # -- events of the upstream connection ---------------------------------------------
-    def upstream_lost(self, exc: OSError) -> None:
-        """The socket failed: while connecting, sending the head, or later."""
-        reason = exc.strerror or str(exc)
-        if self.connecting:
-            self._fail(UpstreamError(f"connect: {reason}", 502, False))
-        elif not self.delivered:
-            if self.reused:
-                self._retry_fresh()  # a pooled connection the upstream had closed
-            else:
-                self._fail(UpstreamError(f"send: {reason}", 502, False))
-        else:
-            self.upstream_closed(f"{'receive' if self.request_sent else 'send'}: {reason}")
-
-    def upstream_closed(self, reason: str) -> None:
-        conn = self.conn
-        if self.started:
-            if conn.status and _close_delimited(conn.headers):
-                self.complete(keep=False)
-            else:
-                self._fail(UpstreamError(f"{reason} in the middle of the body", 502, True))
-        elif self.reused and self.replayable and conn.status == 0:
-            self._retry_fresh()
-        else:
-            self._fail(UpstreamError(reason, 502, True))
-
-    def invalid_response(self, reason: str) -> None:
-        self._fail(UpstreamError(f"invalid response: {reason}", 502, True))
-
-    def timed_out(self) -> None:
-        if self.finished or self.client_paused:
-            return
-        if self.connecting:
-            self._fail(UpstreamError("connect timed out", 504, False))
-        elif not self.request_sent and not self.conn.stream.queue:
-            # The upstream has all the body the client sent: the client is the one silent.
-            self._client_failed(408, "The request body did not arrive in time.")
-        else:
-            self._fail(UpstreamError("read timed out", 504, True))
 
     # -- the client's body -------------------------------------------------------------
     def _on_body(self, data: bytes) -> None:
@@ -321,6 +249,8 @@ class Forward:
             self.conn.invalid = "101 Switching Protocols was not asked for"
             raise httptools.HttpParserError(self.conn.invalid)
         self.upstream.tally.responded(self.loop.now - self.attempt_start)
+        if self.suspects:
+            self._settle(True)
         block, length = response_head(headers, self.proxy.via, status == 101)
         self.started = True
         self.req.start_response(status, block, length=length)
@@ -345,10 +275,12 @@ class Forward:
 
     def complete(self, keep: bool) -> None:
         upstream = self.upstream
-        if upstream.failures:
-            upstream.succeeded()
+        if upstream.failures or upstream.passive_until:
+            self.proxy.recovered(upstream)
         self._release(keep=keep and self.request_sent)
         self.finished = True
+        if self.retrying:
+            self.entry.retries.ended(self)
         req = self.req
         req.on_abort = req.on_drain = None
         req.end()
@@ -364,21 +296,15 @@ class Forward:
         self._finish()
         client_sock, from_client, unsent = self.req.detach()
         proxy, entry, upstream = self.proxy, self.entry, self.upstream
-        if upstream.failures:
-            upstream.succeeded()
+        if upstream.failures or upstream.passive_until:
+            proxy.recovered(upstream)
+
         def closed() -> None:
             if entry.counts_connections and upstream.server is not None:
                 entry.balancer.connection_closed(upstream.server)
             upstream.tally.active -= 1
+            if entry.queue is not None:
+                entry.queue.slot_freed()
 
         Tunnel(self.loop, client_sock, upstream_sock, unsent + from_upstream,
                to_upstream + from_client, self.settings.tunnel_timeout, closed)
-
-
-def _close_delimited(headers) -> bool:
-    """An answer without Content-Length or Transfer-Encoding ends when the upstream closes."""
-    for name, _ in headers:
-        lowered = name.lower()
-        if lowered == b"content-length" or lowered == b"transfer-encoding":
-            return False
-    return True

@@ -6,6 +6,7 @@ import errno
 import logging
 import socket
 from collections import deque
+from math import inf
 
 log = logging.getLogger("monkey_py.proxy_reverse")
 _PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
@@ -14,26 +15,38 @@ _PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
 class Upstream:
     """One server of one entry in this worker: its address, health and idle connections.
 
-    Passive health: ``attempts`` consecutive failures take the server offline for
+    Passive health: ``attempts`` failures charged in a row take the server offline for
     ``offline_timeout`` seconds; then it is tried again. Any success resets the count.
+    The sole server of an entry is never taken offline (there is nothing to fail over
+    to). An active health check that fails holds it offline until the check passes
+    again. ``offline_until`` is the one figure the request path reads: the end of the
+    passive offline time, or infinity while the health check holds the server down.
     """
 
     __slots__ = (
         "spec", "server", "slot", "attempts", "offline_timeout", "failures",
-        "offline_until", "idle", "pool_size", "pool_timeout", "entry", "itself", "authority",
-        "tally",
+        "offline_until", "passive_until", "check_down", "check_rises", "back_at", "sole",
+        "max_conns", "idle", "pool_size", "pool_timeout", "entry", "itself", "authority",
+        "tally", "availability",
     )
 
-    def __init__(self, spec, server, slot: int, entry, itself: bool) -> None:
+    def __init__(self, spec, server, slot: int, entry, itself: bool, sole: bool = False) -> None:
         self.spec = spec
         self.entry = entry            # the EntrySettings it belongs to
         self.itself = itself          # this server's own listener (loop detection)
         self.server = server          # the balancer's Server, or None for a backup
         self.slot = slot              # the statistics row of this upstream
+        self.sole = sole              # the only server of its entry: never offline
         self.attempts = entry.attempts
         self.offline_timeout = entry.offline_timeout
         self.failures = 0
         self.offline_until = 0.0
+        self.passive_until = 0.0      # 0: not taken offline by failures
+        self.check_down = False       # the active health check says it is down
+        self.check_rises = 0          # times the check saw it come back, as last read
+        self.back_at = 0.0            # when it last came back (its slow start)
+        # Connections in use at once per worker (MaxConnections); infinite: no limit.
+        self.max_conns = entry.max_connections or inf
         self.idle: deque = deque()
         self.pool_size = entry.keepalive_connections
         self.pool_timeout = entry.keepalive_timeout
@@ -42,6 +55,8 @@ class Upstream:
         self.authority = f"{host}:{spec.port}".encode()
         # This worker's statistics counts for it (set when the worker starts).
         self.tally = None
+        # The entry's Availability, told when the server goes offline or comes back.
+        self.availability = None
 
     @property
     def name(self) -> str:
@@ -53,23 +68,40 @@ class Upstream:
             return request.host
         return self.authority
 
-    def available(self, now: float) -> bool:
-        return self.offline_until <= now
-
-    def succeeded(self) -> None:
+    def succeeded(self, now: float) -> None:
+        """It answered: its failures are forgiven, and a passive offline mark ends."""
         self.failures = 0
-        self.offline_until = 0.0
+        if self.passive_until:
+            if self.passive_until > now:
+                self.back_at = now    # back before its time (panic mode used it)
+            self.passive_until = 0.0
+            self.offline_until = inf if self.check_down else 0.0
+            self.availability.changed()
 
     def failed(self, now: float, reason: str) -> bool:
-        """Count a failure; True when it takes the server offline."""
+        """Charge a failure to it; True when that takes it offline."""
         self.failures += 1
-        if self.failures >= self.attempts and self.offline_until <= now:
-            self.offline_until = now + self.offline_timeout
+        if self.failures < self.attempts or self.passive_until > now or self.sole:
+            return False
+        self.passive_until = self.back_at = now + self.offline_timeout
+        if not self.check_down:
+            self.offline_until = self.passive_until
+        self.failures = 0
+        self.availability.changed()
+        log.error("upstream %s is offline for %gs after %d failure(s); last: %s",
+                  self.name, self.offline_timeout, self.attempts, reason)
+        return True
+
+    def checked(self, down: bool, now: float) -> None:
+        """The active health check's verdict changed: hold it offline, or let it back
+        (a server coming back starts afresh, its passive offline time forgotten)."""
+        self.check_down = down
+        if not down:
             self.failures = 0
-            log.error("upstream %s is offline for %gs after %d failure(s); last: %s",
-                      self.name, self.offline_timeout, self.attempts, reason)
-            return True
-        return False
+            self.passive_until = 0.0
+            self.back_at = now
+        self.offline_until = inf if down else self.passive_until
+        self.availability.changed()
 
 
 class Pool:

@@ -42,7 +42,7 @@ svg .requests { fill: #cfe0f5; stroke: #2f6db5; stroke-width: 1; }
 svg .failures { fill: none; stroke: #b3261e; stroke-width: 1.2; }
 """
 
-STATE_CLASS = {"up": "up", "offline": "offline", "partly offline": "partly"}
+STATE_CLASS = {"up": "up", "offline": "offline", "partly offline": "partly", "down": "offline"}
 
 
 def render_html(report: StatusReport) -> bytes:
@@ -73,17 +73,40 @@ def _entry(entry: EntryStatus) -> str:
     match = " ".join(f"<code>{escape(pattern)}</code>" for pattern in entry.match) or (
         "<span class=\"muted\">(none)</span>")
     rows = "".join(_row(upstream) for upstream in entry.upstreams)
+    where = f" <span class=\"muted\">({escape(entry.location)})</span>" if entry.name else ""
     return (
-        f"<h2>Entry <code>{escape(entry.label)}</code></h2>\n"
+        f"<h2>Entry <code>{escape(entry.label)}</code>{where}</h2>\n"
         f"<p>Match {match}, "
         f"load balancer {escape(entry.balancer)}</p>\n"
+        + _load(entry) +
         "<table>\n<thead><tr><th class=\"text\">Upstream</th><th class=\"text\">State</th>"
+        "<th class=\"text\">Health check</th><th>Weight</th>"
         "<th>Active</th><th>Requests</th><th>Failures</th><th>Mean latency</th>"
         "<th class=\"text\">Last error</th>"
         f"<th class=\"text\">Requests/s, last {HISTORY_SECONDS} s</th></tr></thead>\n"
         f"<tbody>\n{rows}</tbody>\n</table>\n"
         + ("" if entry.cache is None else _cache(entry.cache))
     )
+
+
+def _load(entry: EntryStatus) -> str:
+    """One line on the entry's queue, retries and panic mode, when there is any."""
+    figures, settings = entry.figures, entry.settings
+    parts = []
+    if settings is not None and settings.max_connections:
+        waiting = figures.waiting if figures else 0
+        parts.append(f"at most {settings.max_connections} connection(s) per server and "
+                     f"worker, {waiting} request(s) waiting")
+    if figures is not None:
+        if figures.queue_full or figures.queue_timeouts:
+            parts.append(f"{figures.queue_full} refused (queue full), "
+                         f"{figures.queue_timeouts} timed out in the queue")
+        parts.append(f"{figures.retries} retries, {figures.retries_denied} refused by "
+                     "the retry budget")
+        if figures.panic_workers:
+            parts.append(f"<span class=\"offline\">panic mode in "
+                         f"{figures.panic_workers} worker(s)</span>")
+    return f"<p>{'; '.join(parts)}.</p>\n" if parts else ""
 
 
 def _cache(figures: CacheFigures) -> str:
@@ -128,9 +151,18 @@ def _row(up: UpstreamSnapshot) -> str:
         error = f"{escape(up.last_error)} <span class=\"muted\">({_age(up.last_error_age)})</span>"
     else:
         error = "<span class=\"muted\">none</span>"
+    if up.check is None:
+        check = "<span class=\"muted\">-</span>"
+    else:
+        check = (f"<span class=\"{'offline' if up.check.state == 'down' else 'up'}\">"
+                 f"{escape(up.check.state)}</span> <span class=\"muted\">"
+                 f"({escape(up.check.last_result or 'not checked yet')})</span>")
+    weight = f"{up.weight * up.weight_share:g}" + (
+        "" if up.weight_share == 1 else f" <span class=\"muted\">of {up.weight}</span>")
     return (
         f"<tr><td class=\"text\">{name}</td>"
         f"<td class=\"text {STATE_CLASS[up.state]}\">{escape(_state(up))}</td>"
+        f"<td class=\"text\">{check}</td><td>{weight}</td>"
         f"<td>{up.active}</td><td>{up.requests}</td><td>{up.failures}</td>"
         f"<td>{latency}</td><td class=\"text error\">{error}</td>"
         f"<td class=\"text\">{sparkline(up.requests_per_second, up.failures_per_second)}</td>"
@@ -139,8 +171,8 @@ def _row(up: UpstreamSnapshot) -> str:
 
 
 def _state(up: UpstreamSnapshot) -> str:
-    if up.state == "up":
-        return "up"
+    if up.state in ("up", "down"):
+        return up.state
     back = f"retried in {up.offline_for:.0f} s"
     if up.state == "offline":
         return f"offline, {back}"

@@ -43,55 +43,135 @@ class ReportCollector:
             "monkey_proxy_statistics_start_time_seconds",
             "Unix time the counters started from zero (server start or reload).")
         since.add_metric([], report.since)
-        info = InfoMetricFamily(
-            "monkey_proxy_entry", "A proxy entry: its Match rules and load balancer.",
-            labels=["entry"])
-        requests = CounterMetricFamily(
-            "monkey_proxy_upstream_requests",
-            "Requests sent to the upstream that got a response or failed before one.",
-            labels=LABELS)
-        failures = CounterMetricFamily(
-            "monkey_proxy_upstream_failures",
-            "Failed attempts: connect, send, timeout, or a response broken off.",
-            labels=LABELS)
-        active = GaugeMetricFamily(
-            "monkey_proxy_upstream_active_connections",
-            "Requests and tunnels in progress with the upstream.", labels=LABELS)
-        up = GaugeMetricFamily(
-            "monkey_proxy_upstream_up",
-            "1 if no worker holds the upstream offline after failures, else 0.",
-            labels=LABELS)
-        offline = GaugeMetricFamily(
-            "monkey_proxy_upstream_offline_workers",
-            "Workers holding the upstream offline after AttemptsCount failures.",
-            labels=LABELS)
-        backup = GaugeMetricFamily(
-            "monkey_proxy_upstream_backup",
-            "1 for a backup server, tried after every primary one.", labels=LABELS)
-        latency = HistogramMetricFamily(
-            "monkey_proxy_upstream_response_seconds",
-            "Seconds from the start of an attempt (connect) to the response head.",
-            labels=LABELS)
-        bounds = [f"{bound:g}" for bound in LATENCY_BUCKETS] + ["+Inf"]
-        for entry in report.entries:
-            info.add_metric([entry.label], {"match": " ".join(entry.match),
-                                            "balancer": entry.balancer})
-            for upstream in entry.upstreams:
-                labels = [entry.label, upstream.name]
-                requests.add_metric(labels, upstream.requests)
-                failures.add_metric(labels, upstream.failures)
-                active.add_metric(labels, upstream.active)
-                up.add_metric(labels, 0 if upstream.offline_workers else 1)
-                offline.add_metric(labels, upstream.offline_workers)
-                backup.add_metric(labels, 1 if upstream.backup else 0)
-                latency.add_metric(labels, list(zip(bounds, upstream.latency_counts)),
-                                   upstream.latency_sum)
-        yield from (workers, since, info, requests, failures, active, up, offline, backup,
-                    latency)
+        yield from (workers, since, *entry_metrics(report), *upstream_metrics(report))
         if report.cache_store is not None:
             yield from cache_metrics(
                 [(entry.label, entry.cache) for entry in report.entries if entry.cache],
                 report.cache_store)
+
+
+def entry_metrics(report: StatusReport) -> Iterator[Metric]:
+    """Per entry: what it is (info), its limits, queue, retries and panic mode."""
+    info = InfoMetricFamily(
+        "monkey_proxy_entry", "A proxy entry: where it is, its Match rules, its load "
+        "balancer, and the settings that bound its load.", labels=["entry"])
+    gauges = {
+        "max_connections": "MaxConnections: requests in progress per server and worker "
+                           "(0: no limit).",
+        "queue_size": "QueueSize: requests that may wait per worker for a server below "
+                      "MaxConnections.",
+        "queue_waiting": "Requests waiting now for a server below MaxConnections.",
+        "panic_workers": "Workers in panic mode for the entry (too few servers online: "
+                         "every server is used).",
+    }
+    counters = {
+        "queue_full": "Requests answered 503 because the queue was full.",
+        "queue_timeouts": "Requests answered 503 after waiting QueueTimeout in the queue.",
+        "retries": "Attempts after a request's first one (failover).",
+        "retries_denied": "Failovers refused by the retry budget (the error was answered).",
+    }
+    gauge = {name: GaugeMetricFamily(f"monkey_proxy_entry_{name}", text, labels=["entry"])
+             for name, text in gauges.items()}
+    counter = {name: CounterMetricFamily(f"monkey_proxy_entry_{name}", text,
+                                         labels=["entry"])
+               for name, text in counters.items()}
+    for entry in report.entries:
+        labels = [entry.label]
+        settings, figures = entry.settings, entry.figures
+        described = {"location": entry.location, "match": " ".join(entry.match),
+                     "balancer": entry.balancer}
+        if settings is not None:
+            check = settings.health_check
+            described.update(
+                panic_threshold=str(settings.panic_threshold),
+                slow_start=f"{settings.slow_start:g}",
+                queue_timeout=f"{settings.queue_timeout:g}",
+                retry_budget=str(settings.retry_budget),
+                retry_budget_min=str(settings.retry_budget_min),
+                health_check="" if check is None else check.path)
+            gauge["max_connections"].add_metric(labels, settings.max_connections)
+            gauge["queue_size"].add_metric(labels, settings.queue_size)
+        info.add_metric(labels, described)
+        gauge["queue_waiting"].add_metric(labels, figures.waiting if figures else 0)
+        gauge["panic_workers"].add_metric(labels, figures.panic_workers if figures else 0)
+        counter["queue_full"].add_metric(labels, figures.queue_full if figures else 0)
+        counter["queue_timeouts"].add_metric(labels, figures.queue_timeouts if figures else 0)
+        counter["retries"].add_metric(labels, figures.retries if figures else 0)
+        counter["retries_denied"].add_metric(labels, figures.retries_denied if figures else 0)
+    yield from (info, *gauge.values(), *counter.values())
+
+
+def upstream_metrics(report: StatusReport) -> Iterator[Metric]:
+    """Per upstream: traffic, latency, health (passive and checked) and weight."""
+    requests = CounterMetricFamily(
+        "monkey_proxy_upstream_requests",
+        "Requests sent to the upstream that got a response or failed before one.",
+        labels=LABELS)
+    failures = CounterMetricFamily(
+        "monkey_proxy_upstream_failures",
+        "Failed attempts: connect, send, timeout, or a response broken off.",
+        labels=LABELS)
+    active = GaugeMetricFamily(
+        "monkey_proxy_upstream_active_connections",
+        "Requests and tunnels in progress with the upstream.", labels=LABELS)
+    up = GaugeMetricFamily(
+        "monkey_proxy_upstream_up",
+        "1 if no worker holds the upstream offline after failures and its health check "
+        "does not hold it down, else 0.", labels=LABELS)
+    offline = GaugeMetricFamily(
+        "monkey_proxy_upstream_offline_workers",
+        "Workers holding the upstream offline after AttemptsCount failures.",
+        labels=LABELS)
+    backup = GaugeMetricFamily(
+        "monkey_proxy_upstream_backup",
+        "1 for a backup server, tried after every primary one.", labels=LABELS)
+    weight = GaugeMetricFamily(
+        "monkey_proxy_upstream_weight", "The weight=N of the server in ServerList.",
+        labels=LABELS)
+    effective = GaugeMetricFamily(
+        "monkey_proxy_upstream_effective_weight",
+        "The weight the balancer uses now, the lowest of any worker: 0 while offline, "
+        "less than the weight during a slow start.", labels=LABELS)
+    check_up = GaugeMetricFamily(
+        "monkey_proxy_upstream_health_check_up",
+        "1 while the active health check passes (or has not failed FALL times yet), "
+        "0 while it holds the server down. Only servers with a HealthCheck.",
+        labels=LABELS)
+    check_age = GaugeMetricFamily(
+        "monkey_proxy_upstream_health_check_state_seconds",
+        "Seconds since the health check's verdict last changed.", labels=LABELS)
+    checks = CounterMetricFamily(
+        "monkey_proxy_upstream_health_checks", "Health checks made.", labels=LABELS)
+    check_failures = CounterMetricFamily(
+        "monkey_proxy_upstream_health_check_failures", "Health checks that failed.",
+        labels=LABELS)
+    latency = HistogramMetricFamily(
+        "monkey_proxy_upstream_response_seconds",
+        "Seconds from the start of an attempt (connect) to the response head.",
+        labels=LABELS)
+    bounds = [f"{bound:g}" for bound in LATENCY_BUCKETS] + ["+Inf"]
+    for entry in report.entries:
+        for upstream in entry.upstreams:
+            labels = [entry.label, upstream.name]
+            requests.add_metric(labels, upstream.requests)
+            failures.add_metric(labels, upstream.failures)
+            active.add_metric(labels, upstream.active)
+            up.add_metric(labels, 1 if upstream.state == "up" else 0)
+            offline.add_metric(labels, upstream.offline_workers)
+            backup.add_metric(labels, 1 if upstream.backup else 0)
+            weight.add_metric(labels, upstream.weight)
+            effective.add_metric(labels, round(upstream.weight * upstream.weight_share, 3))
+            check = upstream.check
+            if check is not None:
+                check_up.add_metric(labels, 0 if check.state == "down" else 1)
+                if check.state_age is not None:
+                    check_age.add_metric(labels, check.state_age)
+                checks.add_metric(labels, check.checks)
+                check_failures.add_metric(labels, check.failures)
+            latency.add_metric(labels, list(zip(bounds, upstream.latency_counts)),
+                               upstream.latency_sum)
+    yield from (requests, failures, active, up, offline, backup, weight, effective,
+                check_up, check_age, checks, check_failures, latency)
 
 
 def cache_metrics(entries: list[tuple[str, CacheFigures]], store: StoreFigures

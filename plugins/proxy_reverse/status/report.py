@@ -1,17 +1,23 @@
 """What the statistics show in every format: the proxy's entries in configuration
-order, each with its upstreams' figures and its cache's, summed over the workers."""
+order, each with its settings that bound the load (limits, retry budget, health check),
+its queue and retry figures, its upstreams' figures and its cache's, summed over the
+workers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from ..cache.figures import CacheFigures, StoreFigures
-from ..stats import UpstreamSnapshot
+from ..stats import EntrySnapshot, UpstreamSnapshot
 
 
 @dataclass
 class EntryStatus:
-    """One ``[PROXY_ENTRY]`` and its upstreams' figures."""
+    """One ``[PROXY_ENTRY]`` and its upstreams' figures.
+
+    ``label`` names it everywhere (its ``Name``, or its file and line relative to the
+    configuration directory); ``balancer`` is the balancer's entry-point name.
+    """
 
     label: str
     match: list[str]
@@ -19,6 +25,12 @@ class EntryStatus:
     upstreams: list[UpstreamSnapshot]
     # The entry's cache figures; None when it caches on no site.
     cache: CacheFigures | None = None
+    name: str | None = None
+    location: str = ""
+    # Its queue, retry and panic figures; zero when unknown.
+    figures: EntrySnapshot | None = None
+    # The settings the figures are measured against (EntrySettings), if known.
+    settings: object = None
 
 
 @dataclass
@@ -36,27 +48,28 @@ class StatusReport:
 def build_report(state) -> StatusReport:
     """Group the upstreams' shared figures by entry, in configuration order."""
     settings = state.settings
-    described = {}
-    for entry in [*settings.entries, *(e for own in settings.site_entries.values()
-                                       for e in own)]:
-        described[str(entry.location)] = entry
     cache = state.cache
     figures = {} if cache is None else {found.entry: found for found in cache.stats.entries()}
     any_site = cache is not None and any(settings.site_cache.values())
-    entries: dict[str, EntryStatus] = {}
-    for upstream in state.stats.snapshot():
-        found = entries.get(upstream.entry)
-        if found is None:
-            entry = described.get(upstream.entry)
-            caches = cache is not None and entry is not None and (entry.cache or any_site)
-            found = entries[upstream.entry] = EntryStatus(
-                upstream.entry,
-                [pattern.pattern for pattern in entry.match] if entry else [],
-                entry.balancer if entry else "",
-                [],
-                figures.get(upstream.entry) if caches else None,
-            )
-        found.upstreams.append(upstream)
+    entries = {entry.label: entry for entry in state.entries()}
+    snapshots = {found.label: found for found in state.stats.entry_snapshot()}
+    checks = state.checks.snapshot() if state.checks is not None else {}
+    found: dict[str, EntryStatus] = {}
+    for slot, upstream in enumerate(state.stats.snapshot()):
+        status = found.get(upstream.entry)
+        if status is None:
+            entry = entries[upstream.entry]
+            config = entry.settings
+            caches = cache is not None and (config.cache or any_site)
+            status = found[upstream.entry] = EntryStatus(
+                upstream.entry, [pattern.pattern for pattern in config.match],
+                entry.balancer_name, [], figures.get(upstream.entry) if caches else None,
+                name=config.name, location=config.where,
+                figures=snapshots.get(upstream.entry), settings=config)
+            weights = {spec.name: spec.weight for spec in config.servers}
+        upstream.weight = weights[upstream.name]
+        upstream.check = checks.get(slot)
+        status.upstreams.append(upstream)
     return StatusReport(settings.statistics_url, state.stats.since, state.stats.workers,
-                        list(entries.values()),
+                        list(found.values()),
                         None if cache is None else cache.stats.store())

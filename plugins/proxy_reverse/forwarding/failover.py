@@ -1,0 +1,144 @@
+"""What a :class:`~.forward.Forward` does when an attempt fails: the events of the
+upstream connection that end it, the choice between failing over and answering the
+client, and charging the failures to the servers' passive health.
+
+A failure that happened after the server received the request may be the request's
+fault rather than the server's: it is charged to the server's health only once the
+request succeeds elsewhere, or if it is the one server that failed it. A request that
+failed on several servers is not charged to any of them (see ``Failover._settle``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger("monkey_py.proxy_reverse")
+
+
+class UpstreamError(Exception):
+    """Why an attempt failed, and the status the client gets if no other server can serve."""
+
+    def __init__(self, reason: str, status: int, delivered: bool) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.delivered = delivered
+
+
+class Failover:
+    """Failures of an attempt and failover, for Forward."""
+
+    __slots__ = ()
+
+    def _fail(self, error: UpstreamError) -> None:
+        """The current attempt failed: account, then fail over or answer the client."""
+        upstream = self.upstream
+        self._release(keep=False)
+        req = self.req
+        reason = str(error)
+        proxy = self.proxy
+        proxy.count_failure(upstream, reason, self.started)
+        if not error.delivered:
+            proxy.charge(upstream, reason)      # it never had the request: its fault
+        elif self.suspects is None:
+            self.suspects = [(upstream, reason)]
+        else:
+            self.suspects.append((upstream, reason))
+        self.last_status = error.status
+        following = None
+        if self.started:
+            outcome, then = "the response was cut short", "cut"
+        elif error.delivered and not self.replayable:
+            outcome = f"answering {error.status} (a {req.method} with a body is not replayed)"
+            then = "answer"
+        else:
+            following = self._pick()
+            then = "next"
+            if following is None and not self.full:
+                outcome = "no server left"
+            elif not self.entry.retries.allows(self):
+                outcome, then = f"the retry budget is spent; answering {error.status}", "answer"
+            else:
+                outcome = "trying the next server" if following else "waiting for a free server"
+        log.error("upstream %s (entry %s) failed for %s %s: %s; %s", upstream.name,
+                  self.entry.label, req.method, req.target.decode("latin-1"), error, outcome)
+        if then == "next":
+            self._next(following)
+        elif then == "cut":
+            self._finish()
+            req.abort()
+        else:
+            self._answer(error.status, "The upstream server failed to answer.")
+
+    def _settle(self, succeeded: bool) -> None:
+        """Charge the failures held back, now that the request's fate is known.
+
+        They are the servers' fault if another server answered the same request, or if
+        only one server failed it. The same request failing on several servers is taken
+        as the request's fault (one that crashes or times out every server, say), so
+        that it cannot take every server offline: the failures stay in the statistics
+        and the error log but not in the servers' health.
+        """
+        suspects = self.suspects
+        self.suspects = None
+        if succeeded or len(suspects) == 1:
+            for upstream, reason in suspects:
+                self.proxy.charge(upstream, reason)
+            return
+        req = self.req
+        log.error("%s %s failed on %d servers (%s): taken as a fault of the request, not "
+                  "charged to their health", req.method, req.target.decode("latin-1"),
+                  len(suspects), ", ".join(upstream.name for upstream, _ in suspects))
+
+    def _retry_fresh(self) -> None:
+        upstream = self.upstream
+        self._release(keep=False)
+        self._attempt(upstream, fresh=True)
+
+    # -- events of the upstream connection ---------------------------------------------
+    def upstream_lost(self, exc: OSError) -> None:
+        """The socket failed: while connecting, sending the head, or later."""
+        reason = exc.strerror or str(exc)
+        if self.connecting:
+            self._fail(UpstreamError(f"connect: {reason}", 502, False))
+        elif not self.delivered:
+            if self.reused:
+                self._retry_fresh()  # a pooled connection the upstream had closed
+            else:
+                self._fail(UpstreamError(f"send: {reason}", 502, False))
+        else:
+            self.upstream_closed(f"{'receive' if self.request_sent else 'send'}: {reason}")
+
+    def upstream_closed(self, reason: str) -> None:
+        conn = self.conn
+        if self.started:
+            if conn.status and _close_delimited(conn.headers):
+                self.complete(keep=False)
+            else:
+                self._fail(UpstreamError(f"{reason} in the middle of the body", 502, True))
+        elif self.reused and self.replayable and conn.status == 0:
+            self._retry_fresh()
+        else:
+            self._fail(UpstreamError(reason, 502, True))
+
+    def invalid_response(self, reason: str) -> None:
+        self._fail(UpstreamError(f"invalid response: {reason}", 502, True))
+
+    def timed_out(self) -> None:
+        if self.finished or self.client_paused:
+            return
+        if self.connecting:
+            self._fail(UpstreamError("connect timed out", 504, False))
+        elif not self.request_sent and not self.conn.stream.queue:
+            # The upstream has all the body the client sent: the client is the one silent.
+            self._client_failed(408, "The request body did not arrive in time.")
+        else:
+            self._fail(UpstreamError("read timed out", 504, True))
+
+
+def _close_delimited(headers) -> bool:
+    """An answer without Content-Length or Transfer-Encoding ends when the upstream closes."""
+    for name, _ in headers:
+        lowered = name.lower()
+        if lowered == b"content-length" or lowered == b"transfer-encoding":
+            return False
+    return True

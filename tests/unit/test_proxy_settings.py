@@ -1,0 +1,117 @@
+"""The proxy's own configuration values and what an entry is called: its Name, or its
+file and line relative to the configuration directory; the health-check, limit and
+retry keys with their defaults."""
+
+from __future__ import annotations
+
+import pytest
+
+from monkey_py.config import ConfigError, Location, load_config
+from monkey_py_plugins.proxy_reverse.settings import read_settings
+from monkey_py_plugins.proxy_reverse.values import (
+    entry_name, percent, seconds_or_zero, status_set,
+)
+from proxy_support import entry, proxy_conf
+from support import free_port, section, site, write_confdir
+
+HERE = Location("proxy_reverse.conf", 4)
+
+
+def failure(convert, value: str) -> str:
+    """The message ``convert`` refuses ``value`` with, at the line it was given."""
+    try:
+        convert(value, HERE)
+    except ConfigError as error:
+        assert error.location == HERE
+        return error.message
+    raise AssertionError(f"{value!r} was accepted")
+
+
+# -- values ---------------------------------------------------------------------------------
+def test_status_sets_take_codes_ranges_and_classes():
+    accepted = status_set("200 204-206 3xx", HERE)
+    assert [code for code in (199, 200, 201, 204, 206, 207, 300, 399, 400) if code in accepted] \
+        == [200, 204, 206, 300, 399]
+    assert accepted.text == "200 204-206 3xx"
+    assert 503 in status_set("5XX", HERE)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("2yy", "'2yy' is not a status code"),
+    ("600", "'600' is not a status code"),
+    ("299-200", "the range ends before it starts"),
+])
+def test_status_set_mistakes(value, message):
+    assert message in failure(status_set, value)
+
+
+def test_per_cents():
+    assert percent("50", HERE) == 50 and percent("0%", HERE) == 0
+    assert "out of range" in failure(percent, "101")
+
+
+def test_seconds_or_zero():
+    assert seconds_or_zero("0", HERE) == 0.0 and seconds_or_zero("2.5", HERE) == 2.5
+    assert "not a number of seconds" in failure(seconds_or_zero, "soon")
+
+
+@pytest.mark.parametrize("value", ["api", "api-v2", "shop.images_1", "7"])
+def test_entry_names(value):
+    assert entry_name(value, HERE) == value
+
+
+@pytest.mark.parametrize("value", ["-api", "a b", "api:v2", "a/b", "x" * 65])
+def test_entry_names_refused(value):
+    assert "is not a valid entry name" in failure(entry_name, value)
+
+
+# -- entries --------------------------------------------------------------------------------
+def settings_of(tmp_path, conf: str, *site_sections: str):
+    docroot = tmp_path / "htdocs"
+    docroot.mkdir()
+    confdir = write_confdir(tmp_path, [f"Listen 127.0.0.1:{free_port()}"],
+                            {"default": site("localhost", docroot, *site_sections)},
+                            ["proxy_reverse"], {"proxy_reverse": conf})
+    return read_settings(load_config(confdir))
+
+
+def test_an_entry_is_labelled_by_its_name_or_its_place_in_the_configuration(tmp_path):
+    settings = settings_of(
+        tmp_path, proxy_conf(entry("^/a/", "127.0.0.1:8080", Name="api"),
+                             entry("^/b/", "127.0.0.1:8080")),
+        entry("^/c/", "127.0.0.1:8080"))
+    named, placed = settings.entries
+    (own,) = settings.site_entries.values()
+    assert (named.label, named.name) == ("api", "api")
+    assert named.where == "plugins/proxy_reverse/proxy_reverse.conf:3"
+    assert (placed.label, placed.name) == ("plugins/proxy_reverse/proxy_reverse.conf:7", None)
+    assert own[0].label == "sites/default:4"
+
+
+def test_the_defaults_of_the_new_keys(tmp_path):
+    (found,) = settings_of(tmp_path, proxy_conf(entry("^/a/", "127.0.0.1:8080"))).entries
+    assert (found.panic_threshold, found.slow_start) == (50, 0.0)
+    assert (found.max_connections, found.queue_size, found.queue_timeout) == (0, 100, 5.0)
+    assert (found.retry_budget, found.retry_budget_min) == (20, 3)
+    assert found.health_check is None
+
+
+def test_a_health_check_takes_its_keys_from_the_entry_or_the_defaults(tmp_path):
+    conf = proxy_conf(entry("^/a/", "127.0.0.1:8080", HealthCheckRise=5),
+                      entry("^/b/", "127.0.0.1:8080", HealthCheck="Off"),
+                      HealthCheck="/healthz", HealthCheckInterval="0.5",
+                      HealthCheckStatus="200 204")
+    checked, unchecked = settings_of(tmp_path, conf).entries
+    check = checked.health_check
+    assert (check.path, check.interval, check.timeout) == ("/healthz", 0.5, 2.0)
+    assert (check.rise, check.fall, check.status.text) == (5, 3, "200 204")
+    assert unchecked.health_check is None
+
+
+def test_defaults_and_entries_in_one_section_keep_their_own_lines(tmp_path):
+    conf = section("PROXY_DEFAULTS", "ServerList 127.0.0.1:8080", "MaxConnections 4") \
+        + section("PROXY_ENTRY", "Match ^/", "QueueSize 0", "RetryBudget 0",
+                  "RetryBudgetMin 0")
+    (found,) = settings_of(tmp_path, conf).entries
+    assert (found.max_connections, found.queue_size) == (4, 0)
+    assert (found.retry_budget, found.retry_budget_min) == (0, 0)
