@@ -97,8 +97,10 @@ def _ca_file(query: str, scheme: str, location: Location) -> Path | None:
         found = values.path()(given, location)
         try:
             ssl.create_default_context(cafile=str(found))
-        except (OSError, ssl.SSLError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            raise ConfigError(f"ca_file {found}: not a file of PEM certificates ({reason})",
+        except ssl.SSLError as exc:
+            raise ConfigError(f"ca_file {found} holds no PEM certificate ({exc.reason})",
                               location) from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read ca_file {found}: {exc.strerror}", location) \
+                from None
     return found

@@ -11,7 +11,7 @@
 
 Arguments are bytes, str (sent as UTF-8), int or float. Each callback is called exactly
 once, never from inside the call that sent the command: ``callback(reply, None)`` with
-the decoded reply (bytes, int, None for a missing key, a list for an array), or
+the reply (bytes, int, None for a missing key, a list for an array), or
 ``callback(None, error)`` with a :class:`~.errors.RedisError`. Commands of one loop
 iteration leave in one write.
 """
@@ -48,7 +48,8 @@ class RedisClient(RedisLink):
         answered. ``error`` is None when every command succeeded. Otherwise it is a
         RedisUnavailable (``replies`` is None: the link failed, or was down and nothing
         was sent), or the first RedisReplyError (``replies`` holds every reply, the
-        errors in their places). For a transaction, put MULTI first and EXEC last.
+        errors in their places). For a transaction, put MULTI first and EXEC last: the
+        errors of the commands it ran stay inside EXEC's reply, as RedisReplyErrors.
         """
         packed = [hiredis.pack_command(tuple(args)) for args in commands]
         if not packed:
