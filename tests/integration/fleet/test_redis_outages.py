@@ -122,6 +122,25 @@ def test_reconnects_back_off_doubling_to_the_cap_with_jitter(loop, listener, con
     assert client.state.outages == 1 and not client.up
 
 
+def test_the_waits_start_over_once_a_connection_has_held(loop, redis, connect):
+    params = RedisParameters(retry_min=0.05, retry_max=0.3)
+    client = connect(redis.url(), params=params)
+    changes = []
+    client.watch(lambda up: changes.append((up, time.monotonic())))
+
+    def reconnect() -> float:
+        """Kill the client's connection: how long until it is up again."""
+        count = len(changes)
+        redis.call("CLIENT", "KILL", "TYPE", "normal")
+        run_until(loop, lambda: len(changes) == count + 2)
+        return changes[-1][1] - changes[-2][1]
+
+    flapping = [reconnect() for _ in range(4)]  # none holds: 0.05, 0.1, 0.2, 0.3 at most
+    assert flapping[-1] >= 0.15, flapping
+    run_for(loop, 0.35)  # this one holds longer than retry_max
+    assert reconnect() < 0.15, flapping  # 0.05 at most, again
+
+
 def test_commands_fail_at_once_while_connecting(loop, listener, connect, fleet_log):
     # The kernel completes the connection, but nobody answers the handshake.
     client = connect(f"redis://127.0.0.1:{listener.getsockname()[1]}", wait=False)
