@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from apt import ensure_installed
+
 PACKAGE = "php-fpm"
 
 
@@ -26,23 +28,7 @@ def php_fpm_binary() -> str | None:
 
 def ensure_php_fpm() -> str:
     """The php-fpm binary, installing the Debian package first when it is missing."""
-    binary = php_fpm_binary()
-    if binary:
-        return binary
-    command = ["apt-get", "install", "-y", "--no-install-recommends", PACKAGE]
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        raise RuntimeError(f"php-fpm is needed by the FastCGI tests; install it first, e.g. "
-                           f"`sudo {' '.join(command)}`")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "env": env}
-    if subprocess.run(command, **quiet).returncode != 0:
-        subprocess.run(["apt-get", "update"], check=False, **quiet)
-        subprocess.run(command, check=False, **quiet)
-    binary = php_fpm_binary()
-    if not binary:
-        raise RuntimeError(f"could not install {PACKAGE} with apt-get; the FastCGI tests "
-                           "need a real php-fpm")
-    return binary
+    return ensure_installed(php_fpm_binary, PACKAGE, "the FastCGI tests")
 
 
 def _pool(name: str, listen: str, children: int) -> str:
