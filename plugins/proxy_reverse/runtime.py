@@ -8,6 +8,7 @@ from monkey_py_plugins.balancers.base import Balancer, Server
 from monkey_py_plugins.balancers.registry import balancer_name, load_balancer
 
 from .cache.front import CacheState, ProxyCache
+from .fleet.links import FleetLinks
 from .forwarding.availability import Availability
 from .forwarding.forward import Forward
 from .forwarding.health_board import DOWN, HealthBoard
@@ -155,6 +156,8 @@ class ProxyWorker:
         self.state = state
         self.loop = worker.loop
         self.pool = Pool(self.loop)
+        # Redis, for the parts of the proxy that share with other instances (fleet mode).
+        self.fleet = FleetLinks(self.loop)
         url = state.settings.statistics_url
         self.statistics_url = None if url is None else url.encode()
         self.vhosts = worker.server.vhosts
@@ -227,6 +230,7 @@ class ProxyWorker:
         if self.checker is not None:
             self.checker.stop()
         self.pool.close_all(self.state.upstreams())
+        self.fleet.close()
         self.loop.cancel(self._publisher)
         self.state.stats.publish()
 
