@@ -3,16 +3,15 @@ shared by whatever asks, all closed with the worker."""
 
 from __future__ import annotations
 
-from conftest import FAST
-
 from monkey_py.config import Location
 from monkey_py_plugins.proxy_reverse.fleet.address import parse_redis_url
+from monkey_py_plugins.proxy_reverse.fleet.link import RedisParameters
 from monkey_py_plugins.proxy_reverse.fleet.links import FleetLinks
 from redis_support import ask, run_until
 
 
 def test_one_link_of_each_kind_per_redis_shared_and_closed(loop, redis):
-    links = FleetLinks(loop, FAST)
+    links = FleetLinks(loop, RedisParameters(timeout=0.2, connect_timeout=0.5))
     address = parse_redis_url(redis.url(), Location("a.conf", 1))
     same = parse_redis_url(redis.url(), Location("b.conf", 7))
     other = parse_redis_url(redis.url(db=1), Location("a.conf", 2))
