@@ -14,10 +14,12 @@ from upstreams import answer_name, slow
 
 def test_a_connection_held_in_one_worker_steers_the_others(module_monkey, module_upstreams):
     busy, free = module_upstreams("busy"), module_upstreams("free")
-    # free has twice the weight: the connection of the request before, which its worker
-    # may not have counted off yet when the next request is chosen in the other worker,
-    # weighs 1/2 on free against 1/1 on busy, and cannot draw a request to busy.
-    proxy = start_proxy(module_monkey, entry("^/", busy, free, "weight=2",
+    # A worker counts a connection off just after it wrote the response's last bytes, so
+    # a busy machine may preempt it in between while the client already sends its next
+    # request to the other worker: each of the two workers can hold one such stale
+    # count on free. free has three times the weight, so those (at most 2/3 on free)
+    # stay below the held connection on busy (1/1) and cannot draw a request to busy.
+    proxy = start_proxy(module_monkey, entry("^/", busy, free, "weight=3",
                                              LoadBalancer="LeastConnections"), workers=2)
     release = threading.Event()
     held_slowly = slow(release)
