@@ -244,6 +244,12 @@ class Forward(Choosing, Failover):
         """The upstream's response headers as received: ``(name, value)`` pairs."""
         return self.conn.headers
 
+    def informed(self, status: int, headers) -> None:
+        """An interim (1xx) answer: the client gets it under the final answer's header
+        rules (the core sends it to HTTP/1.1 clients only, and 100 Continue at most once).
+        The 64 KiB bound on an answer's head, 1xx included, bounds what it queues."""
+        self.req.inform(status, response_head(headers, self.proxy.via, False)[0])
+
     def response_started(self, status: int, headers) -> None:
         if status == 101 and not self.upgrade:
             self.conn.invalid = "101 Switching Protocols was not asked for"
