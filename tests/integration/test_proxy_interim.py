@@ -1,19 +1,23 @@
 """Interim (1xx) answers of the upstream through the proxy, on the wire: passed on to an
 HTTP/1.1 client in order and with their own headers only, never to an HTTP/1.0 client,
 never stored, given only to the request that leads a collapsed fetch; one 100 Continue at
-most; the response timeout despite endless 1xx.
+most; the response timeout despite endless 1xx. And answers delimited by the upstream's
+close (RFC 9112 §6.3), with a transfer coding other than chunked too: complete, not
+failures; a reset never completes one.
 """
 
 from __future__ import annotations
 
+import socket
+import struct
 import threading
 import time
 
 import pytest
 
 from cache_support import Raw, Routes, fetches
-from proxy_support import entry, start_proxy
-from rawhttp import Client
+from proxy_support import entry, proxy_stats, start_proxy
+from rawhttp import Client, ServerClosed
 from upstreams import Exchange
 
 EARLY_HINTS = (b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n"
@@ -22,6 +26,8 @@ EARLY_HINTS = (b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n
 PROCESSING = b"HTTP/1.1 102 Processing\r\n\r\n"
 CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 MAX_AGE = ("Cache-Control", "max-age=600")
+GZIP = ("Transfer-Encoding", "gzip")
+CLOSING_BODY = b"bytes delimited by the close of the connection\n" * 200
 
 
 def interim_then(interim: bytes, *headers: tuple[str, str], release=None) -> Raw:
@@ -49,6 +55,20 @@ def continue_then_echo(exchange: Exchange) -> bool:
     return exchange.respond(200, exchange.request.body)
 
 
+def until_close(*headers: tuple[str, str], reset: bool = False) -> Raw:
+    """200 with ``headers`` and no Content-Length or chunked: the body ends with the
+    connection; ``reset``: the connection ends with a reset rather than a close, once
+    the proxy has had time to read what came before."""
+    def behaviour(exchange: Exchange) -> bool:
+        exchange.send(exchange.head(200, list(headers)) + CLOSING_BODY)
+        if reset:
+            time.sleep(0.3)
+            exchange.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                     struct.pack("ii", 1, 0))
+        return False
+    return Raw(behaviour)
+
+
 @pytest.fixture(scope="module")
 def setup(module_monkey, module_upstreams):
     origin = module_upstreams("origin", Routes())
@@ -65,6 +85,11 @@ def setup(module_monkey, module_upstreams):
 @pytest.fixture
 def routes(ups):
     return ups["origin"].behaviour
+
+
+def origin_failures(proxy, ups) -> int:
+    return next(row["failures"] for row in proxy_stats(proxy.port)
+                if row["upstream"] == ups["origin"].address)
 
 
 def names(response) -> set[str]:
@@ -194,3 +219,43 @@ def test_only_the_request_that_leads_a_collapsed_fetch_gets_interim_answers(prox
     assert interim == []
     assert collapsed.body == b"/cached/slow" and "collapsed" in collapsed.header("Cache-Status")
     assert fetches(ups["origin"], "/cached/slow") == 1
+
+
+@pytest.mark.parametrize("version", ["HTTP/1.1", "HTTP/1.0"])
+def test_a_coded_answer_delimited_by_the_close_arrives_whole(proxy, ups, routes, version):
+    target = f"/coded/{version[-1]}"
+    routes.set(target, until_close(GZIP))
+    failures = origin_failures(proxy, ups)
+    with Client(proxy.port) as client:
+        answer = client.request("GET", target, version=version)
+        assert answer.status == 200 and answer.body == CLOSING_BODY
+        if version == "HTTP/1.1":
+            # Re-chunked: the client's connection outlives the upstream's.
+            assert answer.header("Transfer-Encoding") == "chunked"
+            routes.set("/after-coded", interim_then(b""))
+            assert client.request("GET", "/after-coded").body == b"/after-coded"
+        else:
+            assert answer.header("Transfer-Encoding") is None
+    # Neither a failure nor an error in the log.
+    assert origin_failures(proxy, ups) == failures
+    assert f"GET {target}" not in proxy.log()
+
+
+def test_a_coded_answer_delimited_by_the_close_is_not_stored(proxy, ups, routes):
+    routes.set("/cached/coded", until_close(GZIP, MAX_AGE))
+    for _ in range(2):
+        with Client(proxy.port) as client:
+            answer = client.request("GET", "/cached/coded")
+        assert answer.body == CLOSING_BODY and "stored" not in answer.header("Cache-Status")
+    assert fetches(ups["origin"], "/cached/coded") == 2
+
+
+def test_a_reset_does_not_end_an_answer_delimited_by_the_close(proxy, ups, routes):
+    routes.set("/cached/reset", until_close(MAX_AGE, reset=True))
+    with Client(proxy.port) as client, pytest.raises(ServerClosed):
+        client.request("GET", "/cached/reset")
+    routes.set("/cached/reset", interim_then(b"", MAX_AGE))
+    with Client(proxy.port) as client:
+        answer = client.request("GET", "/cached/reset")
+    assert answer.body == b"/cached/reset" and "fwd=miss" in answer.header("Cache-Status")
+    assert fetches(ups["origin"], "/cached/reset") == 2
