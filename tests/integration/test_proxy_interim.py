@@ -49,6 +49,19 @@ def interim_forever(exchange: Exchange) -> bool:
     return False
 
 
+def hints_while_reading(exchange: Exchange) -> bool:
+    """103 at once, another after half the body, another after all of it, then the
+    body back: an upstream that hints while the client still uploads."""
+    hint = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    length = int(exchange.request.header("Content-Length"))
+    exchange.send(hint)
+    body = exchange.reader.exactly(length // 2)
+    exchange.send(hint)
+    body += exchange.reader.exactly(length - length // 2)
+    exchange.send(hint)
+    return exchange.respond(200, body)
+
+
 def continue_then_echo(exchange: Exchange) -> bool:
     """A 100 Continue of its own once it has the body, then the body back."""
     exchange.send(CONTINUE)
@@ -74,12 +87,15 @@ def setup(module_monkey, module_upstreams):
     origin = module_upstreams("origin", Routes())
     forever = module_upstreams("forever", interim_forever)
     echo = module_upstreams("echo", continue_then_echo)
+    upload = module_upstreams("upload", hints_while_reading)
+    upload.read_bodies = False
     proxy = start_proxy(module_monkey,
                         entry("^/forever/", forever, ReadTimeout=1),
                         entry("^/echo/", echo),
+                        entry("^/upload/", upload, ReadTimeout=1),
                         entry("^/cached/", origin, Cache="On"),
                         entry("^/", origin))
-    return proxy, {"origin": origin, "forever": forever, "echo": echo}
+    return proxy, {"origin": origin, "forever": forever, "echo": echo, "upload": upload}
 
 
 @pytest.fixture
@@ -161,6 +177,18 @@ def test_an_upstream_sending_only_interim_answers_times_out(proxy, ups, routes):
         routes.set("/next", interim_then(b""))
         assert client.request("GET", "/next").body == b"/next"
     assert ups["forever"].wait_until(lambda upstream: upstream.peer_closed)
+
+
+def test_interim_answers_during_a_slow_upload_do_not_cut_its_read_timeout_short(proxy):
+    # ReadTimeout 1: the upload takes 1.6 s, with 1xx before, during and after it.
+    with Client(proxy.port, timeout=10) as client:
+        client.send(b"POST /upload/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n\r\n")
+        for byte in b"abcd":
+            time.sleep(0.4)
+            client.send(bytes([byte]))
+        interim, final = client.read_exchange("POST")
+    assert [answer.status for answer in interim] == [103, 103, 103]
+    assert (final.status, final.body) == (200, b"abcd")
 
 
 def test_a_client_gets_one_100_continue_when_the_upstream_sends_one_too(proxy, ups):

@@ -62,6 +62,12 @@ class UpstreamConnection:
         self.interim_deadline = 0.0
         self.head_only = head_only
 
+    def request_progressed(self) -> None:
+        """The upstream was given more of the request: ReadTimeout runs afresh from now,
+        and the next interim answer may restart it once more."""
+        self.stream.deadline = self.loop.now + self.read_timeout
+        self.interim_deadline = 0.0
+
     def release(self) -> None:
         """The exchange is over; the connection is idle (or about to be closed)."""
         self.fwd = self.client = None
@@ -144,8 +150,9 @@ class UpstreamConnection:
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if status < 200 and status != 101:
-            # An interim answer. The first one starts ReadTimeout afresh; those after it
-            # do not, so an upstream that sends only 1xx still times out.
+            # An interim answer. The first one (since the last request bytes) starts
+            # ReadTimeout afresh; those after it do not, so an upstream that sends only
+            # 1xx still times out.
             self.interim = True
             stream = self.stream
             if self.interim_deadline:

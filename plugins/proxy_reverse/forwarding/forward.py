@@ -204,7 +204,7 @@ class Forward(Choosing, Failover):
             return
         # ReadTimeout bounds the upstream's silence after the last byte it was given,
         # not the time the client takes to upload.
-        conn.stream.deadline = self.loop.now + self.settings.read_timeout
+        conn.request_progressed()
         if self.req.content_length == -1:
             data = chunk(data)
         if not conn.stream.write(data) and self.conn is conn and not self.body_paused:
@@ -214,7 +214,7 @@ class Forward(Choosing, Failover):
     def _on_body_end(self) -> None:
         conn = self.conn
         if conn is not None:
-            conn.stream.deadline = self.loop.now + self.settings.read_timeout
+            conn.request_progressed()
             if self.req.content_length == -1:
                 conn.stream.write(LAST_CHUNK)
         self.request_sent = True
