@@ -113,7 +113,7 @@ class Failover:
     def upstream_closed(self, reason: str) -> None:
         """The upstream closed the connection: the end of a close-delimited answer, or a
         failure."""
-        if self.started and _close_delimited(self.conn.headers):
+        if self.started and close_delimited(self.conn.headers):
             self.complete(keep=False)
         else:
             self._cut_off(reason)
@@ -142,7 +142,7 @@ class Failover:
             self._fail(UpstreamError("read timed out", 504, True))
 
 
-def _close_delimited(headers) -> bool:
+def close_delimited(headers) -> bool:
     """Whether an answer ends when the upstream closes (RFC 9112 §6.3): it has no
     Content-Length, and no Transfer-Encoding or one whose last coding is not chunked
     (``gzip``: the body is whatever comes until the close)."""
