@@ -81,8 +81,13 @@ class Client:
 
     def request(self, method: str = "GET", target: str = "/", **kwargs) -> Response:
         """Send one request and read its response."""
+        return self.request_exchange(method, target, **kwargs)[1]
+
+    def request_exchange(self, method: str = "GET", target: str = "/", **kwargs
+                         ) -> tuple[list["Response"], Response]:
+        """Send one request; read its interim answers and its response (``read_exchange``)."""
         self.send(build_request(method, target, **kwargs))
-        return self.read_response(method)
+        return self.read_exchange(method)
 
     def _fill(self) -> bool:
         """Read more bytes into the buffer; False at end of stream."""
@@ -129,10 +134,20 @@ class Client:
 
     def read_response(self, method: str = "GET") -> Response:
         """Read one complete response to a ``method`` request (interim 1xx are skipped)."""
+        return self.read_exchange(method)[1]
+
+    def read_exchange(self, method: str = "GET") -> tuple[list[Response], Response]:
+        """The interim (1xx) answers to a ``method`` request, in the order they came,
+        and its complete final response."""
+        interim = []
         while True:
             response = self.read_head()
             if response.status >= 200 or response.status == 101:
                 break
+            interim.append(response)
+        return interim, self._with_body(response, method)
+
+    def _with_body(self, response: Response, method: str) -> Response:
         if method == "HEAD" or response.status in NO_BODY_STATUSES or response.status == 101:
             return response
         encoding = response.header("Transfer-Encoding")

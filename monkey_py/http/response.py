@@ -96,6 +96,22 @@ class ResponseWriter:
             self.keep_alive = False
         self.respond(status, headers, body)
 
+    def inform(self, status: int, headers: bytes = b"") -> None:
+        """Send an interim (1xx) response ahead of the final one; ``headers`` are
+        pre-encoded ``b"Name: value\\r\\n"`` lines.
+
+        Only an HTTP/1.1 client gets it (RFC 9110 §15.2), and only before the final
+        response starts; it changes nothing of the response's state. ``100 Continue``
+        goes out at most once per request, and only to a client that asked for it and
+        has not sent its body yet (``send_continue``); 101 is a final response here.
+        """
+        if status == 100:
+            self.conn.send_continue(self)
+        elif not 102 <= status <= 199:
+            raise ValueError(f"{status} is not an interim status")
+        elif self.version == "1.1" and not self.response_started and not self.finished:
+            self.stream.write(status_line(status) + headers + b"\r\n")
+
     def start_response(self, status: int, headers, reason: bytes | None = None,
                        length: int | None = None) -> None:
         """Start the response; its body follows with ``write()``/``sendfile()`` and ``end()``.

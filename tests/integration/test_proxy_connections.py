@@ -11,10 +11,7 @@ import pytest
 from proxy_support import entry, get, start_proxy, total_active
 from support import wait_for
 from rawhttp import Client, ServerClosed
-from upstreams import (
-    Exchange, answer_name, die_mid_body, endless, idle_close, one_per_connection,
-    stall,
-)
+from upstreams import Exchange, die_mid_body, endless, idle_close, one_per_connection, stall
 
 def die_mid_chunks(exchange: Exchange) -> bool:
     """A chunked answer that stops after its first chunk."""
@@ -22,20 +19,12 @@ def die_mid_chunks(exchange: Exchange) -> bool:
     return False
 
 
-def interim_then_answer(exchange: Exchange) -> bool:
-    """103 Early Hints and 100 Continue before the answer."""
-    exchange.send(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
-                  b"HTTP/1.1 100 Continue\r\n\r\n")
-    return answer_name(exchange)
-
-
 @pytest.fixture(scope="module")
 def setup(module_monkey, module_upstreams):
     ups = {name: module_upstreams(name, behaviour) for name, behaviour in [
         ("plain", None), ("stale", one_per_connection), ("idle", idle_close(0.2)),
         ("unpooled", None), ("short-pool", None), ("dies", die_mid_body),
-        ("dies-chunked", die_mid_chunks), ("endless", endless),
-        ("interim", interim_then_answer), ("stall", stall),
+        ("dies-chunked", die_mid_chunks), ("endless", endless), ("stall", stall),
     ]}
     ups["stall"].read_bodies = False
     proxy = start_proxy(module_monkey, *(
@@ -48,7 +37,6 @@ def setup(module_monkey, module_upstreams):
             ("dies", ups["dies"], {}),
             ("dies-chunked", ups["dies-chunked"], {}),
             ("endless", ups["endless"], {}),
-            ("interim", ups["interim"], {}),
             ("stall", ups["stall"], {"ReadTimeout": 30}),
         ]
     ), server=["MaxRequestSize 1048576"])
@@ -135,15 +123,6 @@ def test_pipelined_requests_are_answered_in_order(proxy, ups):
                              for n in range(5)))
         targets = [client.read_response().header("X-Target") for _ in range(5)]
     assert targets == [f"/plain/{n}" for n in range(5)]
-
-
-def test_interim_answers_from_the_upstream_are_not_relayed(proxy, ups):
-    with Client(proxy.port) as client:
-        for _ in range(2):
-            response = client.request("GET", "/interim/x")
-            assert (response.status, response.body) == (200, b"interim")
-        assert b"HTTP/1.1 1" not in client.buffer
-    assert ups["interim"].connections == 1
 
 
 def sent_settles(upstream, quiet: float = 0.3, timeout: float = 5.0) -> int:

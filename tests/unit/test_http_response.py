@@ -1,9 +1,12 @@
 """The per-response writer (the request itself), against a stand-in connection and
-stream that record what is written: head, framing, body, end, and the Date rule."""
+stream that record what is written: interim answers, head, framing, body, end, and the
+Date rule."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
+
+import pytest
 
 from monkey_py.http.head import RequestHead
 from monkey_py.http.request import Request
@@ -32,6 +35,10 @@ class Connection:
         self.params = SimpleNamespace(server_header=b"Server: Monkey\r\n")
         self.keep = keep
         self.done = []
+        self.continued = []
+
+    def send_continue(self, req) -> None:
+        self.continued.append(req)
 
     def may_keep_alive(self, req) -> bool:
         return self.keep
@@ -96,3 +103,38 @@ def test_a_closing_response_says_so():
     req = request(conn=Connection(keep=False))
     req.respond(204)
     assert req.stream.written.endswith(b"Connection: Close\r\n\r\n")
+
+
+def test_interim_answers_go_out_before_the_final_one_and_change_nothing_of_it():
+    req = request()
+    req.inform(103, b"Link: </a.css>; rel=preload\r\n")
+    req.inform(102)
+    assert req.stream.written == (b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload"
+                                  b"\r\n\r\nHTTP/1.1 102 Processing\r\n\r\n")
+    assert not req.response_started and req.status == 0 and req.conn.done == []
+    req.respond(200, b"", b"ok")
+    assert req.stream.written.endswith(b"Content-Length: 2\r\n\r\nok")
+    assert req.conn.done == [req]
+
+
+def test_an_http_1_0_client_gets_no_interim_answer():
+    req = request(version="1.0")
+    req.inform(103, b"Link: </a.css>; rel=preload\r\n")
+    assert req.stream.written == b""
+
+
+def test_no_interim_answer_once_the_final_one_started():
+    req = request()
+    req.start_response(200, b"", length=2)
+    req.inform(103)
+    req.write(b"ok")
+    assert b"103" not in req.stream.written
+
+
+def test_100_continue_is_left_to_the_connection_and_101_is_no_interim_answer():
+    req = request()
+    req.inform(100, b"X-Ignored: 1\r\n")
+    assert req.conn.continued == [req] and req.stream.written == b""
+    for status in (101, 200, 99):
+        with pytest.raises(ValueError):
+            req.inform(status)

@@ -139,6 +139,13 @@ class CacheExchange:
             self.client.on_drain = callback
 
     # -- the upstream's answer -------------------------------------------------------------
+    def inform(self, status: int, headers: bytes = b"") -> None:
+        """An interim (1xx) answer: passed on to the client that leads the fetch, never
+        stored. The requests collapsed onto the fetch get none: they are served the
+        stored response afterwards, as any hit."""
+        if self.client is not None:
+            self.client.inform(status, headers)
+
     def start_response(self, status: int, headers, reason: bytes | None = None,
                        length: int | None = None) -> None:
         raw = self.forward.response_headers

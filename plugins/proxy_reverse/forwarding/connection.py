@@ -25,8 +25,8 @@ class UpstreamConnection:
     """The protocol of one upstream socket's stream, and its response parser's."""
 
     __slots__ = ("stream", "loop", "upstream", "pool", "parser", "read_timeout", "fwd", "client",
-                 "headers", "status", "interim", "done", "keep", "head_only", "head_bytes",
-                 "body_seen", "invalid", "since")
+                 "headers", "status", "interim", "interim_deadline", "done", "keep",
+                 "head_only", "head_bytes", "body_seen", "invalid", "since")
 
     def __init__(self, upstream, pool, loop) -> None:
         spec = upstream.spec
@@ -46,6 +46,8 @@ class UpstreamConnection:
         self.headers: list = []
         self.status = self.head_bytes = 0
         self.interim = self.done = self.keep = self.head_only = self.body_seen = False
+        # The deadline for the final answer once a 1xx came (0.0: none came).
+        self.interim_deadline = 0.0
         self.invalid: str | None = None
         # While idle in the pool: since when.
         self.since = 0.0
@@ -57,7 +59,14 @@ class UpstreamConnection:
         self.headers = []
         self.status = self.head_bytes = 0
         self.interim = self.done = self.body_seen = False
+        self.interim_deadline = 0.0
         self.head_only = head_only
+
+    def request_progressed(self) -> None:
+        """The upstream was given more of the request: ReadTimeout runs afresh from now,
+        and the next interim answer may restart it once more."""
+        self.stream.deadline = self.loop.now + self.read_timeout
+        self.interim_deadline = 0.0
 
     def release(self) -> None:
         """The exchange is over; the connection is idle (or about to be closed)."""
@@ -141,7 +150,17 @@ class UpstreamConnection:
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if status < 200 and status != 101:
+            # An interim answer. The first one (since the last request bytes) starts
+            # ReadTimeout afresh; those after it do not, so an upstream that sends only
+            # 1xx still times out.
             self.interim = True
+            stream = self.stream
+            if self.interim_deadline:
+                stream.deadline = self.interim_deadline
+            else:
+                self.interim_deadline = stream.deadline
+            if self.fwd is not None:
+                self.fwd.informed(status, self.headers)
             self.headers = []
             return
         self.status = status

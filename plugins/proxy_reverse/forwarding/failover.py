@@ -106,16 +106,23 @@ class Failover:
             else:
                 self._fail(UpstreamError(f"send: {reason}", 502, False))
         else:
-            self.upstream_closed(f"{'receive' if self.request_sent else 'send'}: {reason}")
+            # A connection error never ends an answer, not even a close-delimited one
+            # (RFC 9112 §8): what came before it may be cut.
+            self._cut_off(f"{'receive' if self.request_sent else 'send'}: {reason}")
 
     def upstream_closed(self, reason: str) -> None:
-        conn = self.conn
+        """The upstream closed the connection: the end of a close-delimited answer, or a
+        failure."""
+        if self.started and close_delimited(self.conn.headers):
+            self.complete(keep=False)
+        else:
+            self._cut_off(reason)
+
+    def _cut_off(self, reason: str) -> None:
+        """The connection ended before the answer did."""
         if self.started:
-            if conn.status and _close_delimited(conn.headers):
-                self.complete(keep=False)
-            else:
-                self._fail(UpstreamError(f"{reason} in the middle of the body", 502, True))
-        elif self.reused and self.replayable and conn.status == 0:
+            self._fail(UpstreamError(f"{reason} in the middle of the body", 502, True))
+        elif self.reused and self.replayable and self.conn.status == 0:
             self._retry_fresh()
         else:
             self._fail(UpstreamError(reason, 502, True))
@@ -135,10 +142,15 @@ class Failover:
             self._fail(UpstreamError("read timed out", 504, True))
 
 
-def _close_delimited(headers) -> bool:
-    """An answer without Content-Length or Transfer-Encoding ends when the upstream closes."""
-    for name, _ in headers:
+def close_delimited(headers) -> bool:
+    """Whether an answer ends when the upstream closes (RFC 9112 §6.3): it has no
+    Content-Length, and no Transfer-Encoding or one whose last coding is not chunked
+    (``gzip``: the body is whatever comes until the close)."""
+    coding = None
+    for name, value in headers:
         lowered = name.lower()
-        if lowered == b"content-length" or lowered == b"transfer-encoding":
+        if lowered == b"content-length":
             return False
-    return True
+        if lowered == b"transfer-encoding":
+            coding = value
+    return coding is None or coding.rpartition(b",")[2].strip().lower() != b"chunked"

@@ -204,7 +204,7 @@ class Forward(Choosing, Failover):
             return
         # ReadTimeout bounds the upstream's silence after the last byte it was given,
         # not the time the client takes to upload.
-        conn.stream.deadline = self.loop.now + self.settings.read_timeout
+        conn.request_progressed()
         if self.req.content_length == -1:
             data = chunk(data)
         if not conn.stream.write(data) and self.conn is conn and not self.body_paused:
@@ -214,7 +214,7 @@ class Forward(Choosing, Failover):
     def _on_body_end(self) -> None:
         conn = self.conn
         if conn is not None:
-            conn.stream.deadline = self.loop.now + self.settings.read_timeout
+            conn.request_progressed()
             if self.req.content_length == -1:
                 conn.stream.write(LAST_CHUNK)
         self.request_sent = True
@@ -243,6 +243,12 @@ class Forward(Choosing, Failover):
     def response_headers(self) -> list:
         """The upstream's response headers as received: ``(name, value)`` pairs."""
         return self.conn.headers
+
+    def informed(self, status: int, headers) -> None:
+        """An interim (1xx) answer: the client gets it under the final answer's header
+        rules (the core sends it to HTTP/1.1 clients only, and 100 Continue at most once).
+        The 64 KiB bound on an answer's head, 1xx included, bounds what it queues."""
+        self.req.inform(status, response_head(headers, self.proxy.via, False)[0])
 
     def response_started(self, status: int, headers) -> None:
         if status == 101 and not self.upgrade:
