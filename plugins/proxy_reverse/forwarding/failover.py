@@ -145,7 +145,7 @@ class Failover:
 def close_delimited(headers) -> bool:
     """Whether an answer ends when the upstream closes (RFC 9112 §6.3): it has no
     Content-Length, and no Transfer-Encoding or one whose last coding is not chunked
-    (``gzip``: the body is whatever comes until the close)."""
+    (the rule in full, though response_head already refuses any coding but chunked)."""
     coding = None
     for name, value in headers:
         lowered = name.lower()

@@ -24,7 +24,7 @@ from monkey_py.http.framing import LAST_CHUNK, chunk
 from .choosing import Choosing
 from .connection import UpstreamConnection
 from .failover import Failover, UpstreamError
-from .headers import IDEMPOTENT, is_upgrade, request_head, response_head
+from .headers import IDEMPOTENT, CodedResponse, is_upgrade, request_head, response_head
 from .loop_guard import LOOP_DETECTED
 from .tunnel import Tunnel
 
@@ -248,18 +248,25 @@ class Forward(Choosing, Failover):
         """An interim (1xx) answer: the client gets it under the final answer's header
         rules (the core sends it to HTTP/1.1 clients only, and 100 Continue at most once).
         The 64 KiB bound on an answer's head, 1xx included, bounds what it queues."""
-        self.req.inform(status, response_head(headers, self.proxy.via, False)[0])
+        self.req.inform(status, self._head(headers, False)[0])
 
     def response_started(self, status: int, headers) -> None:
         if status == 101 and not self.upgrade:
             self.conn.invalid = "101 Switching Protocols was not asked for"
             raise httptools.HttpParserError(self.conn.invalid)
+        block, length = self._head(headers, status == 101)
         self.upstream.tally.responded(self.loop.now - self.attempt_start)
         if self.suspects:
             self._settle(True)
-        block, length = response_head(headers, self.proxy.via, status == 101)
         self.started = True
         self.req.start_response(status, block, length=length)
+
+    def _head(self, headers, upgrade: bool) -> tuple[bytes, int | None]:
+        try:
+            return response_head(headers, self.proxy.via, upgrade)
+        except CodedResponse as exc:
+            self.conn.invalid = str(exc)
+            raise httptools.HttpParserError(self.conn.invalid) from None
 
     def client_full(self) -> None:
         """The client's buffer is full: stop reading the upstream until it drains."""

@@ -144,9 +144,16 @@ def request_head(request, host: bytes, via: bytes, forwarded: bool, chunked: boo
     return b"".join(lines)
 
 
+class CodedResponse(ValueError):
+    """The upstream applied a transfer coding other than chunked (``gzip``...): the proxy
+    does not decode one, and passing the coded bytes on would corrupt the body (nginx
+    refuses such an answer too)."""
+
+
 def response_head(headers, via: bytes, upgrade: bool) -> tuple[bytes, int | None]:
     """The upstream's response headers as the client gets them, as one block of lines,
     and the body's length (the upstream's Content-Length; None without one).
+    Raises CodedResponse for a Transfer-Encoding other than ``chunked``.
     """
     lines = []
     length = None
@@ -163,6 +170,9 @@ def response_head(headers, via: bytes, upgrade: bool) -> tuple[bytes, int | None
             length = int(pair[1])
         elif kind == b"via":
             previous_via = [*(previous_via or ()), pair[1]]
+        elif kind == b"transfer-encoding" and pair[1].strip().lower() != b"chunked":
+            raise CodedResponse(f"Transfer-Encoding {pair[1].decode('latin-1')!r} "
+                                "(only chunked is passed on)")
         elif kind == b"connection" and pair[1].lower() not in _PLAIN_CONNECTION:
             named = True
     if named:
