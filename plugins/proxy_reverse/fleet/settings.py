@@ -1,0 +1,46 @@
+"""The fleet keys of ``[PROXY_DEFAULTS]``: ``Fleet redis://...`` turns on the shared
+health and the fleet figures; ``FleetName`` names this instance among the others."""
+
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import dataclass
+
+from monkey_py.config import ConfigError, Location
+
+from .address import RedisAddress
+
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """Where the fleet's Redis is, and this instance's name in it."""
+
+    redis: RedisAddress
+    name: str
+
+
+def fleet_name(value: str, location: Location) -> str:
+    """A ``FleetName``: letters, digits, ``.``, ``_``, ``:`` and ``-``, 100 at most."""
+    if not NAME_RE.fullmatch(value):
+        raise ConfigError(f"'{value}' is not a valid fleet name; use up to 100 letters, "
+                          "digits, '.', '_', ':' and '-', starting with a letter or digit, "
+                          "e.g. web-3", location)
+    return value
+
+
+def default_name(config) -> str:
+    """The host's name and the first ``Listen`` port: unique per instance of a machine,
+    as two instances cannot listen on the same port."""
+    host = socket.gethostname().split(".")[0] or "monkey"
+    return f"{host}:{config.server.listen[0].port}"
+
+
+def fleet_settings(defaults: dict, config) -> FleetSettings | None:
+    """The fleet settings of ``[PROXY_DEFAULTS]``' values; None without ``Fleet``."""
+    redis = defaults["fleet"]
+    if redis is None:
+        return None
+    return FleetSettings(redis, defaults["fleet_name"] or default_name(config))
