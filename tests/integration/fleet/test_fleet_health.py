@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from fleet_support import answers, fleet_proxy, listening_workers
+from fleet_support import answers, fleet_proxy, listening_workers, status
 from proxy_support import entry
 from redis_support import RedisServer
 from support import wait_for
@@ -55,6 +55,13 @@ def setup(module_monkey, module_upstreams, redis):
             "flaky": flaky, "redis": redis, "factory": module_monkey}
 
 
+def offline_workers(proxy, name: str, upstream) -> int:
+    """How many workers of ``proxy`` hold ``upstream`` offline in entry ``name``."""
+    (found,) = [e for e in status(proxy.port)["entries"] if e["entry"] == name]
+    (row,) = [row for row in found["upstreams"] if row["upstream"] == upstream.address]
+    return row["offline_workers"]
+
+
 def take_offline(setup, target: str) -> float:
     """Fail x for instance a until a takes it offline; when that happened (monotonic)."""
     a, x = setup["a"], setup["x"]
@@ -72,7 +79,9 @@ def test_a_server_failed_by_one_instance_is_skipped_by_the_others(setup):
     a, b, x, redis = setup["a"], setup["b"], setup["x"], setup["redis"]
     marked = take_offline(setup, "/fast/1")
     x.reset()
-    # Every worker of b, and the other worker of a, skip it from now on.
+    # Every worker of b, and the other worker of a, skip it once the message is there.
+    for proxy in (a, b):
+        assert wait_for(lambda: offline_workers(proxy, "api", x) == 2)
     assert answers(b.port, "/fast/2", 20) == {"y": 20}
     assert answers(a.port, "/fast/3", 20) == {"y": 20}
     assert x.requests == 0
@@ -110,6 +119,7 @@ def test_a_server_that_answers_early_is_back_online_everywhere(setup):
     key = f"monkey:fleet:offline:long/{x.address}"
     assert redis.call("PTTL", key) > 50_000
     assert wait_for(lambda: "a took it offline" in panicky.log())
+    assert wait_for(lambda: offline_workers(b, "long", x) == 2)
     x.reset()
     assert answers(b.port, "/long/2", 10) == {"y": 10}
     assert x.requests == 0
