@@ -9,6 +9,7 @@ from monkey_py_plugins.balancers.registry import balancer_name, load_balancer
 
 from .cache.front import CacheState, ProxyCache
 from .fleet.checks import FleetChecks
+from .fleet.figures import FleetFigures
 from .fleet.health import FleetHealth
 from .fleet.links import FleetLinks
 from .forwarding.availability import Availability
@@ -181,6 +182,9 @@ class ProxyWorker:
         # Passive health and check results shared with the fleet (None: not in one).
         self.shared_health = None if fleet is None else FleetHealth(
             self, fleet, announce=worker.index == 0)
+        # The fleet's figures for the statistics page, published by worker 0.
+        self.fleet_figures = None if fleet is None else FleetFigures(
+            self, fleet, publishing=worker.index == 0)
         if state.checks is not None:
             self._follow_checks(starting=True)
             if worker.index == 0:
@@ -238,6 +242,8 @@ class ProxyWorker:
         if self.checker is not None:
             self.checker.stop()
         self.pool.close_all(self.state.upstreams())
+        if self.fleet_figures is not None:
+            self.fleet_figures.stop()
         self.fleet.close()
         self.loop.cancel(self._publisher)
         self.state.stats.publish()
