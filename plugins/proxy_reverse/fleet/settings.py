@@ -3,15 +3,11 @@ health and the fleet figures; ``FleetName`` names this instance among the others
 
 from __future__ import annotations
 
-import re
 import socket
 from dataclasses import dataclass
 
-from monkey_py.config import ConfigError, Location
-
+from ..values import name_converter
 from .address import RedisAddress
-
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -22,13 +18,8 @@ class FleetSettings:
     name: str
 
 
-def fleet_name(value: str, location: Location) -> str:
-    """A ``FleetName``: letters, digits, ``.``, ``_``, ``:`` and ``-``, 100 at most."""
-    if not NAME_RE.fullmatch(value):
-        raise ConfigError(f"'{value}' is not a valid fleet name; use up to 100 letters, "
-                          "digits, '.', '_', ':' and '-', starting with a letter or digit, "
-                          "e.g. web-3", location)
-    return value
+# A ``FleetName``: letters, digits, ``.``, ``_``, ``:`` and ``-``, 100 at most.
+fleet_name = name_converter("fleet name", ":", 100, "web-3")
 
 
 def default_name(config) -> str:

@@ -12,7 +12,6 @@ import pytest
 
 from fleet_support import answers, fleet_proxy, listening_workers, status
 from proxy_support import entry
-from redis_support import RedisServer
 from support import wait_for
 from upstreams import answer_name
 
@@ -39,13 +38,6 @@ class Checked:
     def asked_between(self, start: float, end: float) -> int:
         with self.lock:
             return sum(start <= at < end for at in self.asked)
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

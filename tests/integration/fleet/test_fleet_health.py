@@ -12,7 +12,6 @@ import pytest
 
 from fleet_support import answers, fleet_proxy, listening_workers, status
 from proxy_support import entry
-from redis_support import RedisServer
 from support import wait_for
 from upstreams import answer_name, hang_up
 
@@ -27,13 +26,6 @@ class Flaky:
 
     def __call__(self, exchange) -> bool:
         return (hang_up if self.failing else answer_name)(exchange)
-
-
-@pytest.fixture(scope="module")
-def redis(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
