@@ -1,10 +1,13 @@
 """Redis killed and restarted under load: every request (proxied, and statistics pages
 that read the fleet's figures) gets exactly one answer, the workers hold no more
-descriptors afterwards, and the instances share their health again once Redis is back."""
+descriptors afterwards, and the instances share their health again once Redis is back.
+Redis stalled: the statistics page waits at most the command timeout, the health checks
+go on locally."""
 
 from __future__ import annotations
 
 import re
+import signal
 import threading
 import time
 
@@ -12,6 +15,7 @@ from fleet_support import answers, fleet_proxy, listening_workers, status
 from proxy_support import STATUS_URL, entry
 from redis_support import RedisServer
 from support import open_fds, raw_request, wait_for
+from upstreams import answer_name
 
 
 class Load:
@@ -115,3 +119,42 @@ def test_killing_and_restarting_redis_under_load_fails_no_request(
         assert wait_for(lambda: answers(proxies[1].port, "/z", 8) == {"u": 8})
     finally:
         redis.stop()
+
+
+def test_a_stalled_redis_costs_the_status_page_its_timeout_and_checks_go_local(
+        start_monkey, module_upstreams, tmp_path):
+    redis = RedisServer(tmp_path / "redis")
+    checked = []
+
+    def health(exchange) -> bool:
+        if exchange.request.target == "/health":
+            checked.append(time.monotonic())
+        return answer_name(exchange)
+
+    u = module_upstreams("u", health)
+    proxy = fleet_proxy(start_monkey, redis.url(), "a",
+                        entry("^/", u, Name="api", HealthCheck="/health",
+                              HealthCheckInterval=0.5))
+    try:
+        assert wait_for(lambda: links_up(proxy.port))
+        redis.proc.send_signal(signal.SIGSTOP)       # Redis accepts, and answers nothing
+        stalled = started = time.monotonic()
+        fleet = status(proxy.port)["fleet"]
+        waited = time.monotonic() - started
+        # The read timed out, or failed at once if a command before it had timed out.
+        assert fleet["error"].startswith("the fleet's figures could not be read: ")
+        assert "no reply from Redis in 0.25s" in fleet["error"]
+        assert waited < 2, waited
+        assert answers(proxy.port, "/x", 10) == {"u": 10}
+        # The leases get no answer: the instance checks on its own, once an interval.
+        time.sleep(2.5)
+        assert len([at for at in checked if at > stalled + 1]) >= 2
+        fleet = status(proxy.port)["fleet"]
+        assert fleet["error"] is not None and not fleet["links"][0]["up"]
+        assert fleet["links"][0]["timeouts"] >= 1
+    finally:
+        redis.proc.send_signal(signal.SIGCONT)
+    assert wait_for(lambda: links_up(proxy.port), timeout=15)
+    assert wait_for(lambda: status(proxy.port)["fleet"]["totals"]["up"] == 1, timeout=5)
+    assert "Traceback" not in proxy.log()
+    redis.stop()
