@@ -123,3 +123,15 @@ def test_a_server_that_answers_early_is_back_online_everywhere(setup):
     assert wait_for(lambda: answers(b.port, "/long/4", 4)["x"] > 0)
     assert wait_for(lambda: answers(a.port, "/long/5", 4)["x"] > 0)
     assert f"upstream {x.address} is back online: it answered panicky" in a.log()
+
+
+def test_messages_that_are_not_health_events_are_logged_and_change_nothing(setup):
+    a, b, x, redis = setup["a"], setup["b"], setup["x"], setup["redis"]
+    for junk in ("not json", '["a list"]', '{"kind": "offline"}',
+                 '{"kind": "offline", "server": "api/%s", "from": "z/1", "ms": "soon"}'
+                 % x.address):
+        redis.call("PUBLISH", "monkey:fleet:health", junk)
+    assert wait_for(lambda: b.log().count("that is not a health event") == 6)
+    assert offline_workers(b, "api", x) == 0
+    assert answers(a.port, "/fast/10", 4)["x"] > 0
+    assert "Traceback" not in a.log() + b.log()
