@@ -66,7 +66,7 @@ class ProxyReverse:
         worker = self.worker
         url = worker.statistics_url
         if url is not None and request.path.startswith(url) and serve_status(
-            request, worker.state
+            request, worker.state, worker.fleet_figures
         ):
             return True
         return True if worker.handle(request) else None

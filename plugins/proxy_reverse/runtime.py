@@ -8,6 +8,9 @@ from monkey_py_plugins.balancers.base import Balancer, Server
 from monkey_py_plugins.balancers.registry import balancer_name, load_balancer
 
 from .cache.front import CacheState, ProxyCache
+from .fleet.checks import FleetChecks
+from .fleet.figures import FleetFigures
+from .fleet.health import FleetHealth
 from .fleet.links import FleetLinks
 from .forwarding.availability import Availability
 from .forwarding.forward import Forward
@@ -175,10 +178,19 @@ class ProxyWorker:
         # The health checks: worker 0 runs them; every worker follows their verdicts.
         self.checks_seen = -1
         self.checker = None
+        fleet = state.settings.fleet
+        # Passive health and check results shared with the fleet (None: not in one).
+        self.shared_health = None if fleet is None else FleetHealth(
+            self, fleet, announce=worker.index == 0)
+        # The fleet's figures for the statistics page, published by worker 0.
+        self.fleet_figures = None if fleet is None else FleetFigures(
+            self, fleet, publishing=worker.index == 0)
         if state.checks is not None:
             self._follow_checks(starting=True)
             if worker.index == 0:
                 self.checker = HealthChecker(self.loop, state.checks, state.checked, self.via)
+                if self.shared_health is not None:
+                    FleetChecks(self.shared_health, self.checker, state.checks)
                 self.checker.start()
         self._publisher = self.loop.call_later(PUBLISH_SECONDS, self._publish)
         self.cache = None if state.cache is None else ProxyCache(self, state.cache,
@@ -230,6 +242,8 @@ class ProxyWorker:
         if self.checker is not None:
             self.checker.stop()
         self.pool.close_all(self.state.upstreams())
+        if self.fleet_figures is not None:
+            self.fleet_figures.stop()
         self.fleet.close()
         self.loop.cancel(self._publisher)
         self.state.stats.publish()
@@ -272,11 +286,16 @@ class ProxyWorker:
         """Charge a failure to the server's passive health."""
         if upstream.failed(self.loop.now, reason):
             self.state.stats.offline(upstream.slot, upstream.passive_until)
+            if self.shared_health is not None:
+                self.shared_health.taken_offline(upstream)
 
     def recovered(self, upstream: Upstream) -> None:
         """A server with failures answered: they are forgiven, an offline mark ends."""
+        early = upstream.passive_until > self.loop.now
         upstream.succeeded(self.loop.now)
         self.state.stats.offline(upstream.slot, 0.0)
+        if early and self.shared_health is not None:
+            self.shared_health.back_online(upstream)
 
     def named_nothing(self, entry: Entry, request) -> None:
         """The balancer gave no server for ``request``: logged, once a minute at most."""

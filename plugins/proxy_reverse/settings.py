@@ -20,6 +20,8 @@ from monkey_py.config import ConfigError, Key, Location, Section, check_sections
 from monkey_py.config import values
 from monkey_py.config.schema import where_first
 
+from .fleet.address import parse_redis_url
+from .fleet.settings import FleetSettings, fleet_name, fleet_settings
 from .values import (
     ServerSpec, StatusSet, check_path, entry_name, megabytes, network, percent,
     seconds_or_zero, server_list, status_set, targeted_fields, url_path,
@@ -110,6 +112,8 @@ class ProxySettings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     # A site's [PROXY_REVERSE] Cache On|Off, overriding its entries' Cache.
     site_cache: dict[int, bool] = field(default_factory=dict)
+    # Fleet mode (docs/fleet.md): None when Fleet is not set.
+    fleet: FleetSettings | None = None
 
     def entries_for(self, site) -> list[EntrySettings] | None:
         """The entries that apply to ``site``; None when the proxy is off there."""
@@ -194,6 +198,8 @@ def _defaults_keys(directory: Path | None = None) -> list[Key]:
         Key("CachePurgeAllow", network, repeatable=True),
         Key("CacheSkipSetCookie", values.boolean, default=False),
         Key("CacheTargetedFields", targeted_fields, default=(b"cdn-cache-control",)),
+        Key("Fleet", parse_redis_url, default=None),
+        Key("FleetName", fleet_name, default=None),
     ]
 
 
@@ -301,6 +307,7 @@ def read_settings(config) -> ProxySettings:
     settings.balancer = defaults["load_balancer"]
     settings.balancer_location = defaults_location
     settings.statistics_url = defaults["statistics_url"]
+    settings.fleet = fleet_settings(defaults, config)
     settings.statistics_allow = defaults["statistics_allow"] or [
         ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
     settings.cache = CacheSettings(

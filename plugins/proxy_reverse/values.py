@@ -13,7 +13,6 @@ from dataclasses import dataclass, replace
 from monkey_py.config import ConfigError, Location
 from monkey_py.config import values
 
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 STATUS_RE = re.compile(r"([1-5])xx|([1-5][0-9][0-9])(?:-([1-5][0-9][0-9]))?", re.I)
 
 
@@ -121,13 +120,24 @@ def seconds_or_zero(value: str, location: Location) -> float:
     return values.seconds(value, location)
 
 
-def entry_name(value: str, location: Location) -> str:
-    """An entry's ``Name``: letters, digits, ``.``, ``_`` and ``-``, 64 at most."""
-    if not NAME_RE.fullmatch(value):
-        raise ConfigError(f"'{value}' is not a valid entry name; use up to 64 letters, "
-                          "digits, '.', '_' and '-', starting with a letter or digit, "
-                          "e.g. api-v2", location)
-    return value
+def name_converter(what: str, extra: str, most: int, example: str):
+    """A converter of names (``what``: "entry name"): a letter or digit, then letters,
+    digits, ``.``, ``_``, ``-`` and the characters of ``extra``, ``most`` at most."""
+    pattern = re.compile(f"[A-Za-z0-9][A-Za-z0-9._{re.escape(extra)}-]{{0,{most - 1}}}")
+    allowed = ", ".join(f"'{char}'" for char in "._" + extra)
+
+    def convert(value: str, location: Location) -> str:
+        if not pattern.fullmatch(value):
+            raise ConfigError(f"'{value}' is not a valid {what}; use up to {most} letters, "
+                              f"digits, {allowed} and '-', starting with a letter or digit, "
+                              f"e.g. {example}", location)
+        return value
+
+    return convert
+
+
+# An entry's ``Name``: letters, digits, ``.``, ``_`` and ``-``, 64 at most.
+entry_name = name_converter("entry name", "", 64, "api-v2")
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,21 @@ class HealthBoard:
             slots[GENERATION] += 1
         return changed
 
+    def hold_down(self, slot: int, fall: int) -> bool:
+        """Take the server at ``slot`` as down, as ``fall`` failed checks in a row would
+        (the fleet's verdict, read at start or after an outage); False if it is down
+        already."""
+        slots = self.slots
+        base = self.cells[slot]
+        if slots[base + VERDICT] == DOWN:
+            return False
+        slots[base + VERDICT] = DOWN
+        slots[base + SINCE_MS] = int(self.clock() * 1000)
+        slots[base + FAILS] = fall
+        slots[base + PASSES] = 0
+        slots[GENERATION] += 1
+        return True
+
     def inherit(self, slot: int, board: HealthBoard, their_slot: int) -> None:
         """Start from another board's cell (the same server before a reload)."""
         base, theirs = self.cells[slot], board.cells[their_slot]

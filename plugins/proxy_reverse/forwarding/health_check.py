@@ -5,7 +5,9 @@ whatever the number of workers, and the verdicts go to the shared
 :class:`~.health_board.HealthBoard`, which every worker reads. Worker 0 always exists
 (a worker that dies is replaced under its own index), and the verdicts, with the runs
 of passed and failed checks, live in the board, so a replacement goes on where its
-predecessor stopped.
+predecessor stopped. In fleet mode (docs/fleet.md) each check first takes a lease in
+Redis, so that one instance of the fleet checks each server per interval, and its
+results reach every instance's board.
 
 A check is a ``GET`` of the entry's ``HealthCheck`` path on a connection of its own,
 on the worker's loop: a non-blocking connect, the request written through a
@@ -111,6 +113,9 @@ class HealthChecker:
         self.via = via
         self.timers: dict = {}
         self.probes: dict = {}
+        # Fleet mode's FleetChecks: a lease before each check, the results published.
+        self.fleet = None
+        self.stopped = False
 
     def start(self) -> None:
         """First checks soon, spread over a second so they do not all leave at once."""
@@ -120,6 +125,7 @@ class HealthChecker:
             self.timers[upstream] = self.loop.call_later(delay, partial(self._run, upstream))
 
     def stop(self) -> None:
+        self.stopped = True
         for timer in self.timers.values():
             self.loop.cancel(timer)
         for probe in list(self.probes.values()):
@@ -129,14 +135,30 @@ class HealthChecker:
 
     def _run(self, upstream) -> None:
         self.timers.pop(upstream, None)
+        if self.fleet is None:
+            self._probe(upstream)
+        else:
+            self.fleet.lease(upstream, self._probe, self._next)
+
+    def _probe(self, upstream) -> None:
+        if self.stopped:
+            return
         probe = Probe(self, upstream, self.loop)
         if not probe.done:            # a connect refused at once ends it at once
             self.probes[upstream] = probe
 
     def checked(self, probe: Probe, result: int, detail: int) -> None:
-        """A check ended: record it, say so when the verdict changes, plan the next."""
+        """A check ended: record it, tell the fleet, plan the next."""
         upstream = probe.upstream
         self.probes.pop(upstream, None)
+        self.record(upstream, result, detail)
+        if self.fleet is not None:
+            self.fleet.checked(upstream, result, detail)
+        self._next(upstream)
+
+    def record(self, upstream, result: int, detail: int) -> None:
+        """Count one check of ``upstream`` (made here or by another instance of the
+        fleet) and say so when the verdict changes."""
         check = upstream.entry.health_check
         verdict = self.board.record(upstream.slot, result, detail, check.rise, check.fall)
         if verdict == DOWN:
@@ -145,5 +167,9 @@ class HealthChecker:
         elif verdict is not None:
             log.warning("upstream %s passes its health check of %s: up", upstream.name,
                         check.path)
-        self.timers[upstream] = self.loop.call_later(
-            check.interval, partial(self._run, upstream))
+
+    def _next(self, upstream) -> None:
+        """Plan the next check of ``upstream``, one interval from now."""
+        if not self.stopped:
+            self.timers[upstream] = self.loop.call_later(
+                upstream.entry.health_check.interval, partial(self._run, upstream))

@@ -83,13 +83,22 @@ class Upstream:
         self.failures += 1
         if self.failures < self.attempts or self.passive_until > now or self.sole:
             return False
-        self.passive_until = self.back_at = now + self.offline_timeout
-        if not self.check_down:
-            self.offline_until = self.passive_until
+        self.hold_offline(now + self.offline_timeout)
         self.failures = 0
-        self.availability.changed()
         log.error("upstream %s is offline for %gs after %d failure(s); last: %s",
                   self.name, self.offline_timeout, self.attempts, reason)
+        return True
+
+    def hold_offline(self, until: float) -> bool:
+        """Take it offline until ``until`` (monotonic), after failures seen here or by
+        another instance of the fleet; False, and nothing changes, for a sole server
+        (never taken offline) or one already held offline as long."""
+        if self.sole or self.passive_until >= until:
+            return False
+        self.passive_until = self.back_at = until
+        if not self.check_down:
+            self.offline_until = until
+        self.availability.changed()
         return True
 
     def checked(self, down: bool, now: float) -> None:

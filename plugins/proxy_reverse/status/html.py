@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..cache.figures import CacheFigures, StoreFigures
 from ..stats import HISTORY_SECONDS, UpstreamSnapshot
+from .fleet import fleet_html
 
 if TYPE_CHECKING:
     from .report import EntryStatus, StatusReport
@@ -65,6 +66,7 @@ def render_html(report: StatusReport) -> bytes:
         parts.append("<p>No proxy entry is configured.</p>\n")
     for entry in report.entries:
         parts.append(_entry(entry))
+    parts.append(fleet_html(report.fleet))
     parts.append("</body>\n</html>\n")
     return "".join(parts).encode()
 

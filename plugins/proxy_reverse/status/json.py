@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 from ..cache.figures import COUNTERS
 from ..stats import LATENCY_BUCKETS, UpstreamSnapshot
+from .fleet import fleet_json
 from .report import EntryStatus, StatusReport
 
 
@@ -17,6 +18,7 @@ def render_json(report: StatusReport) -> bytes:
         "workers": report.workers,
         "entries": [_entry(entry) for entry in report.entries],
         "cache_store": None if report.cache_store is None else asdict(report.cache_store),
+        "fleet": fleet_json(report.fleet),
     }
     return json.dumps(document, indent=1).encode()
 

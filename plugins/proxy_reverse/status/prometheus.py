@@ -19,6 +19,7 @@ from prometheus_client.core import (
 
 from ..cache.figures import CacheFigures, StoreFigures
 from ..stats import LATENCY_BUCKETS
+from .fleet import fleet_metrics
 
 if TYPE_CHECKING:
     from .report import StatusReport
@@ -48,6 +49,7 @@ class ReportCollector:
             yield from cache_metrics(
                 [(entry.label, entry.cache) for entry in report.entries if entry.cache],
                 report.cache_store)
+        yield from fleet_metrics(report.fleet)
 
 
 def entry_metrics(report: StatusReport) -> Iterator[Metric]:

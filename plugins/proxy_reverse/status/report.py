@@ -43,9 +43,11 @@ class StatusReport:
     entries: list[EntryStatus]
     # The cache's store; None when no entry caches.
     cache_store: StoreFigures | None = None
+    # The fleet (fleet.figures.FleetView); None outside a fleet.
+    fleet: object = None
 
 
-def build_report(state) -> StatusReport:
+def build_report(state, fleet=None) -> StatusReport:
     """Group the upstreams' shared figures by entry, in configuration order."""
     settings = state.settings
     cache = state.cache
@@ -72,4 +74,4 @@ def build_report(state) -> StatusReport:
         status.upstreams.append(upstream)
     return StatusReport(settings.statistics_url, state.stats.since, state.stats.workers,
                         list(found.values()),
-                        None if cache is None else cache.stats.store())
+                        None if cache is None else cache.stats.store(), fleet)

@@ -7,11 +7,14 @@ The URLs, for ``StatisticsURL /proxy-status``::
     /proxy-status/metrics             Prometheus text (also /proxy-status?format=prometheus)
 
 Only clients whose address is in ``StatisticsAllow`` (loopback by default) get them.
+In a fleet, the page waits for the fleet's figures from Redis (at most Redis's command
+timeout) and shows them after the local ones.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 from urllib.parse import parse_qs
 
 from .html import render_html
@@ -26,6 +29,7 @@ CONTENT_TYPES = {
     "prometheus": PROMETHEUS_CONTENT_TYPE,
 }
 RENDERERS = {"html": render_html, "json": render_json, "prometheus": render_prometheus}
+log = logging.getLogger("monkey_py.proxy_reverse")
 
 
 def allowed(request, networks) -> bool:
@@ -62,8 +66,11 @@ def chosen_format(query: bytes | None, implied: str, url: bytes) -> str:
     return chosen
 
 
-def serve_status(request, state) -> bool:
-    """Answer ``request`` if it asks for the statistics; False if it does not."""
+def serve_status(request, state, fleet=None) -> bool:
+    """Answer ``request`` if it asks for the statistics; False if it does not.
+
+    ``fleet``: the worker's FleetFigures in a fleet, else None.
+    """
     url = state.settings.statistics_url.encode()
     implied = implied_format(request.path, url)
     if implied is None:
@@ -82,7 +89,26 @@ def serve_status(request, state) -> bool:
         return True
     # This worker's own counts are published first: the page is current for them.
     state.stats.publish()
-    body = RENDERERS[chosen](build_report(state))
+    if fleet is None:
+        _answer(request, chosen, build_report(state))
+    else:
+        fleet.read(lambda view: _answer_later(request, chosen, build_report(state, view)))
+    return True
+
+
+def _answer(request, chosen: str, report) -> None:
+    body = RENDERERS[chosen](report)
     request.respond(200, [(b"Content-Type", CONTENT_TYPES[chosen]),
                           (b"Cache-Control", b"no-store")], body)
-    return True
+
+
+def _answer_later(request, chosen: str, report) -> None:
+    """Answer once the fleet's figures are read, unless the client has gone."""
+    if request.finished:
+        return
+    try:
+        _answer(request, chosen, report)
+    except Exception:
+        log.exception("the statistics page failed")
+        if not request.response_started:
+            request.error(500, "The statistics page failed; see the error log.")

@@ -1,0 +1,119 @@
+"""Fleet figures through a real redis-server: three instances publish their totals, the
+statistics page of any of them shows the fleet (JSON, HTML, Prometheus), and an instance
+that stops turns stale, then gone."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from fleet_support import answers, fleet_proxy, status
+from proxy_support import STATUS_URL, entry
+from rawhttp import Client
+from redis_support import RedisServer
+from support import wait_for
+
+
+@pytest.fixture
+def redis(tmp_path):
+    server = RedisServer(tmp_path / "redis")
+    yield server
+    server.stop()
+
+
+def fleet_part(port: int) -> dict:
+    return status(port)["fleet"]
+
+
+def page(port: int, path: str) -> str:
+    with Client(port) as client:
+        response = client.request("GET", path)
+    assert response.status == 200, response
+    return response.body.decode()
+
+
+def test_the_status_page_shows_the_whole_fleet_and_instances_that_stop(
+        start_monkey, module_upstreams, redis):
+    u = module_upstreams("u")
+    instances = {name: fleet_proxy(start_monkey, redis.url(), name,
+                                   entry("^/", u, Name="api"))
+                 for name in ("a", "b", "c")}
+    sent = {"a": 5, "b": 7, "c": 9}
+    for name, count in sent.items():
+        assert answers(instances[name].port, "/x", count) == {"u": count}
+    a = instances["a"].port
+
+    def settled() -> bool:
+        fleet = fleet_part(a)
+        return fleet["totals"]["up"] == 3 and fleet["totals"]["requests"] == 21
+
+    assert wait_for(settled, timeout=5), fleet_part(a)
+    fleet = fleet_part(a)
+    assert fleet["name"] == "a" and fleet["error"] is None
+    assert fleet["redis"] == f"redis://127.0.0.1:{redis.port}/0"
+    assert {link["role"]: link["up"] for link in fleet["links"]} == {
+        "commands": True, "subscriptions": True}
+    rows = {row["name"]: row for row in fleet["instances"]}
+    assert set(rows) == {"a", "b", "c"}
+    for name, count in sent.items():
+        assert rows[name]["state"] == "up" and rows[name]["age"] <= 3
+        assert rows[name]["figures"]["requests"] == count
+        assert rows[name]["figures"]["responses"] == count
+        assert rows[name]["figures"]["workers"] == 1
+    assert 0 < redis.call("PTTL", "monkey:fleet:figures:a") <= 3000
+    assert redis.call("ZCARD", "monkey:fleet:members") == 3
+    assert fleet["totals"] == {"requests": 21, "responses": 21, "failures": 0, "active": 0,
+                               "up": 3, "stale": 0, "gone": 0}
+    # Any instance shows the same fleet.
+    assert fleet_part(instances["c"].port)["totals"]["requests"] == 21
+    html = page(a, STATUS_URL)
+    assert "<h2>Fleet</h2>" in html and "This instance is <code>a</code>" in html
+    for name in sent:
+        assert f"<tr><td class=\"text\">{name}</td><td class=\"text up\">up</td>" in html
+    assert "<th class=\"text\">3 up, 0 stale, 0 gone</th><th></th><th>21</th>" in html
+    families = {family.name: family for family in
+                text_string_to_metric_families(page(a, STATUS_URL + "/metrics"))}
+    up = {sample.labels["state"]: sample.value
+          for sample in families["monkey_proxy_fleet_instances"].samples}
+    assert up == {"up": 3, "stale": 0, "gone": 0}
+    assert {sample.labels["link"]: sample.value
+            for sample in families["monkey_proxy_fleet_redis_up"].samples} == {
+        "commands": 1, "subscriptions": 1}
+
+    instances["c"].stop()
+    stopped = time.monotonic()
+    state = lambda: {row["name"]: row["state"] for row in fleet_part(a)["instances"]}["c"]
+    assert wait_for(lambda: state() == "stale", timeout=5)
+    # Its figures lived 3 s after its last publication (at most 1 s before it stopped).
+    assert time.monotonic() - stopped >= 2
+    fleet = fleet_part(a)
+    assert fleet["totals"]["requests"] == 12 and fleet["totals"]["up"] == 2
+    assert wait_for(lambda: state() == "gone", timeout=12)
+    assert time.monotonic() - stopped >= 9
+    assert "<td class=\"text offline\">gone</td>" in page(a, STATUS_URL)
+
+
+def test_redis_down_at_start_the_instance_serves_and_shows_the_outage(
+        start_monkey, module_upstreams, tmp_path):
+    u = module_upstreams("u")
+    redis = RedisServer(tmp_path / "redis")
+    redis.stop()                                    # nobody listens on its port now
+    proxy = fleet_proxy(start_monkey, redis.url(), "alone", entry("^/", u, Name="api"),
+                        workers=2)
+    assert answers(proxy.port, "/x", 10) == {"u": 10}
+    fleet = fleet_part(proxy.port)
+    assert fleet["error"].startswith("the fleet's figures could not be read: Redis at ")
+    assert fleet["instances"] == [] and fleet["totals"]["up"] == 0
+    for link in fleet["links"]:
+        assert link["up"] is False and link["outages"] == 1
+        assert "Connection refused" in link["last_error"]
+    html = page(proxy.port, STATUS_URL)
+    assert "<td class=\"text offline\">down since" in html
+    assert "the figures above are this instance's alone" in html
+    assert proxy.log().count("is down (") == 4      # one per link and worker
+    # Redis comes: the links come up, and the instance joins the fleet.
+    redis.start()
+    assert wait_for(lambda: fleet_part(proxy.port)["totals"]["up"] == 1, timeout=10)
+    assert all(link["up"] for link in fleet_part(proxy.port)["links"])
