@@ -1,14 +1,15 @@
-"""What the statistics show in every format: the proxy's entries in configuration
-order, each with its settings that bound the load (limits, retry budget, health check),
-its queue and retry figures, its upstreams' figures and its cache's, summed over the
-workers."""
+"""What the statistics show in every format: a summary over every server, then the
+proxy's entries in configuration order, each with its settings that bound the load
+(limits, retry budget, health check), its queue and retry figures, its upstreams'
+figures and its cache's, summed over the workers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from ..cache.figures import CacheFigures, StoreFigures
-from ..stats import EntrySnapshot, UpstreamSnapshot
+from ..stats import HISTORY_SECONDS, EntrySnapshot, UpstreamSnapshot
 
 
 @dataclass
@@ -34,6 +35,68 @@ class EntryStatus:
 
 
 @dataclass
+class Summary:
+    """The figures over every server of every entry: how many are unavailable, and the
+    traffic of each of the last completed seconds (oldest first)."""
+
+    servers: int
+    # Offline in every worker or held down by its health check; offline in some workers.
+    servers_down: int
+    servers_partly_offline: int
+    requests_per_second: list[int]
+    responses_per_second: list[int]
+    errors_per_second: list[int]          # 5xx responses
+    failures_per_second: list[int]
+    # Mean seconds to the response head in each second; None: no response in it.
+    latency_per_second: list[float | None]
+
+    @property
+    def window(self) -> int:
+        """The seconds the rates are taken over."""
+        return len(self.requests_per_second)
+
+    @property
+    def request_rate(self) -> float:
+        return sum(self.requests_per_second) / self.window
+
+    @property
+    def error_rate(self) -> float:
+        """5xx responses per second."""
+        return sum(self.errors_per_second) / self.window
+
+    @property
+    def failure_rate(self) -> float:
+        return sum(self.failures_per_second) / self.window
+
+    @property
+    def error_ratio(self) -> float | None:
+        """The share of the window's responses that were 5xx; None: no response."""
+        responses = sum(self.responses_per_second)
+        return sum(self.errors_per_second) / responses if responses else None
+
+
+def summarize(upstreams: list[UpstreamSnapshot]) -> Summary:
+    """The summary of ``upstreams``: their states counted, their histories added."""
+    states = [upstream.state for upstream in upstreams]
+
+    def added(series: str) -> list:
+        return [sum(values) for values in
+                zip(*(getattr(upstream, series) for upstream in upstreams))] or (
+            [0] * HISTORY_SECONDS)
+
+    responses = added("responses_per_second")
+    latency = [None if not count else spent / count
+               for spent, count in zip(added("latency_per_second"), responses)]
+    return Summary(
+        servers=len(upstreams),
+        servers_down=sum(state in ("offline", "down") for state in states),
+        servers_partly_offline=states.count("partly offline"),
+        requests_per_second=added("requests_per_second"), responses_per_second=responses,
+        errors_per_second=added("errors_per_second"),
+        failures_per_second=added("failures_per_second"), latency_per_second=latency)
+
+
+@dataclass
 class StatusReport:
     """What every format shows: the entries, and since when the figures count."""
 
@@ -43,6 +106,10 @@ class StatusReport:
     entries: list[EntryStatus]
     # The cache's store; None when no entry caches.
     cache_store: StoreFigures | None = None
+
+    @cached_property
+    def summary(self) -> Summary:
+        return summarize([upstream for entry in self.entries for upstream in entry.upstreams])
 
 
 def build_report(state) -> StatusReport:
