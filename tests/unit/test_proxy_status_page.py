@@ -12,7 +12,8 @@ from types import SimpleNamespace
 import pytest
 
 from monkey_py_plugins.proxy_reverse.stats import HISTORY_SECONDS, ProxyStats
-from monkey_py_plugins.proxy_reverse.status.html import render_html, sparkline
+from monkey_py_plugins.proxy_reverse.status.charts import sparkline
+from monkey_py_plugins.proxy_reverse.status.html import render_html
 from monkey_py_plugins.proxy_reverse.status.json import render_json
 from monkey_py_plugins.proxy_reverse.status.report import build_report
 from monkey_py_plugins.proxy_reverse.status.serve import allowed, chosen_format, implied_format
@@ -127,6 +128,12 @@ def hostile_report(now=500.5):
     return state
 
 
+def figures(row) -> dict:
+    """{data-figure: text} of an element's cells and spans."""
+    return {found.get("data-figure"): "".join(found.itertext())
+            for found in row.iter() if found.get("data-figure")}
+
+
 def test_html_is_well_formed_self_contained_and_escapes_every_value():
     state = hostile_report()
     state.stats.clock = lambda: 501.5
@@ -141,15 +148,62 @@ def test_html_is_well_formed_self_contained_and_escapes_every_value():
     assert HOSTILE in text                   # shown as text, not markup
     hrefs = [a.get("href") for a in root.iter("a")]
     assert hrefs == ['/st"atus.json', '/st"atus/metrics']
-    rows = root.findall(".//tbody/tr")
-    assert len(rows) == 2
-    cells = ["".join(td.itertext()) for td in rows[0].findall("td")]
-    assert cells[0] == HOSTILE and cells[1] == "up"
-    assert cells[2:8] == ["-", "1", "0", "4", "1", "4.0 ms"]
-    assert cells[8].startswith(HOSTILE)
-    backup = ["".join(td.itertext()) for td in rows[1].findall("td")]
-    assert backup[0] == "ok:80 (backup)" and backup[1] == "offline, retried in 29 s"
-    assert len(root.findall(f".//{SVG}svg")) == 2
+    rows = root.findall(".//tbody/tr[@class='server']")
+    assert [row.get("data-server") for row in rows] == [HOSTILE, "ok:80"]
+    assert "".join(rows[0].find("td").itertext()) == HOSTILE
+    first = figures(rows[0])
+    assert first["state"] == "up" and first["state-age"] == "for 1 s"
+    assert [first[name] for name in ("check", "weight", "active", "requests", "failures",
+                                     "1xx", "2xx", "3xx", "4xx", "5xx", "p50", "p99")] == [
+        "-", "1", "0", "4", "1", "0", "3", "0", "0", "0", "3.5 ms", "4.0 ms"]
+    details = root.findall(".//tbody/tr[@class='detail']")
+    assert f"last error: {HOSTILE}" in "".join(details[0].itertext())
+    backup = figures(rows[1])
+    assert "".join(rows[1].find("td").itertext()) == "ok:80 (backup)"
+    assert backup["state"] == "offline" and backup["p50"] == "-"
+    assert "offline in every worker, retried in 29 s" in "".join(details[1].itertext())
+    summary = figures(root.find(".//{*}section[@id='summary']"))
+    assert summary["servers-down"] == "1" and summary["requests-per-second"] == "0.08"
+    charts = root.findall(f".//{SVG}svg[@class='chart']")
+    assert [chart.get("id") for chart in charts] == ["chart-traffic", "chart-latency"]
+    assert len(root.findall(f".//{SVG}svg[@class='spark']")) == 2
+
+
+def test_the_page_is_composed_of_the_sections_given():
+    state = hostile_report()
+    page = render_html(build_report(state), [lambda report: "<p id=\"fleet\">2 nodes</p>"])
+    root = ET.fromstring(page.decode())
+    assert root.find(".//p[@id='fleet']").text == "2 nodes"
+    assert root.find(".//{*}section[@id='summary']") is None
+
+
+def test_the_summary_adds_every_server_and_takes_rates_over_the_window():
+    labels = [("a:1", "h1:80", False), ("a:1", "h2:80", False), ("b:1", "h3:80", False)]
+    clock = SimpleNamespace(now=800.5)
+    state = fake_state(labels, [fake_entry("a:1", "^/a/"), fake_entry("b:1", "^/b/")])
+    stats = state.stats
+    stats.clock = lambda: clock.now
+    for slot, status, latency in ((0, 200, 0.01), (0, 503, 0.03), (1, 500, 0.02),
+                                  (2, 200, 0.05)):
+        stats.responded(slot, latency, status)
+    stats.failed(2, "connect: Connection refused", clock.now + 60)
+    stats.publish()
+    clock.now = 801.0
+    summary = build_report(state).summary
+    assert (summary.servers, summary.servers_down, summary.window) == (3, 1, HISTORY_SECONDS)
+    assert summary.requests_per_second[-1] == 5 and summary.errors_per_second[-1] == 2
+    assert summary.latency_per_second[-1] == pytest.approx(0.11 / 4)
+    assert summary.latency_per_second[0] is None
+    assert summary.request_rate == pytest.approx(5 / HISTORY_SECONDS)
+    assert summary.error_rate == pytest.approx(2 / HISTORY_SECONDS)
+    assert summary.failure_rate == pytest.approx(1 / HISTORY_SECONDS)
+    assert summary.error_ratio == pytest.approx(0.5)
+
+
+def test_the_summary_of_no_server_has_an_empty_window_of_the_full_length():
+    summary = build_report(fake_state([], [])).summary
+    assert summary.servers == 0 and summary.request_rate == 0
+    assert summary.error_ratio is None and summary.window == HISTORY_SECONDS
 
 
 def test_html_says_so_when_no_entry_is_configured():
@@ -193,3 +247,12 @@ def test_json_document():
     assert len(first["failures_per_second"]) == HISTORY_SECONDS
     assert backup["state"] == "offline" and backup["offline_for"] == 28.5
     assert backup["backup"] is True and backup["mean_latency_ms"] is None
+    assert first["status_classes"] == {"1xx": 0, "2xx": 3, "3xx": 0, "4xx": 0, "5xx": 0}
+    assert first["latency_p50_ms"] == 3.5 and first["latency_p99_ms"] == 3.99
+    assert first["state_age"] == 1.5 and backup["state_age"] == 1.5
+    assert backup["latency_p50_ms"] is None
+    summary = document["summary"]
+    assert (summary["servers"], summary["servers_down"], summary["window_seconds"]) == (
+        2, 1, HISTORY_SECONDS)
+    assert summary["requests_per_second"][-2:] == [5, 0]
+    assert summary["latency_ms_per_second"][-2:] == [4.0, None]
