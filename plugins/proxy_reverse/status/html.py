@@ -68,8 +68,8 @@ svg .series.latency { stroke: #6b3fa0; }
 svg .legend.requests { fill: #2f6db5; }
 svg .legend.errors { fill: #b3261e; }
 svg .legend.latency { fill: #6b3fa0; }
-svg .requests { fill: #cfe0f5; stroke: #2f6db5; stroke-width: 1; }
-svg .failures { fill: none; stroke: #b3261e; stroke-width: 1.2; }
+svg.spark .requests { fill: #cfe0f5; stroke: #2f6db5; stroke-width: 1; }
+svg.spark .failures { fill: none; stroke: #b3261e; stroke-width: 1.2; }
 """
 
 STATE_CLASS = {"up": "up", "offline": "offline", "partly offline": "partly", "down": "offline"}
