@@ -3,8 +3,9 @@
 The bounds run ten to a decade (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 and 8 times a power of
 ten) from 0.1 ms to 80 s, then +Inf: a bound is at most a third above the one before, so
 a quantile read from the counts, linear within its bucket as Prometheus's
-``histogram_quantile`` reads one, is off by less than a third of its value. Counting
-costs one ``bisect`` and one increment per response.
+``histogram_quantile`` reads one, is off by less than a third of its value. A worker
+counts a response with one ``bisect`` over the bounds and one increment
+(``stats.Tally.responded``).
 
 JSON and Prometheus show the counts at the coarser ``EXPORTED_BUCKETS`` (each one of the
 bounds, so its cumulative count is exact): enough for ``histogram_quantile`` without
@@ -22,12 +23,6 @@ LATENCY_BUCKETS = tuple(float(f"{step}e{exponent}") for exponent in range(-4, 2)
 EXPORTED_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
                     5.0, 10.0)
 _EXPORTED_INDEX = tuple(LATENCY_BUCKETS.index(bound) for bound in EXPORTED_BUCKETS)
-
-
-def bucket_of(seconds: float) -> int:
-    """The index of the bucket that counts a response of ``seconds``
-    (``len(LATENCY_BUCKETS)``: the +Inf bucket)."""
-    return bisect_left(LATENCY_BUCKETS, seconds)
 
 
 def quantile(cumulative: list[int], q: float) -> float | None:

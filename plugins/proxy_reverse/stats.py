@@ -23,12 +23,13 @@ publication counts into the ring bucket of the second it happens in.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Callable
 
 from monkey_py.shared import SharedMemory
 
-from .latency import LATENCY_BUCKETS, bucket_of, quantile
+from .latency import LATENCY_BUCKETS, quantile
 
 # How often a worker's local counts reach the shared memory.
 PUBLISH_SECONDS = 0.25
@@ -40,8 +41,10 @@ ERROR_BYTES = 120
 REQUESTS, RESPONSES, FAILURES, ACTIVE, LATENCY_US, OFFLINE_UNTIL_MS, ERROR_AT_MS, \
     ERROR_SEQ, ERROR_LEN, WEIGHT_PERMILLE, BYTES_IN, BYTES_OUT, OFFLINE_SINCE_MS, \
     ONLINE_SINCE_MS = range(14)
-# Responses by status class: 1xx to 5xx (a status above 599 counts as 5xx).
+# Responses by status class: 1xx to 5xx (a status above 599 counts as 5xx). The index
+# of each status's class is looked up (llhttp reads three digits, so 999 at most).
 STATUS_CLASSES = 5
+CLASS_OF = tuple(min(max(status // 100, 1), STATUS_CLASSES) - 1 for status in range(1000))
 CLASSES = 14
 ERROR_TEXT = CLASSES + STATUS_CLASSES
 BUCKETS = ERROR_TEXT + ERROR_BYTES // 8
@@ -171,8 +174,8 @@ class Tally:
         self.requests += 1
         self.responses += 1
         self.latency += latency
-        self.buckets[bucket_of(latency)] += 1
-        self.classes[min(status // 100, STATUS_CLASSES) - 1] += 1
+        self.buckets[bisect_left(LATENCY_BUCKETS, latency)] += 1
+        self.classes[CLASS_OF[status]] += 1
 
 
 class EntryTally:

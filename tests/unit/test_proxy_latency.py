@@ -10,22 +10,33 @@ import pytest
 from monkey_py_plugins.proxy_reverse.latency import (
     EXPORTED_BUCKETS,
     LATENCY_BUCKETS,
-    bucket_of,
     exported,
     quantile,
 )
+from monkey_py_plugins.proxy_reverse.stats import Tally
+
+
+def counted(samples: list[float]) -> list[int]:
+    """A worker's bucket counts of responses that took ``samples`` seconds."""
+    tally = Tally()
+    for sample in samples:
+        tally.responded(sample, 200)
+    return tally.buckets
 
 
 def cumulative(samples: list[float]) -> list[int]:
-    """The counts the statistics keep for ``samples``: cumulative, then the total."""
-    counts = [0] * (len(LATENCY_BUCKETS) + 1)
-    for sample in samples:
-        counts[bucket_of(sample)] += 1
+    """The counts the statistics show for ``samples``: cumulative, then the total."""
     total, result = 0, []
-    for count in counts:
+    for count in counted(samples):
         total += count
         result.append(total)
     return result
+
+
+def bucket_of(seconds: float) -> int:
+    """The index of the one bucket that counted a response of ``seconds``."""
+    (index,) = [index for index, count in enumerate(counted([seconds])) if count]
+    return index
 
 
 def test_ten_bounds_a_decade_from_a_tenth_of_a_millisecond_to_80_seconds():
