@@ -378,39 +378,42 @@ class ProxyStats:
             error = ""
             buckets = [0] * (len(LATENCY_BUCKETS) + 1)
             classes = [0] * STATUS_CLASSES
-            history = [[0] * HISTORY_SECONDS for _ in range(1, TICK)]
+            requests, failures, errors, responses, latency_us = (
+                [0] * HISTORY_SECONDS for _ in range(1, TICK))
             for worker in range(self.workers):
                 base = worker * self.stride + slot * CELL
-                for index in (REQUESTS, RESPONSES, FAILURES, ACTIVE, LATENCY_US,
-                              BYTES_IN, BYTES_OUT):
-                    sums[index] += slots[base + index]
-                share = min(share, slots[base + WEIGHT_PERMILLE])
-                for i in range(len(buckets)):
-                    buckets[i] += slots[base + BUCKETS + i]
-                for i in range(STATUS_CLASSES):
-                    classes[i] += slots[base + CLASSES + i]
-                until = slots[base + OFFLINE_UNTIL_MS]
+                # One copy of the cell: reading a list is much cheaper than the mapping.
+                cell = slots[base:base + CELL].tolist()
+                sums = [total + count for total, count in zip(sums, cell)]
+                share = min(share, cell[WEIGHT_PERMILLE])
+                buckets = [total + count for total, count in zip(buckets, cell[BUCKETS:RING])]
+                classes = [total + count
+                           for total, count in zip(classes, cell[CLASSES:ERROR_TEXT])]
+                until = cell[OFFLINE_UNTIL_MS]
                 if until > now_ms:
                     offline_workers += 1
                     offline_until = max(offline_until, until)
-                    offline_since = max(offline_since, slots[base + OFFLINE_SINCE_MS])
+                    offline_since = max(offline_since, cell[OFFLINE_SINCE_MS])
                 else:
-                    online_since = max(online_since, until, slots[base + ONLINE_SINCE_MS])
+                    online_since = max(online_since, until, cell[ONLINE_SINCE_MS])
                 at, text = self._error(base)
                 if at > error_at:
                     error_at, error = at, text
-                for i in range(RING_SIZE):
-                    bucket = base + RING + TICK * i
-                    age = second - slots[bucket + SECOND]
-                    if 1 <= age <= HISTORY_SECONDS:
-                        for series, values in enumerate(history, 1):
-                            values[HISTORY_SECONDS - age] += slots[bucket + series]
+                for bucket, stamp in enumerate(cell[RING + SECOND::TICK]):
+                    age = second - stamp
+                    if 0 < age <= HISTORY_SECONDS:
+                        index = HISTORY_SECONDS - age
+                        at = RING + TICK * bucket
+                        requests[index] += cell[at + TICK_REQUESTS]
+                        failures[index] += cell[at + TICK_FAILURES]
+                        errors[index] += cell[at + TICK_5XX]
+                        responses[index] += cell[at + TICK_RESPONSES]
+                        latency_us[index] += cell[at + TICK_LATENCY_US]
             cumulative = []
             total = 0
             for count in buckets:
                 total += count
                 cumulative.append(total)
-            requests, failures, errors, responses, latency_us = history
             result.append(UpstreamSnapshot(
                 entry=entry, name=name, backup=backup, workers=self.workers,
                 requests=sums[REQUESTS], responses=sums[RESPONSES],
