@@ -8,16 +8,18 @@ of any worker shows the figures of all of them, at most ``PUBLISH_SECONDS`` old 
 own worker's publish first, so they are current). Failures are rare and publish their
 error text and offline time at once.
 
-A row holds one cell per upstream, then one per entry. An upstream's cell has the
-counters (with the responses by status class and the bytes each way), the share of its
-weight the worker gives it (slow start), when the worker last took it offline and let it
-back, the latency histogram (``latency.py``), the last error's text (written under a
-sequence number so a reader never takes half of it) and a ring of per-second counters
-for the last minute: each ring bucket carries the second it counts, so a bucket left
-from an earlier minute is recognised and ignored. An entry's cell has its queue and retry figures and whether the
-worker is in panic mode.
+A row holds one cell per upstream, then one per entry, then the worker's traffic. An
+upstream's cell has the counters (with the responses by status class and the bytes each
+way), the share of its weight the worker gives it (slow start), when the worker last
+took it offline and let it back, the latency histogram (``latency.py``), the last
+error's text (written under a sequence number so a reader never takes half of it) and a
+ring of per-second counters for the last minute: each ring bucket carries the second it
+counts, so a bucket left from an earlier minute is recognised and ignored. An entry's
+cell has its queue and retry figures and whether the worker is in panic mode. The
+traffic cell is a ring of the same counters over all upstreams, ten seconds a bucket,
+for the last ten minutes.
 Times are read from the monotonic clock, which every process of the machine shares; a
-publication counts into the ring bucket of the second it happens in.
+publication counts into the ring buckets of the second and the interval it happens in.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ from .latency import LATENCY_BUCKETS, quantile
 PUBLISH_SECONDS = 0.25
 # The per-second history covers this many completed seconds.
 HISTORY_SECONDS = 60
+# The worker's traffic: this many completed intervals of INTERVAL_SECONDS (ten minutes).
+INTERVAL_SECONDS = 10
+INTERVALS = 60
 ERROR_BYTES = 120
 
 # The int64 slots of one cell (one upstream in one worker's row).
@@ -51,11 +56,12 @@ BUCKETS = ERROR_TEXT + ERROR_BYTES // 8
 RING = BUCKETS + len(LATENCY_BUCKETS) + 1
 # The ring keeps the current, still counting, second besides the completed ones.
 RING_SIZE = HISTORY_SECONDS + 1
-# Each ring bucket: its second, then requests, failures, 5xx responses, responses, and
-# the microseconds those responses took.
+# Each ring bucket: its second (or interval), then requests, failures, 5xx responses,
+# responses, and the microseconds those responses took.
 SECOND, TICK_REQUESTS, TICK_FAILURES, TICK_5XX, TICK_RESPONSES, TICK_LATENCY_US = range(6)
 TICK = 6
 CELL = RING + TICK * RING_SIZE
+TRAFFIC_CELL = TICK * (INTERVALS + 1)
 # The slots of an entry's cell: gauges (waiting, panic) and counters.
 WAITING, QUEUE_FULL, QUEUE_TIMEOUTS, RETRIES, RETRIES_DENIED, PANIC = range(6)
 ENTRY_CELL = 6
@@ -142,6 +148,31 @@ class UpstreamSnapshot:
 
 
 @dataclass
+class Traffic:
+    """The traffic of every upstream, summed over the workers, in each of the last
+    completed intervals of ``interval`` seconds (oldest first): requests, failures, 5xx
+    responses, responses, and the seconds those responses took."""
+
+    interval: int
+    requests: list[int]
+    failures: list[int]
+    errors: list[int]
+    responses: list[int]
+    latency: list[float]
+
+    @property
+    def mean_latency(self) -> list[float | None]:
+        """The mean seconds to the response head in each interval (None: no response)."""
+        return means(self.latency, self.responses)
+
+    @classmethod
+    def idle(cls) -> Traffic:
+        """Ten minutes without a request."""
+        return cls(INTERVAL_SECONDS, *([0] * INTERVALS for _ in range(4)),
+                   [0.0] * INTERVALS)
+
+
+@dataclass
 class EntrySnapshot:
     """One entry's queue and retry figures summed over the workers."""
 
@@ -207,7 +238,8 @@ class ProxyStats:
         self.since = time.time()
         self.started = clock()
         self.entry_base = len(labels) * CELL
-        self.stride = self.entry_base + len(self.entries) * ENTRY_CELL
+        self.traffic_base = self.entry_base + len(self.entries) * ENTRY_CELL
+        self.stride = self.traffic_base + TRAFFIC_CELL
         self.shared = SharedMemory(max(1, self.stride * workers))
         self.slots = self.shared.slots
         self.bytes = self.shared.slots.cast("B")
@@ -306,7 +338,10 @@ class ProxyStats:
         if not self.publishing:
             return
         slots = self.slots
-        second = int(self.clock())
+        now = self.clock()
+        second = int(now)
+        # The worker's traffic in this publication: the ring buckets' counts.
+        traffic = [0] * (TICK - 1)
         for base, tally in zip(self.bases, self.tallies):
             slots[base + ACTIVE] = tally.active
             slots[base + WEIGHT_PERMILLE] = int(tally.weight_share * 1000)
@@ -335,8 +370,13 @@ class ProxyStats:
                     classes[index] = 0
             tally.requests = tally.responses = tally.failures = 0
             tally.latency = 0.0
-            self._tick(base + RING + TICK * (second % RING_SIZE), second,
-                       (requests, failures, errors, responses, latency_us))
+            counts = (requests, failures, errors, responses, latency_us)
+            self._tick(base + RING + TICK * (second % RING_SIZE), second, counts)
+            traffic = [total + count for total, count in zip(traffic, counts)]
+        if any(traffic):
+            interval = int(now // INTERVAL_SECONDS)
+            self._tick(self.row + self.traffic_base + TICK * (interval % (INTERVALS + 1)),
+                       interval, traffic)
         base = self.row + self.entry_base
         for tally in self.entry_tallies:
             slots[base + WAITING] = tally.waiting
@@ -349,8 +389,9 @@ class ProxyStats:
             tally.retries_denied = 0
             base += ENTRY_CELL
 
-    def _tick(self, bucket: int, second: int, counts: tuple[int, ...]) -> None:
-        """Add ``counts`` into the ring ``bucket`` of ``second``, claiming it if stale."""
+    def _tick(self, bucket: int, second: int, counts) -> None:
+        """Add ``counts`` into the ring ``bucket`` of ``second`` (or of an interval),
+        claiming it if stale."""
         slots = self.slots
         if slots[bucket + SECOND] != second:
             # Counts first: a reader seeing them under the old second ignores them.
@@ -378,8 +419,7 @@ class ProxyStats:
             error = ""
             buckets = [0] * (len(LATENCY_BUCKETS) + 1)
             classes = [0] * STATUS_CLASSES
-            requests, failures, errors, responses, latency_us = (
-                [0] * HISTORY_SECONDS for _ in range(1, TICK))
+            history = [[0] * HISTORY_SECONDS for _ in range(1, TICK)]
             for worker in range(self.workers):
                 base = worker * self.stride + slot * CELL
                 # One copy of the cell: reading a list is much cheaper than the mapping.
@@ -399,16 +439,8 @@ class ProxyStats:
                 at, text = self._error(base)
                 if at > error_at:
                     error_at, error = at, text
-                for bucket, stamp in enumerate(cell[RING + SECOND::TICK]):
-                    age = second - stamp
-                    if 0 < age <= HISTORY_SECONDS:
-                        index = HISTORY_SECONDS - age
-                        at = RING + TICK * bucket
-                        requests[index] += cell[at + TICK_REQUESTS]
-                        failures[index] += cell[at + TICK_FAILURES]
-                        errors[index] += cell[at + TICK_5XX]
-                        responses[index] += cell[at + TICK_RESPONSES]
-                        latency_us[index] += cell[at + TICK_LATENCY_US]
+                _add_ring(cell[RING:], second, history)
+            requests, failures, errors, responses, latency_us = history
             cumulative = []
             total = 0
             for count in buckets:
@@ -432,6 +464,19 @@ class ProxyStats:
                 weight_share=share / 1000,
             ))
         return result
+
+    def traffic(self) -> Traffic:
+        """Every upstream's traffic in the last completed intervals, summed over the
+        workers."""
+        slots = self.shared.slots
+        history = [[0] * INTERVALS for _ in range(1, TICK)]
+        for worker in range(self.workers):
+            base = worker * self.stride + self.traffic_base
+            _add_ring(slots[base:base + TRAFFIC_CELL].tolist(),
+                      int(self.clock() // INTERVAL_SECONDS), history)
+        requests, failures, errors, responses, latency_us = history
+        return Traffic(INTERVAL_SECONDS, requests, failures, errors, responses,
+                       [micros / 1e6 for micros in latency_us])
 
     def entry_snapshot(self) -> list[EntrySnapshot]:
         """Every entry's queue and retry figures, in entry order, summed over the workers."""
@@ -463,3 +508,26 @@ class ProxyStats:
             if slots[base + ERROR_SEQ] == sequence:
                 return at, text.decode("utf-8", "replace")
         return 0, ""
+
+
+def means(sums: list[float], counts: list[int]) -> list[float | None]:
+    """Each sum over its count; None where the count is 0."""
+    return [total / count if count else None for total, count in zip(sums, counts)]
+
+
+def _add_ring(ring: list[int], current: int, history: list[list[int]]) -> None:
+    """Add the counts of a ring (its buckets from ``ring[0]`` on, one more than the
+    history is long) to ``history``: one list per counted series, oldest first, ending
+    with the second (or interval) before ``current``. Stale buckets are left out."""
+    length = len(history[0])
+    requests, failures, errors, responses, latency_us = history
+    for bucket, stamp in enumerate(ring[SECOND:TICK * (length + 1):TICK]):
+        age = current - stamp
+        if 0 < age <= length:
+            index = length - age
+            start = TICK * bucket
+            requests[index] += ring[start + TICK_REQUESTS]
+            failures[index] += ring[start + TICK_FAILURES]
+            errors[index] += ring[start + TICK_5XX]
+            responses[index] += ring[start + TICK_RESPONSES]
+            latency_us[index] += ring[start + TICK_LATENCY_US]

@@ -15,6 +15,8 @@ from monkey_py_plugins.proxy_reverse.stats import (
     ERROR_BYTES,
     ERROR_SEQ,
     HISTORY_SECONDS,
+    INTERVAL_SECONDS,
+    INTERVALS,
     LATENCY_BUCKETS,
     ProxyStats,
 )
@@ -280,6 +282,32 @@ def test_the_ring_counts_each_completed_second_oldest_first():
     assert sum(up.requests_per_second) == 9
     assert up.responses_per_second[-4:] == [3, 1, 0, 4]
     assert up.latency_per_second[-4:] == pytest.approx([0.003, 0.001, 0, 0.004])
+
+
+def test_the_traffic_of_every_upstream_is_summed_in_ten_second_intervals():
+    clock = Clock(20_000.0)                  # interval 2000
+    stats = ProxyStats(LABELS, workers=2, clock=clock)
+
+    def work(stats: ProxyStats, index: int) -> None:
+        for second, slot, status in ((20_001.0, 0, 200), (20_009.9, 1, 502),
+                                     (20_012.0, 0, 200), (20_035.0, 1, 200)):
+            clock.now = second
+            stats.responded(slot, 0.002 * (index + 1), status)
+            stats.publish()
+        stats.failed(0, "read timed out", 0.0)    # in interval 2003 too
+        stats.publish()
+
+    in_children(stats, work)
+    clock.now = 20_040.0                     # interval 2004 is counting: not shown
+    traffic = stats.traffic()
+    assert traffic.interval == INTERVAL_SECONDS and len(traffic.requests) == INTERVALS
+    assert traffic.requests[-4:] == [4, 2, 0, 4]
+    assert traffic.responses[-4:] == [4, 2, 0, 2]
+    assert traffic.errors[-4:] == [2, 0, 0, 0]
+    assert traffic.failures[-4:] == [0, 0, 0, 2]
+    assert traffic.mean_latency[-4:] == pytest.approx([0.003, 0.003, None, 0.003])
+    clock.now = 20_000.0 + INTERVAL_SECONDS * (INTERVALS + 1)   # interval 2000 is gone
+    assert sum(stats.traffic().requests) == 6
 
 
 def test_the_ring_counts_5xx_responses_each_second():
