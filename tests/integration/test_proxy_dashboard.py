@@ -12,6 +12,7 @@ import time
 import pytest
 
 from chromium import dump_dom, ensure_chromium, parse
+from monkey_py_plugins.proxy_reverse.stats import INTERVAL_SECONDS
 from monkey_py_plugins.proxy_reverse.status.charts import nice_ceiling
 from proxy_support import STATUS_URL, entry, start_proxy
 from rawhttp import Client
@@ -65,9 +66,12 @@ def document(port: int) -> dict:
 
 
 def counted_document(port: int, total: int) -> dict | None:
-    """The JSON document once its per-second history holds ``total`` requests."""
+    """The JSON document once its per-second history and its ten-second intervals hold
+    ``total`` requests."""
     found = document(port)
-    return found if sum(found["summary"]["requests_per_second"]) == total else None
+    if sum(found["summary"]["requests_per_second"]) != total:
+        return None
+    return found if sum(found["traffic"]["requests"]) == total else None
 
 
 @pytest.fixture(scope="module")
@@ -98,8 +102,10 @@ def dashboard(module_monkey, tmp_path_factory):
         assert get(server.port, f"/api/fine/{number}").status == 200
     for number in range(FAILING):
         assert get(server.port, f"/api/fail/{number}").status == 503
-    # Once the last second is complete, every request is in the per-second history.
-    counted = wait_for(lambda: counted_document(server.port, OK + FINE + FAILING))
+    # Once the last second and the last interval are complete, every request is in the
+    # history the summary and the charts show.
+    counted = wait_for(lambda: counted_document(server.port, OK + FINE + FAILING),
+                       timeout=INTERVAL_SECONDS + 5)
     assert counted, "the traffic never reached the per-second history"
     yield server, ups, dead, counted
     for upstream in ups.values():
@@ -163,11 +169,12 @@ def test_the_page_in_chromium_shows_the_summary_the_servers_and_the_charts(chrom
     assert list(charts) == ["chart-traffic", "chart-latency"]
     for svg in charts.values():
         x_ticks = [node.text for node in svg.find("g", class_="x").find_all("text")]
-        assert x_ticks == ["-60 s", "-45 s", "-30 s", "-15 s", "now"]
+        assert x_ticks == ["-10 min", "-7.5 min", "-5 min", "-2.5 min", "now"]
         assert svg.find_all("polyline", class_="series")
-        assert {"seconds before now"} <= {node.text for node in svg.find_all(
+        assert {"minutes before now"} <= {node.text for node in svg.find_all(
             "text", class_="axis-label")}
-    peak = max(counted["summary"]["requests_per_second"])
+    traffic = counted["traffic"]
+    peak = max(max(traffic["requests"]) / traffic["interval_seconds"], 1)
     y_ticks = [node.text for node in charts["chart-traffic"].find("g", class_="y").find_all(
         "text")]
     assert y_ticks == ["0", f"{nice_ceiling(peak) / 2:g}", f"{nice_ceiling(peak):g}"]

@@ -12,7 +12,12 @@ from types import SimpleNamespace
 import pytest
 
 from monkey_py_plugins.proxy_reverse.stats import HISTORY_SECONDS, ProxyStats
-from monkey_py_plugins.proxy_reverse.status.charts import sparkline
+from monkey_py_plugins.proxy_reverse.status.charts import (
+    Series,
+    nice_ceiling,
+    sparkline,
+    time_chart,
+)
 from monkey_py_plugins.proxy_reverse.status.html import render_html
 from monkey_py_plugins.proxy_reverse.status.json import render_json
 from monkey_py_plugins.proxy_reverse.status.report import build_report
@@ -210,6 +215,45 @@ def test_html_says_so_when_no_entry_is_configured():
     page = render_html(build_report(fake_state([], []))).decode()
     ET.fromstring(page)
     assert "No proxy entry is configured" in page
+
+
+@pytest.mark.parametrize("value, ceiling", [
+    (0.3, 0.5), (1, 1), (1.01, 2), (2, 2), (3, 5), (7, 10), (26, 50), (0.0042, 0.005),
+])
+def test_a_scale_ends_at_the_next_1_2_5_step(value, ceiling):
+    assert nice_ceiling(value) == pytest.approx(ceiling)
+
+
+def chart(values, step, least=1.0):
+    return ET.fromstring(time_chart("c", "Title <&>", "per second",
+                                    [Series("a", "requests", values),
+                                     Series("b", "errors", [0] * len(values))], step, least))
+
+
+def test_a_chart_of_ten_minutes_has_its_axes_labelled_in_minutes_and_scaled_to_the_peak():
+    svg = chart([0] * 58 + [2.6, None], step=10)
+    assert [t.text for t in svg.find(f"{SVG}g[@class='axis x']").iter(f"{SVG}text")] == [
+        "-10 min", "-7.5 min", "-5 min", "-2.5 min", "now"]
+    assert [t.text for t in svg.find(f"{SVG}g[@class='axis y']").iter(f"{SVG}text")] == [
+        "0", "2.5", "5"]
+    assert "minutes before now" in [t.text for t in svg.iter(f"{SVG}text")]
+    assert svg.find(f"{SVG}title").text == "Title <&>, last 10 min, scale 0 to 5 per second"
+    # A gap where there is no value; the last point with one, a step before the right edge.
+    (line, flat) = svg.findall(f"{SVG}polyline")
+    points = [tuple(map(float, p.split(","))) for p in line.get("points").split()]
+    assert len(points) == 59 and len(flat.get("points").split()) == 60
+    left, right = 46, 480 - 10
+    assert points[0][0] == pytest.approx(left + (right - left) / 60, abs=0.05)
+    assert points[-1][0] == pytest.approx(right - (right - left) / 60, abs=0.05)
+    assert points[-1][1] < points[0][1]
+
+
+def test_a_chart_of_a_minute_has_seconds_and_an_idle_one_its_least_scale():
+    svg = chart([0] * 60, step=1, least=0.1)
+    assert [t.text for t in svg.find(f"{SVG}g[@class='axis x']").iter(f"{SVG}text")] == [
+        "-60 s", "-45 s", "-30 s", "-15 s", "now"]
+    assert [t.text for t in svg.find(f"{SVG}g[@class='axis y']").iter(f"{SVG}text")] == [
+        "0", "0.05", "0.1"]
 
 
 def test_sparkline_scales_to_the_peak_and_marks_failures():

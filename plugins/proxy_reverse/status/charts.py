@@ -1,5 +1,5 @@
 """Charts as inline SVG drawn on the server (no script, nothing fetched): charts of the
-last seconds with axes, a scale and a legend, and the small per-server sparkline.
+last minutes with axes, a scale and a legend, and the small per-server sparkline.
 
 Every text is escaped; the markup is well-formed XML.
 """
@@ -20,8 +20,8 @@ SPARK_WIDTH, SPARK_HEIGHT = 120, 24
 
 @dataclass
 class Series:
-    """One line of a chart: its legend, its CSS class, a value per second (None: no
-    value in that second)."""
+    """One line of a chart: its legend, its CSS class, a value per point in time (None:
+    no value then)."""
 
     legend: str
     css: str
@@ -44,12 +44,13 @@ def scale_top(series: list[Series], least: float) -> float:
     return nice_ceiling(max(peak, least))
 
 
-def time_chart(chart_id: str, title: str, unit: str, series: list[Series],
+def time_chart(chart_id: str, title: str, unit: str, series: list[Series], step: int,
                least: float = 1.0) -> str:
-    """A line chart of per-second values, oldest first and ending with the last completed
-    second: the value axis from 0 to a 1-2-5 step above the peak (``least`` at least),
-    the time axis in seconds before now."""
-    seconds = len(series[0].values)
+    """A line chart of values ``step`` seconds apart, oldest first and ending with the
+    last completed step: the value axis from 0 to a 1-2-5 step above the peak (``least``
+    at least), the time axis in seconds (or, from two minutes on, minutes) before now."""
+    seconds = len(series[0].values) * step
+    in_minutes = seconds >= 120
     top = scale_top(series, least)
     plot_width, plot_height = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     bottom = TOP + plot_height
@@ -75,11 +76,12 @@ def time_chart(chart_id: str, title: str, unit: str, series: list[Series],
                  f"x2=\"{WIDTH - RIGHT}\" y1=\"{bottom}\" y2=\"{bottom}\" />")
     for tick in range(X_TICKS + 1):
         age = seconds * (X_TICKS - tick) / X_TICKS
-        label = f"-{age:g} s" if age else "now"
+        label = "now" if not age else f"-{age / 60:g} min" if in_minutes else f"-{age:g} s"
         parts.append(f"<text class=\"tick\" x=\"{x(age):.1f}\" y=\"{bottom + 14}\" "
                      f"text-anchor=\"middle\">{label}</text>")
     parts.append(f"</g><text class=\"axis-label\" x=\"{LEFT + plot_width / 2:.1f}\" "
-                 f"y=\"{HEIGHT - 4}\" text-anchor=\"middle\">seconds before now</text>"
+                 f"y=\"{HEIGHT - 4}\" text-anchor=\"middle\">"
+                 f"{'minutes' if in_minutes else 'seconds'} before now</text>"
                  f"<text class=\"axis-label\" x=\"12\" y=\"{TOP + plot_height / 2:.1f}\" "
                  f"text-anchor=\"middle\" transform=\"rotate(-90 12 "
                  f"{TOP + plot_height / 2:.1f})\">{escape(unit)}</text>")
@@ -90,11 +92,12 @@ def time_chart(chart_id: str, title: str, unit: str, series: list[Series],
         legend_x -= 8 + 7 * len(line.legend)
     for line in series:
         for run in _runs(line.values):
-            points = " ".join(f"{x(seconds - 1 - index):.1f},{y(value):.1f}"
+            points = " ".join(f"{x(seconds - step * (index + 1)):.1f},{y(value):.1f}"
                               for index, value in run)
             parts.append(f"<polyline class=\"series {line.css}\" "
                          f"data-series=\"{escape(line.legend)}\" points=\"{points}\" />")
-    label = f"{title}, last {seconds} s, scale 0 to {top:g} {unit}"
+    span = f"{seconds // 60} min" if in_minutes else f"{seconds} s"
+    label = f"{title}, last {span}, scale 0 to {top:g} {unit}"
     return (f"<svg xmlns=\"{SVG_NS}\" class=\"chart\" id=\"{chart_id}\" width=\"{WIDTH}\" "
             f"height=\"{HEIGHT}\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" "
             f"aria-label=\"{escape(label)}\"><title>{escape(label)}</title>"

@@ -123,17 +123,18 @@ def summary_section(report: StatusReport) -> str:
 
 
 def charts_section(report: StatusReport) -> str:
-    """Requests/s with 5xx/s, and the mean latency, over the last seconds."""
-    summary = report.summary
-    latency_ms = [None if seconds is None else seconds * 1000
-                  for seconds in summary.latency_per_second]
-    traffic = time_chart("chart-traffic", "Requests and 5xx responses per second",
-                         "per second", [
-                             Series("requests/s", "requests", summary.requests_per_second),
-                             Series("5xx/s", "errors", summary.errors_per_second)])
+    """Requests/s with 5xx/s, and the mean time to the response head, over the last
+    minutes (each point the mean of one interval)."""
+    traffic = report.traffic
+    step = traffic.interval
+    latency_ms = [None if mean is None else mean * 1000 for mean in traffic.mean_latency]
+    requests = time_chart(
+        "chart-traffic", "Requests and 5xx responses per second", "per second", [
+            Series("requests/s", "requests", [count / step for count in traffic.requests]),
+            Series("5xx/s", "errors", [count / step for count in traffic.errors])], step)
     latency = time_chart("chart-latency", "Mean time to the response head", "ms",
-                         [Series("latency ms", "latency", latency_ms)], least=0.1)
-    return f"<section id=\"charts\" class=\"charts\">\n{traffic}\n{latency}\n</section>\n"
+                         [Series("latency ms", "latency", latency_ms)], step, least=0.1)
+    return f"<section id=\"charts\" class=\"charts\">\n{requests}\n{latency}\n</section>\n"
 
 
 # -- the cache's store -------------------------------------------------------------------

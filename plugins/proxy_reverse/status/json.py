@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from ..cache.figures import COUNTERS
 from ..latency import exported
-from ..stats import UpstreamSnapshot
+from ..stats import Traffic, UpstreamSnapshot
 from .report import EntryStatus, StatusReport, Summary
 
 
@@ -17,6 +17,7 @@ def render_json(report: StatusReport) -> bytes:
         "since": report.since,
         "workers": report.workers,
         "summary": _summary(report.summary),
+        "traffic": _traffic(report.traffic),
         "entries": [_entry(entry) for entry in report.entries],
         "cache_store": None if report.cache_store is None else asdict(report.cache_store),
     }
@@ -39,6 +40,17 @@ def _summary(summary: Summary) -> dict:
         "errors_per_second": summary.errors_per_second,
         "failures_per_second": summary.failures_per_second,
         "latency_ms_per_second": [_ms(seconds) for seconds in summary.latency_per_second],
+    }
+
+
+def _traffic(traffic: Traffic) -> dict:
+    return {
+        "interval_seconds": traffic.interval,
+        "requests": traffic.requests,
+        "failures": traffic.failures,
+        "errors": traffic.errors,
+        "responses": traffic.responses,
+        "latency_ms": [_ms(mean) for mean in traffic.mean_latency],
     }
 
 

@@ -5,11 +5,11 @@ figures and its cache's, summed over the workers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..cache.figures import CacheFigures, StoreFigures
-from ..stats import HISTORY_SECONDS, EntrySnapshot, UpstreamSnapshot
+from ..stats import HISTORY_SECONDS, EntrySnapshot, Traffic, UpstreamSnapshot, means
 
 
 @dataclass
@@ -85,8 +85,7 @@ def summarize(upstreams: list[UpstreamSnapshot]) -> Summary:
             [0] * HISTORY_SECONDS)
 
     responses = added("responses_per_second")
-    latency = [None if not count else spent / count
-               for spent, count in zip(added("latency_per_second"), responses)]
+    latency = means(added("latency_per_second"), responses)
     return Summary(
         servers=len(upstreams),
         servers_down=sum(state in ("offline", "down") for state in states),
@@ -98,7 +97,8 @@ def summarize(upstreams: list[UpstreamSnapshot]) -> Summary:
 
 @dataclass
 class StatusReport:
-    """What every format shows: the entries, and since when the figures count."""
+    """What every format shows: the entries, the traffic of the last minutes, and since
+    when the figures count."""
 
     url: str
     since: float
@@ -106,6 +106,7 @@ class StatusReport:
     entries: list[EntryStatus]
     # The cache's store; None when no entry caches.
     cache_store: StoreFigures | None = None
+    traffic: Traffic = field(default_factory=Traffic.idle)
 
     @cached_property
     def summary(self) -> Summary:
@@ -139,4 +140,5 @@ def build_report(state) -> StatusReport:
         status.upstreams.append(upstream)
     return StatusReport(settings.statistics_url, state.stats.since, state.stats.workers,
                         list(found.values()),
-                        None if cache is None else cache.stats.store())
+                        None if cache is None else cache.stats.store(),
+                        state.stats.traffic())
