@@ -287,23 +287,24 @@ def _size(count: int) -> str:
     return f"{count:.1f} GiB"
 
 
-def _duration(seconds: float | None) -> str:
-    """Time in the current state: "for 12 s", "for 5 min", ..."""
-    if seconds is None:
-        return "-"
+def _span(seconds: float) -> str:
+    """A length of time for people: "12 s", "5 min", "1.5 h", "2.0 days"."""
     if seconds < 60:
-        return f"for {seconds:.0f} s"
+        return f"{seconds:.0f} s"
     if seconds < 3600:
-        return f"for {seconds / 60:.0f} min"
+        return f"{seconds / 60:.0f} min"
     if seconds < 86400:
-        return f"for {seconds / 3600:.1f} h"
-    return f"for {seconds / 86400:.1f} days"
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+def _duration(seconds: float | None) -> str:
+    """Time in the current state: "for 12 s"; "-" when not known."""
+    return "-" if seconds is None else f"for {_span(seconds)}"
 
 
 def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "never"
-    return _duration(seconds).replace("for ", "", 1) + " ago"
+    return "never" if seconds is None else f"{_span(seconds)} ago"
 
 
 SECTIONS: tuple[Callable[[StatusReport], str], ...] = (
