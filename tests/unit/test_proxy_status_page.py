@@ -246,6 +246,14 @@ def test_a_chart_of_ten_minutes_has_its_axes_labelled_in_minutes_and_scaled_to_t
     assert points[0][0] == pytest.approx(left + (right - left) / 60, abs=0.05)
     assert points[-1][0] == pytest.approx(right - (right - left) / 60, abs=0.05)
     assert points[-1][1] < points[0][1]
+    assert svg.find(f"{SVG}circle") is None
+
+
+def test_a_lone_value_between_gaps_is_drawn_as_a_dot():
+    svg = chart([None] * 30 + [4.0] + [None] * 29, step=10)
+    (dot,) = svg.findall(f"{SVG}circle")
+    (line,) = [p for p in svg.findall(f"{SVG}polyline") if "requests" in p.get("class")]
+    assert line.get("points") == f"{dot.get('cx')},{dot.get('cy')}"
 
 
 def test_a_chart_of_a_minute_has_seconds_and_an_idle_one_its_least_scale():

@@ -92,10 +92,13 @@ def time_chart(chart_id: str, title: str, unit: str, series: list[Series], step:
         legend_x -= 8 + 7 * len(line.legend)
     for line in series:
         for run in _runs(line.values):
-            points = " ".join(f"{x(seconds - step * (index + 1)):.1f},{y(value):.1f}"
-                              for index, value in run)
+            points = [(x(seconds - step * (index + 1)), y(value)) for index, value in run]
+            if len(points) == 1:      # a lone value: a dot, as a line needs two
+                parts.append(f"<circle class=\"dot {line.css}\" r=\"2\" "
+                             f"cx=\"{points[0][0]:.1f}\" cy=\"{points[0][1]:.1f}\" />")
+            listed = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
             parts.append(f"<polyline class=\"series {line.css}\" "
-                         f"data-series=\"{escape(line.legend)}\" points=\"{points}\" />")
+                         f"data-series=\"{escape(line.legend)}\" points=\"{listed}\" />")
     span = f"{seconds // 60} min" if in_minutes else f"{seconds} s"
     label = f"{title}, last {span}, scale 0 to {top:g} {unit}"
     return (f"<svg xmlns=\"{SVG_NS}\" class=\"chart\" id=\"{chart_id}\" width=\"{WIDTH}\" "

@@ -65,6 +65,9 @@ svg .series { fill: none; stroke-width: 1.5; }
 svg .series.requests { stroke: #2f6db5; }
 svg .series.errors { stroke: #b3261e; }
 svg .series.latency { stroke: #6b3fa0; }
+svg .dot.requests { fill: #2f6db5; }
+svg .dot.errors { fill: #b3261e; }
+svg .dot.latency { fill: #6b3fa0; }
 svg .legend.requests { fill: #2f6db5; }
 svg .legend.errors { fill: #b3261e; }
 svg .legend.latency { fill: #6b3fa0; }
