@@ -149,9 +149,9 @@ class UpstreamSnapshot:
 
 @dataclass
 class Traffic:
-    """The traffic of every upstream, summed over the workers, in each of the last
-    completed intervals of ``interval`` seconds (oldest first): requests, failures, 5xx
-    responses, responses, and the seconds those responses took."""
+    """Traffic in each of the last completed intervals of ``interval`` seconds (oldest
+    first): requests, failures, 5xx responses, responses, and the seconds those
+    responses took."""
 
     interval: int
     requests: list[int]
@@ -161,9 +161,15 @@ class Traffic:
     latency: list[float]
 
     @property
+    def seconds(self) -> int:
+        """The time it covers."""
+        return self.interval * len(self.requests)
+
+    @property
     def mean_latency(self) -> list[float | None]:
         """The mean seconds to the response head in each interval (None: no response)."""
-        return means(self.latency, self.responses)
+        return [spent / count if count else None
+                for spent, count in zip(self.latency, self.responses)]
 
     @classmethod
     def idle(cls) -> Traffic:
@@ -466,8 +472,8 @@ class ProxyStats:
         return result
 
     def traffic(self) -> Traffic:
-        """Every upstream's traffic in the last completed intervals, summed over the
-        workers."""
+        """Every upstream's traffic in the last completed intervals of
+        ``INTERVAL_SECONDS``, summed over the workers."""
         slots = self.shared.slots
         history = [[0] * INTERVALS for _ in range(1, TICK)]
         for worker in range(self.workers):
@@ -508,11 +514,6 @@ class ProxyStats:
             if slots[base + ERROR_SEQ] == sequence:
                 return at, text.decode("utf-8", "replace")
         return 0, ""
-
-
-def means(sums: list[float], counts: list[int]) -> list[float | None]:
-    """Each sum over its count; None where the count is 0."""
-    return [total / count if count else None for total, count in zip(sums, counts)]
 
 
 def _add_ring(ring: list[int], current: int, history: list[list[int]]) -> None:

@@ -275,7 +275,7 @@ def test_json_and_prometheus_carry_the_figures_the_traffic_made(proxy, mixed):
     summary = document["summary"]
     assert summary["servers"] == 6 and summary["servers_down"] + summary[
         "servers_partly_offline"] == 1              # the dead server of ^/flaky/
-    assert sum(summary["errors_per_second"]) == 3
+    assert sum(summary["last_minute"]["errors"]) == 3
     assert summary["error_rate"] == round(3 / summary["window_seconds"], 3)
     for key, metric in (("servers", "monkey_proxy_servers"),
                         ("servers_down", "monkey_proxy_servers_down"),

@@ -196,9 +196,11 @@ def test_the_summary_adds_every_server_and_takes_rates_over_the_window():
     clock.now = 801.0
     summary = build_report(state).summary
     assert (summary.servers, summary.servers_down, summary.window) == (3, 1, HISTORY_SECONDS)
-    assert summary.requests_per_second[-1] == 5 and summary.errors_per_second[-1] == 2
-    assert summary.latency_per_second[-1] == pytest.approx(0.11 / 4)
-    assert summary.latency_per_second[0] is None
+    last_minute = summary.last_minute
+    assert (last_minute.interval, last_minute.seconds) == (1, HISTORY_SECONDS)
+    assert last_minute.requests[-1] == 5 and last_minute.errors[-1] == 2
+    assert last_minute.mean_latency[-1] == pytest.approx(0.11 / 4)
+    assert last_minute.mean_latency[0] is None
     assert summary.request_rate == pytest.approx(5 / HISTORY_SECONDS)
     assert summary.error_rate == pytest.approx(2 / HISTORY_SECONDS)
     assert summary.failure_rate == pytest.approx(1 / HISTORY_SECONDS)
@@ -306,5 +308,6 @@ def test_json_document():
     summary = document["summary"]
     assert (summary["servers"], summary["servers_down"], summary["window_seconds"]) == (
         2, 1, HISTORY_SECONDS)
-    assert summary["requests_per_second"][-2:] == [5, 0]
-    assert summary["latency_ms_per_second"][-2:] == [4.0, None]
+    assert summary["last_minute"]["interval_seconds"] == 1
+    assert summary["last_minute"]["requests"][-2:] == [5, 0]
+    assert summary["last_minute"]["latency_ms"][-2:] == [4.0, None]

@@ -35,11 +35,7 @@ def _summary(summary: Summary) -> dict:
         "error_rate": round(summary.error_rate, 3),
         "error_ratio": None if ratio is None else round(ratio, 4),
         "failure_rate": round(summary.failure_rate, 3),
-        "requests_per_second": summary.requests_per_second,
-        "responses_per_second": summary.responses_per_second,
-        "errors_per_second": summary.errors_per_second,
-        "failures_per_second": summary.failures_per_second,
-        "latency_ms_per_second": [_ms(seconds) for seconds in summary.latency_per_second],
+        "last_minute": _traffic(summary.last_minute),
     }
 
 

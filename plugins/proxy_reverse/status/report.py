@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..cache.figures import CacheFigures, StoreFigures
-from ..stats import HISTORY_SECONDS, EntrySnapshot, Traffic, UpstreamSnapshot, means
+from ..stats import HISTORY_SECONDS, EntrySnapshot, Traffic, UpstreamSnapshot
 
 
 @dataclass
@@ -36,43 +36,38 @@ class EntryStatus:
 
 @dataclass
 class Summary:
-    """The figures over every server of every entry: how many are unavailable, and the
-    traffic of each of the last completed seconds (oldest first)."""
+    """The figures over every server of every entry: how many are unavailable, and
+    their traffic in each of the last completed seconds."""
 
     servers: int
     # Offline in every worker or held down by its health check; offline in some workers.
     servers_down: int
     servers_partly_offline: int
-    requests_per_second: list[int]
-    responses_per_second: list[int]
-    errors_per_second: list[int]          # 5xx responses
-    failures_per_second: list[int]
-    # Mean seconds to the response head in each second; None: no response in it.
-    latency_per_second: list[float | None]
+    last_minute: Traffic
 
     @property
     def window(self) -> int:
         """The seconds the rates are taken over."""
-        return len(self.requests_per_second)
+        return self.last_minute.seconds
 
     @property
     def request_rate(self) -> float:
-        return sum(self.requests_per_second) / self.window
+        return sum(self.last_minute.requests) / self.window
 
     @property
     def error_rate(self) -> float:
         """5xx responses per second."""
-        return sum(self.errors_per_second) / self.window
+        return sum(self.last_minute.errors) / self.window
 
     @property
     def failure_rate(self) -> float:
-        return sum(self.failures_per_second) / self.window
+        return sum(self.last_minute.failures) / self.window
 
     @property
     def error_ratio(self) -> float | None:
         """The share of the window's responses that were 5xx; None: no response."""
-        responses = sum(self.responses_per_second)
-        return sum(self.errors_per_second) / responses if responses else None
+        responses = sum(self.last_minute.responses)
+        return sum(self.last_minute.errors) / responses if responses else None
 
 
 def summarize(upstreams: list[UpstreamSnapshot]) -> Summary:
@@ -84,15 +79,13 @@ def summarize(upstreams: list[UpstreamSnapshot]) -> Summary:
                 zip(*(getattr(upstream, series) for upstream in upstreams))] or (
             [0] * HISTORY_SECONDS)
 
-    responses = added("responses_per_second")
-    latency = means(added("latency_per_second"), responses)
     return Summary(
         servers=len(upstreams),
         servers_down=sum(state in ("offline", "down") for state in states),
         servers_partly_offline=states.count("partly offline"),
-        requests_per_second=added("requests_per_second"), responses_per_second=responses,
-        errors_per_second=added("errors_per_second"),
-        failures_per_second=added("failures_per_second"), latency_per_second=latency)
+        last_minute=Traffic(1, added("requests_per_second"), added("failures_per_second"),
+                            added("errors_per_second"), added("responses_per_second"),
+                            added("latency_per_second")))
 
 
 @dataclass
