@@ -13,11 +13,10 @@ upstream's cell has the counters (with the responses by status class and the byt
 way), the share of its weight the worker gives it (slow start), when the worker last
 took it offline and let it back, the latency histogram (``latency.py``), the last
 error's text (written under a sequence number so a reader never takes half of it) and a
-ring of per-second counters for the last minute: each ring bucket carries the second it
-counts, so a bucket left from an earlier minute is recognised and ignored. An entry's
-cell has its queue and retry figures and whether the worker is in panic mode. The
-traffic cell is a ring of the same counters over all upstreams, ten seconds a bucket,
-for the last ten minutes.
+ring of per-second counters for the last minute (``history.py``). An entry's cell has
+its queue and retry figures and whether the worker is in panic mode. The traffic cell is
+a ring of the same counters over all upstreams, ten seconds a bucket, for the last ten
+minutes.
 Times are read from the monotonic clock, which every process of the machine shares; a
 publication counts into the ring buckets of the second and the interval it happens in.
 """
@@ -31,15 +30,13 @@ from typing import Callable
 
 from monkey_py.shared import SharedMemory
 
+from .history import INTERVAL_SECONDS, INTERVALS, TICK, Traffic, add_ring, tick
 from .latency import LATENCY_BUCKETS, quantile
 
 # How often a worker's local counts reach the shared memory.
 PUBLISH_SECONDS = 0.25
 # The per-second history covers this many completed seconds.
 HISTORY_SECONDS = 60
-# The worker's traffic: this many completed intervals of INTERVAL_SECONDS (ten minutes).
-INTERVAL_SECONDS = 10
-INTERVALS = 60
 ERROR_BYTES = 120
 
 # The int64 slots of one cell (one upstream in one worker's row).
@@ -56,10 +53,6 @@ BUCKETS = ERROR_TEXT + ERROR_BYTES // 8
 RING = BUCKETS + len(LATENCY_BUCKETS) + 1
 # The ring keeps the current, still counting, second besides the completed ones.
 RING_SIZE = HISTORY_SECONDS + 1
-# Each ring bucket: its second (or interval), then requests, failures, 5xx responses,
-# responses, and the microseconds those responses took.
-SECOND, TICK_REQUESTS, TICK_FAILURES, TICK_5XX, TICK_RESPONSES, TICK_LATENCY_US = range(6)
-TICK = 6
 CELL = RING + TICK * RING_SIZE
 TRAFFIC_CELL = TICK * (INTERVALS + 1)
 # The slots of an entry's cell: gauges (waiting, panic) and counters.
@@ -145,37 +138,6 @@ class UpstreamSnapshot:
     def latency_quantile(self, q: float) -> float | None:
         """The ``q`` quantile of the seconds to the response head, from the histogram."""
         return quantile(self.latency_counts, q)
-
-
-@dataclass
-class Traffic:
-    """Traffic in each of the last completed intervals of ``interval`` seconds (oldest
-    first): requests, failures, 5xx responses, responses, and the seconds those
-    responses took."""
-
-    interval: int
-    requests: list[int]
-    failures: list[int]
-    errors: list[int]
-    responses: list[int]
-    latency: list[float]
-
-    @property
-    def seconds(self) -> int:
-        """The time it covers."""
-        return self.interval * len(self.requests)
-
-    @property
-    def mean_latency(self) -> list[float | None]:
-        """The mean seconds to the response head in each interval (None: no response)."""
-        return [spent / count if count else None
-                for spent, count in zip(self.latency, self.responses)]
-
-    @classmethod
-    def idle(cls) -> Traffic:
-        """Ten minutes without a request."""
-        return cls(INTERVAL_SECONDS, *([0] * INTERVALS for _ in range(4)),
-                   [0.0] * INTERVALS)
 
 
 @dataclass
@@ -377,12 +339,12 @@ class ProxyStats:
             tally.requests = tally.responses = tally.failures = 0
             tally.latency = 0.0
             counts = (requests, failures, errors, responses, latency_us)
-            self._tick(base + RING + TICK * (second % RING_SIZE), second, counts)
+            tick(slots, base + RING + TICK * (second % RING_SIZE), second, counts)
             traffic = [total + count for total, count in zip(traffic, counts)]
         if any(traffic):
             interval = int(now // INTERVAL_SECONDS)
-            self._tick(self.row + self.traffic_base + TICK * (interval % (INTERVALS + 1)),
-                       interval, traffic)
+            tick(slots, self.row + self.traffic_base + TICK * (interval % (INTERVALS + 1)),
+                 interval, traffic)
         base = self.row + self.entry_base
         for tally in self.entry_tallies:
             slots[base + WAITING] = tally.waiting
@@ -394,18 +356,6 @@ class ProxyStats:
             tally.queue_full = tally.queue_timeouts = tally.retries = 0
             tally.retries_denied = 0
             base += ENTRY_CELL
-
-    def _tick(self, bucket: int, second: int, counts) -> None:
-        """Add ``counts`` into the ring ``bucket`` of ``second`` (or of an interval),
-        claiming it if stale."""
-        slots = self.slots
-        if slots[bucket + SECOND] != second:
-            # Counts first: a reader seeing them under the old second ignores them.
-            for index in range(1, TICK):
-                slots[bucket + index] = 0
-            slots[bucket + SECOND] = second
-        for index, count in enumerate(counts, 1):
-            slots[bucket + index] += count
 
     # -- reading: every row ---------------------------------------------------------------
     def snapshot(self) -> list[UpstreamSnapshot]:
@@ -445,7 +395,7 @@ class ProxyStats:
                 at, text = self._error(base)
                 if at > error_at:
                     error_at, error = at, text
-                _add_ring(cell[RING:], second, history)
+                add_ring(cell[RING:], second, history)
             requests, failures, errors, responses, latency_us = history
             cumulative = []
             total = 0
@@ -478,7 +428,7 @@ class ProxyStats:
         history = [[0] * INTERVALS for _ in range(1, TICK)]
         for worker in range(self.workers):
             base = worker * self.stride + self.traffic_base
-            _add_ring(slots[base:base + TRAFFIC_CELL].tolist(),
+            add_ring(slots[base:base + TRAFFIC_CELL].tolist(),
                       int(self.clock() // INTERVAL_SECONDS), history)
         requests, failures, errors, responses, latency_us = history
         return Traffic(INTERVAL_SECONDS, requests, failures, errors, responses,
@@ -515,20 +465,3 @@ class ProxyStats:
                 return at, text.decode("utf-8", "replace")
         return 0, ""
 
-
-def _add_ring(ring: list[int], current: int, history: list[list[int]]) -> None:
-    """Add the counts of a ring (its buckets from ``ring[0]`` on, one more than the
-    history is long) to ``history``: one list per counted series, oldest first, ending
-    with the second (or interval) before ``current``. Stale buckets are left out."""
-    length = len(history[0])
-    requests, failures, errors, responses, latency_us = history
-    for bucket, stamp in enumerate(ring[SECOND:TICK * (length + 1):TICK]):
-        age = current - stamp
-        if 0 < age <= length:
-            index = length - age
-            start = TICK * bucket
-            requests[index] += ring[start + TICK_REQUESTS]
-            failures[index] += ring[start + TICK_FAILURES]
-            errors[index] += ring[start + TICK_5XX]
-            responses[index] += ring[start + TICK_RESPONSES]
-            latency_us[index] += ring[start + TICK_LATENCY_US]

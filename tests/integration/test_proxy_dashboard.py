@@ -12,7 +12,7 @@ import time
 import pytest
 
 from chromium import dump_dom, ensure_chromium, parse
-from monkey_py_plugins.proxy_reverse.stats import INTERVAL_SECONDS
+from monkey_py_plugins.proxy_reverse.history import INTERVAL_SECONDS
 from monkey_py_plugins.proxy_reverse.status.charts import nice_ceiling
 from proxy_support import STATUS_URL, entry, start_proxy
 from rawhttp import Client

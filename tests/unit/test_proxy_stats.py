@@ -11,12 +11,11 @@ from typing import Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from monkey_py_plugins.proxy_reverse.history import INTERVAL_SECONDS, INTERVALS
 from monkey_py_plugins.proxy_reverse.stats import (
     ERROR_BYTES,
     ERROR_SEQ,
     HISTORY_SECONDS,
-    INTERVAL_SECONDS,
-    INTERVALS,
     LATENCY_BUCKETS,
     ProxyStats,
 )
