@@ -8,15 +8,17 @@ of any worker shows the figures of all of them, at most ``PUBLISH_SECONDS`` old 
 own worker's publish first, so they are current). Failures are rare and publish their
 error text and offline time at once.
 
-A row holds one cell per upstream, then one per entry. An upstream's cell has the
-counters, the share of its weight the worker gives it (slow start), the latency
-histogram, the last error's text (written under a sequence number so a reader never
-takes half of it) and a ring of per-second counters for the last minute: each ring
-bucket carries the second it counts, so a bucket left from an earlier minute is
-recognised and ignored. An entry's cell has its queue and retry figures and whether the
-worker is in panic mode.
+A row holds one cell per upstream, then one per entry, then the worker's traffic. An
+upstream's cell has the counters (with the responses by status class and the bytes each
+way), the share of its weight the worker gives it (slow start), when the worker last
+took it offline and let it back, the latency histogram (``latency.py``), the last
+error's text (written under a sequence number so a reader never takes half of it) and a
+ring of per-second counters for the last minute (``history.py``). An entry's cell has
+its queue and retry figures and whether the worker is in panic mode. The traffic cell is
+a ring of the same counters over all upstreams, ten seconds a bucket, for the last ten
+minutes.
 Times are read from the monotonic clock, which every process of the machine shares; a
-publication counts into the ring bucket of the second it happens in.
+publication counts into the ring buckets of the second and the interval it happens in.
 """
 
 from __future__ import annotations
@@ -28,23 +30,31 @@ from typing import Callable
 
 from monkey_py.shared import SharedMemory
 
+from .history import INTERVAL_SECONDS, INTERVALS, TICK, Traffic, add_ring, tick
+from .latency import LATENCY_BUCKETS, quantile
+
 # How often a worker's local counts reach the shared memory.
 PUBLISH_SECONDS = 0.25
-# Upper bounds (seconds) of the buckets of the response-time histogram; +Inf follows.
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # The per-second history covers this many completed seconds.
 HISTORY_SECONDS = 60
 ERROR_BYTES = 120
 
 # The int64 slots of one cell (one upstream in one worker's row).
 REQUESTS, RESPONSES, FAILURES, ACTIVE, LATENCY_US, OFFLINE_UNTIL_MS, ERROR_AT_MS, \
-    ERROR_SEQ, ERROR_LEN, WEIGHT_PERMILLE = range(10)
-ERROR_TEXT = 10
+    ERROR_SEQ, ERROR_LEN, WEIGHT_PERMILLE, BYTES_IN, BYTES_OUT, OFFLINE_SINCE_MS, \
+    ONLINE_SINCE_MS = range(14)
+# Responses by status class: 1xx to 5xx (a status above 599 counts as 5xx). The index
+# of each status's class is looked up (llhttp reads three digits, so 999 at most).
+STATUS_CLASSES = 5
+CLASS_OF = tuple(min(max(status // 100, 1), STATUS_CLASSES) - 1 for status in range(1000))
+CLASSES = 14
+ERROR_TEXT = CLASSES + STATUS_CLASSES
 BUCKETS = ERROR_TEXT + ERROR_BYTES // 8
 RING = BUCKETS + len(LATENCY_BUCKETS) + 1
 # The ring keeps the current, still counting, second besides the completed ones.
 RING_SIZE = HISTORY_SECONDS + 1
-CELL = RING + 3 * RING_SIZE          # each ring bucket: second, requests, failures
+CELL = RING + TICK * RING_SIZE
+TRAFFIC_CELL = TICK * (INTERVALS + 1)
 # The slots of an entry's cell: gauges (waiting, panic) and counters.
 WAITING, QUEUE_FULL, QUEUE_TIMEOUTS, RETRIES, RETRIES_DENIED, PANIC = range(6)
 ENTRY_CELL = 6
@@ -56,9 +66,11 @@ class UpstreamSnapshot:
 
     ``requests`` counts the requests sent to it that got a response or failed before
     one; ``failures`` counts every failed attempt, also those that broke off in the
-    middle of a response. ``latency_counts`` is cumulative, one count per bound of
-    ``LATENCY_BUCKETS`` and then the total; the per-second lists run oldest first and
-    end with the last completed second.
+    middle of a response. ``status_classes`` counts the responses of each class, 1xx to
+    5xx; ``bytes_in`` and ``bytes_out`` are what it sent and was sent (heads and bodies).
+    ``latency_counts`` is cumulative, one count per bound of ``LATENCY_BUCKETS`` and
+    then the total; the per-second lists run oldest first and end with the last
+    completed second (``latency_per_second``: the seconds its responses took, summed).
     """
 
     entry: str
@@ -77,6 +89,16 @@ class UpstreamSnapshot:
     last_error_age: float | None
     requests_per_second: list[int]
     failures_per_second: list[int]
+    status_classes: list[int]
+    bytes_in: int
+    bytes_out: int
+    errors_per_second: list[int]
+    responses_per_second: list[int]
+    latency_per_second: list[float]
+    # Seconds since the last worker took it offline, and since every worker last had it
+    # back (or since the counting began).
+    offline_age: float
+    online_age: float
     # The lowest share of its weight any worker gives it: 0 where it is offline, less
     # than 1 during a slow start.
     weight_share: float = 1.0
@@ -96,9 +118,26 @@ class UpstreamSnapshot:
         return "offline" if self.offline_workers >= self.workers else "partly offline"
 
     @property
+    def state_age(self) -> float | None:
+        """Seconds in ``state``: since its health check's verdict changed, or since it
+        went (partly) offline, or came back up (None: not known)."""
+        check = self.check
+        checked_age = None if check is None else check.state_age
+        state = self.state
+        if state == "down":
+            return checked_age
+        if state != "up":
+            return self.offline_age
+        return self.online_age if checked_age is None else min(self.online_age, checked_age)
+
+    @property
     def mean_latency(self) -> float | None:
         """Mean seconds from the start of an attempt to the response head."""
         return self.latency_sum / self.responses if self.responses else None
+
+    def latency_quantile(self, q: float) -> float | None:
+        """The ``q`` quantile of the seconds to the response head, from the histogram."""
+        return quantile(self.latency_counts, q)
 
 
 @dataclass
@@ -118,20 +157,24 @@ class Tally:
     """One upstream's counts in this worker since they were last published."""
 
     __slots__ = ("requests", "responses", "failures", "active", "latency", "buckets",
-                 "weight_share")
+                 "classes", "bytes_in", "bytes_out", "weight_share")
 
     def __init__(self) -> None:
         self.requests = self.responses = self.failures = self.active = 0
+        self.bytes_in = self.bytes_out = 0
         self.latency = 0.0
         self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.classes = [0] * STATUS_CLASSES
         self.weight_share = 1.0
 
-    def responded(self, latency: float) -> None:
-        """A response head arrived ``latency`` seconds after the attempt started."""
+    def responded(self, latency: float, status: int) -> None:
+        """A response head with ``status`` arrived ``latency`` seconds after the
+        attempt started."""
         self.requests += 1
         self.responses += 1
         self.latency += latency
         self.buckets[bisect_left(LATENCY_BUCKETS, latency)] += 1
+        self.classes[CLASS_OF[status]] += 1
 
 
 class EntryTally:
@@ -161,8 +204,10 @@ class ProxyStats:
         self.workers = workers
         self.clock = clock
         self.since = time.time()
+        self.started = clock()
         self.entry_base = len(labels) * CELL
-        self.stride = self.entry_base + len(self.entries) * ENTRY_CELL
+        self.traffic_base = self.entry_base + len(self.entries) * ENTRY_CELL
+        self.stride = self.traffic_base + TRAFFIC_CELL
         self.shared = SharedMemory(max(1, self.stride * workers))
         self.slots = self.shared.slots
         self.bytes = self.shared.slots.cast("B")
@@ -187,10 +232,11 @@ class ProxyStats:
         self.tallies = [Tally() for _ in self.labels]
         self.entry_tallies = [EntryTally() for _ in self.entries]
         slots = self.shared.slots
+        now_ms = int(self.clock() * 1000)
         for slot in range(len(self.labels)):
             base = self.row + slot * CELL
             slots[base + ACTIVE] = 0
-            slots[base + OFFLINE_UNTIL_MS] = 0
+            self._mark_offline(base, 0, now_ms)
             slots[base + WEIGHT_PERMILLE] = 1000
             if slots[base + ERROR_SEQ] & 1:
                 slots[base + ERROR_SEQ] += 1
@@ -205,9 +251,10 @@ class ProxyStats:
     def closed(self, slot: int) -> None:
         self.tallies[slot].active -= 1
 
-    def responded(self, slot: int, latency: float) -> None:
-        """A response head arrived ``latency`` seconds after the attempt started."""
-        self.tallies[slot].responded(latency)
+    def responded(self, slot: int, latency: float, status: int = 200) -> None:
+        """A response head with ``status`` arrived ``latency`` seconds after the
+        attempt started."""
+        self.tallies[slot].responded(latency, status)
 
     def failed(self, slot: int, reason: str, offline_until: float,
                responded: bool = False) -> None:
@@ -222,19 +269,36 @@ class ProxyStats:
         tally.failures += 1
         base = self.bases[slot]
         slots = self.slots
-        slots[base + OFFLINE_UNTIL_MS] = int(offline_until * 1000)
+        now_ms = int(self.clock() * 1000)
+        self._mark_offline(base, int(offline_until * 1000), now_ms)
         text = reason.encode("utf-8", "replace")[:ERROR_BYTES]
         start = (base + ERROR_TEXT) * 8
         slots[base + ERROR_SEQ] += 1
         self.bytes[start:start + len(text)] = text
         slots[base + ERROR_LEN] = len(text)
-        slots[base + ERROR_AT_MS] = int(self.clock() * 1000)
+        slots[base + ERROR_AT_MS] = now_ms
         slots[base + ERROR_SEQ] += 1
 
     def offline(self, slot: int, offline_until: float) -> None:
         """The upstream's passive offline time (monotonic; 0: online) changed: published
         at once, as with a failure."""
-        self.slots[self.bases[slot] + OFFLINE_UNTIL_MS] = int(offline_until * 1000)
+        self._mark_offline(self.bases[slot], int(offline_until * 1000),
+                           int(self.clock() * 1000))
+
+    def _mark_offline(self, base: int, until_ms: int, now_ms: int) -> None:
+        """Publish the offline time ``until_ms``, noting when the cell's upstream went
+        offline or came back (an offline time that ran out ended at its end)."""
+        slots = self.slots
+        previous = slots[base + OFFLINE_UNTIL_MS]
+        if previous > now_ms:
+            if until_ms <= now_ms:
+                slots[base + ONLINE_SINCE_MS] = now_ms
+        else:
+            if previous > slots[base + ONLINE_SINCE_MS]:
+                slots[base + ONLINE_SINCE_MS] = previous
+            if until_ms > now_ms:
+                slots[base + OFFLINE_SINCE_MS] = now_ms
+        slots[base + OFFLINE_UNTIL_MS] = until_ms
 
     # -- publishing: the worker's own row ----------------------------------------------------
     def publish(self) -> None:
@@ -242,25 +306,45 @@ class ProxyStats:
         if not self.publishing:
             return
         slots = self.slots
-        second = int(self.clock())
+        now = self.clock()
+        second = int(now)
+        # The worker's traffic in this publication: the ring buckets' counts.
+        traffic = [0] * (TICK - 1)
         for base, tally in zip(self.bases, self.tallies):
             slots[base + ACTIVE] = tally.active
             slots[base + WEIGHT_PERMILLE] = int(tally.weight_share * 1000)
-            requests, failures = tally.requests, tally.failures
-            if not (requests or failures or tally.responses):
+            requests, failures, responses = tally.requests, tally.failures, tally.responses
+            if tally.bytes_in or tally.bytes_out:
+                slots[base + BYTES_IN] += tally.bytes_in
+                slots[base + BYTES_OUT] += tally.bytes_out
+                tally.bytes_in = tally.bytes_out = 0
+            if not (requests or failures or responses):
                 continue
+            latency_us = int(tally.latency * 1e6)
             slots[base + REQUESTS] += requests
-            slots[base + RESPONSES] += tally.responses
+            slots[base + RESPONSES] += responses
             slots[base + FAILURES] += failures
-            slots[base + LATENCY_US] += int(tally.latency * 1e6)
+            slots[base + LATENCY_US] += latency_us
             buckets = tally.buckets
             for index, count in enumerate(buckets):
                 if count:
                     slots[base + BUCKETS + index] += count
                     buckets[index] = 0
+            classes = tally.classes
+            errors = classes[-1]
+            for index, count in enumerate(classes):
+                if count:
+                    slots[base + CLASSES + index] += count
+                    classes[index] = 0
             tally.requests = tally.responses = tally.failures = 0
             tally.latency = 0.0
-            self._tick(base, second, requests, failures)
+            counts = (requests, failures, errors, responses, latency_us)
+            tick(slots, base + RING + TICK * (second % RING_SIZE), second, counts)
+            traffic = [total + count for total, count in zip(traffic, counts)]
+        if any(traffic):
+            interval = int(now // INTERVAL_SECONDS)
+            tick(slots, self.row + self.traffic_base + TICK * (interval % (INTERVALS + 1)),
+                 interval, traffic)
         base = self.row + self.entry_base
         for tally in self.entry_tallies:
             slots[base + WAITING] = tally.waiting
@@ -273,18 +357,6 @@ class ProxyStats:
             tally.retries_denied = 0
             base += ENTRY_CELL
 
-    def _tick(self, base: int, second: int, requests: int, failures: int) -> None:
-        """Count into the ring bucket of ``second``, claiming it if it is stale."""
-        bucket = base + RING + 3 * (second % RING_SIZE)
-        slots = self.slots
-        if slots[bucket] != second:
-            # Counts first: a reader seeing them under the old second ignores them.
-            slots[bucket + 1] = 0
-            slots[bucket + 2] = 0
-            slots[bucket] = second
-        slots[bucket + 1] += requests
-        slots[bucket + 2] += failures
-
     # -- reading: every row ---------------------------------------------------------------
     def snapshot(self) -> list[UpstreamSnapshot]:
         """Every upstream's figures, in slot order, summed over the workers."""
@@ -292,39 +364,39 @@ class ProxyStats:
         now_ms = int(now * 1000)
         second = int(now)
         slots = self.shared.slots
+        started_ms = int(self.started * 1000)
         result = []
         for slot, (entry, name, backup) in enumerate(self.labels):
-            requests = responses = failures = active = latency_us = 0
+            sums = [0] * CLASSES                  # the counters, by their slot
             offline_workers = 0
-            offline_until = error_at = 0
+            offline_until = error_at = offline_since = 0
+            online_since = started_ms
             share = 1000
             error = ""
             buckets = [0] * (len(LATENCY_BUCKETS) + 1)
-            per_second = [0] * HISTORY_SECONDS
-            failed_per_second = [0] * HISTORY_SECONDS
+            classes = [0] * STATUS_CLASSES
+            history = [[0] * HISTORY_SECONDS for _ in range(1, TICK)]
             for worker in range(self.workers):
                 base = worker * self.stride + slot * CELL
-                requests += slots[base + REQUESTS]
-                responses += slots[base + RESPONSES]
-                failures += slots[base + FAILURES]
-                active += slots[base + ACTIVE]
-                latency_us += slots[base + LATENCY_US]
-                share = min(share, slots[base + WEIGHT_PERMILLE])
-                for i in range(len(buckets)):
-                    buckets[i] += slots[base + BUCKETS + i]
-                until = slots[base + OFFLINE_UNTIL_MS]
+                # One copy of the cell: reading a list is much cheaper than the mapping.
+                cell = slots[base:base + CELL].tolist()
+                sums = [total + count for total, count in zip(sums, cell)]
+                share = min(share, cell[WEIGHT_PERMILLE])
+                buckets = [total + count for total, count in zip(buckets, cell[BUCKETS:RING])]
+                classes = [total + count
+                           for total, count in zip(classes, cell[CLASSES:ERROR_TEXT])]
+                until = cell[OFFLINE_UNTIL_MS]
                 if until > now_ms:
                     offline_workers += 1
                     offline_until = max(offline_until, until)
+                    offline_since = max(offline_since, cell[OFFLINE_SINCE_MS])
+                else:
+                    online_since = max(online_since, until, cell[ONLINE_SINCE_MS])
                 at, text = self._error(base)
                 if at > error_at:
                     error_at, error = at, text
-                for i in range(RING_SIZE):
-                    bucket = base + RING + 3 * i
-                    age = second - slots[bucket]
-                    if 1 <= age <= HISTORY_SECONDS:
-                        per_second[HISTORY_SECONDS - age] += slots[bucket + 1]
-                        failed_per_second[HISTORY_SECONDS - age] += slots[bucket + 2]
+                add_ring(cell[RING:], second, history)
+            requests, failures, errors, responses, latency_us = history
             cumulative = []
             total = 0
             for count in buckets:
@@ -332,16 +404,35 @@ class ProxyStats:
                 cumulative.append(total)
             result.append(UpstreamSnapshot(
                 entry=entry, name=name, backup=backup, workers=self.workers,
-                requests=requests, responses=responses, failures=failures, active=active,
-                latency_sum=latency_us / 1e6, latency_counts=cumulative,
+                requests=sums[REQUESTS], responses=sums[RESPONSES],
+                failures=sums[FAILURES], active=sums[ACTIVE],
+                latency_sum=sums[LATENCY_US] / 1e6, latency_counts=cumulative,
                 offline_workers=offline_workers,
                 offline_for=max(0.0, (offline_until - now_ms) / 1000),
                 last_error=error,
                 last_error_age=(now_ms - error_at) / 1000 if error_at else None,
-                requests_per_second=per_second, failures_per_second=failed_per_second,
+                requests_per_second=requests, failures_per_second=failures,
+                status_classes=classes, bytes_in=sums[BYTES_IN], bytes_out=sums[BYTES_OUT],
+                errors_per_second=errors, responses_per_second=responses,
+                latency_per_second=[micros / 1e6 for micros in latency_us],
+                offline_age=max(0.0, (now_ms - offline_since) / 1000),
+                online_age=max(0.0, (now_ms - online_since) / 1000),
                 weight_share=share / 1000,
             ))
         return result
+
+    def traffic(self) -> Traffic:
+        """Every upstream's traffic in the last completed intervals of
+        ``INTERVAL_SECONDS``, summed over the workers."""
+        slots = self.shared.slots
+        history = [[0] * INTERVALS for _ in range(1, TICK)]
+        for worker in range(self.workers):
+            base = worker * self.stride + self.traffic_base
+            add_ring(slots[base:base + TRAFFIC_CELL].tolist(),
+                      int(self.clock() // INTERVAL_SECONDS), history)
+        requests, failures, errors, responses, latency_us = history
+        return Traffic(INTERVAL_SECONDS, requests, failures, errors, responses,
+                       [micros / 1e6 for micros in latency_us])
 
     def entry_snapshot(self) -> list[EntrySnapshot]:
         """Every entry's queue and retry figures, in entry order, summed over the workers."""
@@ -373,3 +464,4 @@ class ProxyStats:
             if slots[base + ERROR_SEQ] == sequence:
                 return at, text.decode("utf-8", "replace")
         return 0, ""
+

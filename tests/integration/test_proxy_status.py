@@ -15,9 +15,10 @@ from monkey_py_plugins.proxy_reverse.stats import PUBLISH_SECONDS
 from proxy_support import ClientFrom
 from rawhttp import Client
 from support import free_port, section, wait_for
-from upstreams import Upstream
+from upstreams import Exchange, Upstream
 
 URL = "/proxy-status"
+DELAY = 0.03
 
 
 def get(port: int, target: str, method: str = "GET", source: str | None = None, **kwargs):
@@ -54,8 +55,22 @@ def upstream_pair():
         upstream.stop()
 
 
+def by_path(exchange: Exchange) -> bool:
+    """Answers the status the path names (/mixed/404 -> 404) after DELAY seconds."""
+    time.sleep(DELAY)
+    status = int(exchange.request.target.rsplit("/", 1)[-1])
+    return exchange.respond(status, b"x" * status)
+
+
 @pytest.fixture(scope="module")
-def proxy(module_monkey, upstream_pair):
+def mixed():
+    upstream = Upstream("mixed", by_path)
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(scope="module")
+def proxy(module_monkey, upstream_pair, mixed):
     a, b = upstream_pair
     dead = f"127.0.0.1:{free_port()}"
     conf = (
@@ -64,6 +79,7 @@ def proxy(module_monkey, upstream_pair):
         + section("PROXY_ENTRY", "Match ^/prom/", f"ServerList {a.address}")
         + section("PROXY_ENTRY", "Match ^/flaky/", f"ServerList {dead} {a.address}",
                   "LoadBalancer First-Alive", "AttemptsCount 1", "OfflineTimeOut 300")
+        + section("PROXY_ENTRY", "Match ^/mixed/", f"ServerList {mixed.address}")
     )
     server = module_monkey(server=["Workers 2"], plugins=["proxy_reverse"],
                            plugin_confs={"proxy_reverse": conf})
@@ -106,8 +122,8 @@ def test_html_page_shows_every_upstream_with_a_chart(proxy, upstream_pair):
     for upstream in upstream_pair:
         assert upstream.address in page
     assert dead in page
-    assert "<svg" in page
-    assert len(root.findall(".//{http://www.w3.org/2000/svg}svg")) == 5
+    charts = root.findall(".//{http://www.w3.org/2000/svg}svg")
+    assert [svg.get("class") for svg in charts] == ["chart"] * 2 + ["spark"] * 6
     assert get(server.port, URL + "?format=html").body.startswith(b"<!DOCTYPE html>")
 
 
@@ -153,7 +169,7 @@ def test_json_under_both_urls(proxy):
         document = json.loads(response.body)
         assert document["workers"] == 2
         assert [entry["match"] for entry in document["entries"]] == [
-            ["^/count/"], ["^/prom/"], ["^/flaky/"]]
+            ["^/count/"], ["^/prom/"], ["^/flaky/"], ["^/mixed/"]]
 
 
 def test_head_post_and_unknown_formats(proxy):
@@ -209,3 +225,62 @@ def test_clients_outside_statistics_allow_are_refused(start_monkey, upstream_pai
         assert b"upstream" not in response.body and a.address.encode() not in response.body
         assert get(server.port, target, source="127.0.0.5").status == 200
     assert get(server.port, "/api/x").body == b"a"
+
+
+def prometheus_samples(port: int) -> dict:
+    """{(sample name, frozenset of labels): value} of the Prometheus text."""
+    found = {}
+    for family in text_string_to_metric_families(get(port, URL + "/metrics").body.decode()):
+        for sample in family.samples:
+            found[sample.name, frozenset(sample.labels.items())] = sample.value
+    return found
+
+
+def test_json_and_prometheus_carry_the_figures_the_traffic_made(proxy, mixed):
+    server, _ = proxy
+    codes = [200] * 6 + [204, 304, 404, 500, 502, 503]
+    for code in codes:
+        assert get(server.port, f"/mixed/{code}").status == code
+    # Every response is published and its second complete: the figures stay put now.
+    assert wait_for(lambda: sum(upstreams_of(status(server.port), "^/mixed/")[mixed.address][
+        "requests_per_second"]) == len(codes), timeout=3)
+    document = status(server.port)
+    samples = prometheus_samples(server.port)
+    (entry,) = [item for item in document["entries"] if item["match"] == ["^/mixed/"]]
+    (row,) = entry["upstreams"]
+    labels = {("entry", entry["entry"]), ("upstream", mixed.address)}
+
+    assert row["status_classes"] == {"1xx": 0, "2xx": 7, "3xx": 1, "4xx": 1, "5xx": 3}
+    assert row["errors_per_second"].count(0) < len(row["errors_per_second"])
+    assert sum(row["errors_per_second"]) == 3
+    for code, count in row["status_classes"].items():
+        assert samples["monkey_proxy_upstream_responses_total",
+                       frozenset(labels | {("code", code)})] == count
+    # Bytes in: all the upstream sent; bytes out: every request head it received.
+    assert row["bytes_in"] == mixed.sent
+    assert row["bytes_out"] > 0 and row["bytes_out"] == samples[
+        "monkey_proxy_upstream_sent_bytes_total", frozenset(labels)]
+    assert samples["monkey_proxy_upstream_received_bytes_total", frozenset(labels)] == mixed.sent
+    # Every answer took DELAY at least: the quantiles are above it, within a third.
+    for name, q in (("latency_p50_ms", "0.5"), ("latency_p99_ms", "0.99")):
+        assert DELAY * 1000 <= row[name] < DELAY * 1000 * 4 / 3 + 50
+        quantile = samples["monkey_proxy_upstream_response_quantile_seconds",
+                           frozenset(labels | {("quantile", q)})]
+        assert round(quantile * 1000, 3) == row[name]
+    assert row["latency_p50_ms"] <= row["latency_p99_ms"]
+    assert row["state"] == "up" and row["state_age"] > 0
+    assert samples["monkey_proxy_upstream_state_seconds", frozenset(labels)] == pytest.approx(
+        row["state_age"], abs=2)
+
+    summary = document["summary"]
+    assert summary["servers"] == 6 and summary["servers_down"] + summary[
+        "servers_partly_offline"] == 1              # the dead server of ^/flaky/
+    assert sum(summary["last_minute"]["errors"]) == 3
+    assert summary["error_rate"] == round(3 / summary["window_seconds"], 3)
+    for key, metric in (("servers", "monkey_proxy_servers"),
+                        ("servers_down", "monkey_proxy_servers_down"),
+                        ("request_rate", "monkey_proxy_requests_per_second"),
+                        ("error_rate", "monkey_proxy_responses_5xx_per_second"),
+                        ("error_ratio", "monkey_proxy_responses_5xx_ratio"),
+                        ("failure_rate", "monkey_proxy_failures_per_second")):
+        assert samples[metric, frozenset()] == pytest.approx(summary[key], abs=5e-4), metric

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monkey_py_plugins.proxy_reverse import settings
 from monkey_py_plugins.proxy_reverse.forwarding.health_board import HealthBoard
 from monkey_py_plugins.proxy_reverse.stats import ProxyStats
+from monkey_py_plugins.proxy_reverse.status.json import render_json
 from monkey_py_plugins.proxy_reverse.status.prometheus import render_prometheus
 from monkey_py_plugins.proxy_reverse.status.report import EntryStatus, StatusReport
 
@@ -28,9 +30,9 @@ def proxy_keys() -> list[str]:
     return sorted(names)
 
 
-def exported_metrics() -> list[str]:
-    """Every metric a report with all there is to show exports: an entry with its
-    settings and figures, and an upstream with a health check."""
+def full_report() -> StatusReport:
+    """A report with all there is to show: an entry with its settings and figures, and
+    an upstream with a health check."""
     stats = ProxyStats([("e:1", "h:1", False)], workers=1)
     upstreams = stats.snapshot()
     upstreams[0].check = HealthBoard([0]).snapshot()[0]
@@ -38,11 +40,16 @@ def exported_metrics() -> list[str]:
     settings = SimpleNamespace(
         panic_threshold=50, slow_start=0.0, max_connections=10, queue_size=100,
         queue_timeout=5.0, retry_budget=20, retry_budget_min=3,
-        health_check=SimpleNamespace(path="/health"))
-    report = StatusReport("/s", 0.0, 1, [EntryStatus(
+        health_check=SimpleNamespace(path="/health", interval=5.0, timeout=2.0, rise=2,
+                                     fall=3, status=SimpleNamespace(text="2xx")))
+    return StatusReport("/s", 0.0, 1, [EntryStatus(
         "e:1", ["^/"], "Naive", upstreams, settings=settings,
         figures=stats.entry_snapshot()[0])])
-    text = render_prometheus(report).decode()
+
+
+def exported_metrics() -> list[str]:
+    """Every metric the fullest report exports."""
+    text = render_prometheus(full_report()).decode()
     names = set()
     for family in text_string_to_metric_families(text):
         suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
@@ -66,3 +73,18 @@ def test_the_site_switch_is_documented():
 @pytest.mark.parametrize("metric", exported_metrics())
 def test_every_metric_is_documented(metric):
     assert f"`{metric}`" in PAGE.read_text(), f"docs/proxy_reverse.md omits {metric}"
+
+
+def json_fields(value, inside: str = "") -> set[str]:
+    """The field names of a JSON document, but for the keys of the latency buckets
+    (bounds) and of the status classes (documented as such)."""
+    if isinstance(value, list):
+        return set().union(*(json_fields(item, inside) for item in value))
+    if not isinstance(value, dict) or inside in ("buckets", "status_classes"):
+        return set()
+    return set(value).union(*(json_fields(item, key) for key, item in value.items()))
+
+
+@pytest.mark.parametrize("field", sorted(json_fields(json.loads(render_json(full_report())))))
+def test_every_json_field_is_in_the_documented_document(field):
+    assert f'"{field}":' in PAGE.read_text(), f"docs/proxy_reverse.md omits {field}"

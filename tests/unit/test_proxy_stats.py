@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import traceback
+from types import SimpleNamespace
 from typing import Callable
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from monkey_py_plugins.proxy_reverse.history import INTERVAL_SECONDS, INTERVALS
 from monkey_py_plugins.proxy_reverse.stats import (
     ERROR_BYTES,
     ERROR_SEQ,
@@ -171,6 +173,93 @@ def test_latency_buckets_are_cumulative_and_end_with_the_total():
     assert counts == sorted(counts)
 
 
+def test_responses_count_by_status_class_and_bytes_each_way_across_workers():
+    stats = ProxyStats(LABELS, workers=2, clock=Clock())
+
+    def work(stats: ProxyStats, index: int) -> None:
+        for status in (101, 200, 204, 304, 404, 500, 503, 999):
+            stats.responded(0, 0.001, status)
+        tally = stats.tallies[0]
+        tally.bytes_in += 1000 + index
+        tally.bytes_out += 300
+        stats.publish()
+        tally.bytes_out += 20                 # a body still streaming: no response yet
+
+    in_children(stats, work)
+    up = by_name(stats)["10.0.0.1:80"]
+    assert up.status_classes == [2, 4, 2, 2, 6]   # a status above 599 counts as 5xx
+    assert (up.bytes_in, up.bytes_out) == (2001, 640)
+    assert sum(up.status_classes) == up.responses == 16
+
+
+def test_a_quantile_of_an_upstream_comes_from_its_histogram():
+    stats = ProxyStats(LABELS, workers=1, clock=Clock())
+    stats.worker_started(0)
+    assert by_name(stats)["10.0.0.1:80"].latency_quantile(0.5) is None
+    for latency in [0.03] * 99 + [0.9]:
+        stats.responded(0, latency)
+    up = by_name(stats)["10.0.0.1:80"]
+    assert up.latency_quantile(0.5) == pytest.approx(0.025 + 0.005 * 50 / 99)
+    assert up.latency_quantile(0.99) == pytest.approx(0.03)
+    assert up.latency_quantile(1.0) == pytest.approx(1.0)   # the bound above 0.9
+
+
+# -- time in the current state ---------------------------------------------------------------
+def test_time_up_counts_from_the_start_then_from_the_end_of_an_offline_time():
+    clock = Clock(100.0)
+    stats = ProxyStats(LABELS, workers=1, clock=clock)
+    stats.worker_started(0)
+    clock.now = 112.0
+    assert by_name(stats)["10.0.0.1:80"].state_age == pytest.approx(12.0)
+    stats.failed(0, "connect: Connection refused", clock.now + 30)
+    clock.now = 120.0
+    up = by_name(stats)["10.0.0.1:80"]
+    assert up.state == "offline" and up.state_age == pytest.approx(8.0)
+    clock.now = 150.0                         # the offline time ran out at 142
+    up = by_name(stats)["10.0.0.1:80"]
+    assert up.state == "up" and up.state_age == pytest.approx(8.0)
+    stats.failed(0, "read timed out", 0.0)    # a failure that does not take it offline
+    assert by_name(stats)["10.0.0.1:80"].state_age == pytest.approx(8.0)
+
+
+def test_a_server_back_before_its_time_is_up_since_then():
+    clock = Clock(100.0)
+    stats = ProxyStats(LABELS, workers=1, clock=clock)
+    stats.worker_started(0)
+    stats.offline(0, 160.0)
+    clock.now = 110.0
+    stats.offline(0, 0.0)                     # it answered (panic mode tried it)
+    clock.now = 115.5
+    assert by_name(stats)["10.0.0.1:80"].state_age == pytest.approx(5.5)
+
+
+def test_partly_offline_counts_from_the_latest_worker_to_take_it_offline():
+    clock = Clock(1000.0)
+    stats = ProxyStats(LABELS, workers=3, clock=clock)
+
+    def work(stats: ProxyStats, index: int) -> None:
+        if index:
+            clock.now = 1000.0 + 10 * index
+            stats.offline(0, 2000.0)
+
+    in_children(stats, work)
+    clock.now = 1025.0
+    up = by_name(stats)["10.0.0.1:80"]
+    assert up.state == "partly offline" and up.state_age == pytest.approx(5.0)
+
+
+def test_the_health_checks_verdict_age_counts_when_it_changed_later():
+    clock = Clock(100.0)
+    stats = ProxyStats(LABELS, workers=1, clock=clock)
+    stats.worker_started(0)
+    clock.now = 200.0
+    up = by_name(stats)["10.0.0.1:80"]
+    up.check = SimpleNamespace(state="up", state_age=30.0)
+    assert up.state_age == 30.0
+    up.check = SimpleNamespace(state="down", state_age=7.0)
+    assert up.state == "down" and up.state_age == 7.0
+
+
 # -- the per-second ring ---------------------------------------------------------------------
 def test_the_ring_counts_each_completed_second_oldest_first():
     clock = Clock(5000.0)
@@ -190,6 +279,48 @@ def test_the_ring_counts_each_completed_second_oldest_first():
     assert up.requests_per_second[-4:] == [3, 1, 0, 5]
     assert up.failures_per_second[-4:] == [0, 0, 0, 1]
     assert sum(up.requests_per_second) == 9
+    assert up.responses_per_second[-4:] == [3, 1, 0, 4]
+    assert up.latency_per_second[-4:] == pytest.approx([0.003, 0.001, 0, 0.004])
+
+
+def test_the_traffic_of_every_upstream_is_summed_in_ten_second_intervals():
+    clock = Clock(20_000.0)                  # interval 2000
+    stats = ProxyStats(LABELS, workers=2, clock=clock)
+
+    def work(stats: ProxyStats, index: int) -> None:
+        for second, slot, status in ((20_001.0, 0, 200), (20_009.9, 1, 502),
+                                     (20_012.0, 0, 200), (20_035.0, 1, 200)):
+            clock.now = second
+            stats.responded(slot, 0.002 * (index + 1), status)
+            stats.publish()
+        stats.failed(0, "read timed out", 0.0)    # in interval 2003 too
+        stats.publish()
+
+    in_children(stats, work)
+    clock.now = 20_040.0                     # interval 2004 is counting: not shown
+    traffic = stats.traffic()
+    assert traffic.interval == INTERVAL_SECONDS and len(traffic.requests) == INTERVALS
+    assert traffic.requests[-4:] == [4, 2, 0, 4]
+    assert traffic.responses[-4:] == [4, 2, 0, 2]
+    assert traffic.errors[-4:] == [2, 0, 0, 0]
+    assert traffic.failures[-4:] == [0, 0, 0, 2]
+    assert traffic.mean_latency[-4:] == pytest.approx([0.003, 0.003, None, 0.003])
+    clock.now = 20_000.0 + INTERVAL_SECONDS * (INTERVALS + 1)   # interval 2000 is gone
+    assert sum(stats.traffic().requests) == 6
+
+
+def test_the_ring_counts_5xx_responses_each_second():
+    clock = Clock(6000.5)
+    stats = ProxyStats(LABELS, workers=1, clock=clock)
+    stats.worker_started(0)
+    for status in (200, 502, 503, 404):
+        stats.responded(0, 0.001, status)
+    stats.publish()
+    clock.now = 6001.5
+    stats.responded(0, 0.001, 500)
+    stats.publish()
+    clock.now = 6002.0
+    assert by_name(stats)["10.0.0.1:80"].errors_per_second[-2:] == [2, 1]
 
 
 def test_the_current_second_is_not_shown_until_it_is_complete():

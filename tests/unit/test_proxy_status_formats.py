@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from types import SimpleNamespace
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monkey_py_plugins.proxy_reverse.forwarding.health_board import BAD_STATUS, HealthBoard
@@ -25,7 +26,21 @@ UPSTREAM_FIGURES = {
     ("health_check", "checks"): "monkey_proxy_upstream_health_checks_total",
     ("health_check", "failures"): "monkey_proxy_upstream_health_check_failures_total",
     ("health_check", "state_age"): "monkey_proxy_upstream_health_check_state_seconds",
+    ("health_check", "last_status"): "monkey_proxy_upstream_health_check_last_status",
     ("responses",): "monkey_proxy_upstream_response_seconds_count",
+    ("bytes_in",): "monkey_proxy_upstream_received_bytes_total",
+    ("bytes_out",): "monkey_proxy_upstream_sent_bytes_total",
+    ("state_age",): "monkey_proxy_upstream_state_seconds",
+}
+# JSON path under the summary -> its metric
+SUMMARY_FIGURES = {
+    "servers": "monkey_proxy_servers",
+    "servers_down": "monkey_proxy_servers_down",
+    "servers_partly_offline": "monkey_proxy_servers_partly_offline",
+    "request_rate": "monkey_proxy_requests_per_second",
+    "error_rate": "monkey_proxy_responses_5xx_per_second",
+    "error_ratio": "monkey_proxy_responses_5xx_ratio",
+    "failure_rate": "monkey_proxy_failures_per_second",
 }
 # JSON path under an entry -> its metric
 ENTRY_FIGURES = {
@@ -43,12 +58,13 @@ ENTRY_FIGURES = {
 def report() -> StatusReport:
     """An entry with limits, queue and retry figures, a checked server that is down
     and warming, and a backup."""
-    now = 1000.0
+    clock = SimpleNamespace(now=1000.0)
     stats = ProxyStats([("api", "a:80", False), ("api", "b:80", True)], workers=1,
-                       clock=lambda: now)
+                       clock=lambda: clock.now)
     stats.worker_started(0)
-    for _ in range(3):
-        stats.responded(0, 0.01)
+    for status, latency in ((200, 0.01), (304, 0.02), (502, 0.2)):
+        stats.responded(0, latency, status)
+    stats.tallies[0].bytes_in, stats.tallies[0].bytes_out = 4096, 512
     stats.failed(0, "read timed out", 0.0)
     stats.tallies[0].weight_share = 0.3
     stats.tallies[1].active = 2
@@ -56,6 +72,8 @@ def report() -> StatusReport:
     tally.waiting, tally.queue_full, tally.queue_timeouts = 4, 5, 6
     tally.retries, tally.retries_denied, tally.panic = 7, 8, True
     stats.publish()
+    clock.now = 1003.0
+    now = clock.now
     board = HealthBoard([0], clock=lambda: now)
     for _ in range(3):
         board.record(0, BAD_STATUS, 500, 2, 3)
@@ -84,6 +102,11 @@ def test_json_and_prometheus_show_the_same_figures():
     for family in text_string_to_metric_families(render_prometheus(status).decode()):
         for sample in family.samples:
             samples[sample.name, tuple(sorted(sample.labels.items()))] = sample.value
+    summary = document["summary"]
+    assert summary["error_ratio"] is not None
+    for key, metric in SUMMARY_FIGURES.items():
+        # JSON rounds rates to 3 decimals (the ratio to 4).
+        assert samples[metric, ()] == pytest.approx(summary[key], abs=5e-4), metric
     (entry,) = document["entries"]
     for path, metric in ENTRY_FIGURES.items():
         assert samples[metric, (("entry", "api"),)] == dig(entry, path), metric
@@ -95,8 +118,25 @@ def test_json_and_prometheus_show_the_same_figures():
                 continue
             assert samples[metric, labels] == dig(row, path), (metric, row["upstream"])
         assert samples["monkey_proxy_upstream_up", labels] == (row["state"] == "up")
+        for code, count in row["status_classes"].items():
+            assert samples["monkey_proxy_upstream_responses_total",
+                           tuple(sorted((*labels, ("code", code))))] == count
+        for key, q in (("latency_p50_ms", "0.5"), ("latency_p99_ms", "0.99")):
+            metric = ("monkey_proxy_upstream_response_quantile_seconds",
+                      tuple(sorted((*labels, ("quantile", q)))))
+            if row[key] is None:
+                assert metric not in samples
+            else:
+                assert round(samples[metric] * 1000, 3) == row[key]
+        for bound, count in row["latency_seconds"]["buckets"].items():
+            assert samples["monkey_proxy_upstream_response_seconds_bucket",
+                           (("entry", "api"), ("le", bound), ("upstream", row["upstream"]))
+                           ] == count
     checked = entry["upstreams"][0]
     assert checked["state"] == "down" and checked["effective_weight"] == 0.9
+    assert checked["status_classes"] == {"1xx": 0, "2xx": 1, "3xx": 1, "4xx": 0, "5xx": 1}
+    assert (checked["bytes_in"], checked["bytes_out"]) == (4096, 512)
+    assert summary["error_ratio"] == round(1 / 3, 4)
     assert samples["monkey_proxy_upstream_health_check_up",
                    (("entry", "api"), ("upstream", "a:80"))] == 0
     info = [labels for name, labels in samples if name == "monkey_proxy_entry_info"]

@@ -12,7 +12,13 @@ from types import SimpleNamespace
 import pytest
 
 from monkey_py_plugins.proxy_reverse.stats import HISTORY_SECONDS, ProxyStats
-from monkey_py_plugins.proxy_reverse.status.html import render_html, sparkline
+from monkey_py_plugins.proxy_reverse.status.charts import (
+    Series,
+    nice_ceiling,
+    sparkline,
+    time_chart,
+)
+from monkey_py_plugins.proxy_reverse.status.html import render_html
 from monkey_py_plugins.proxy_reverse.status.json import render_json
 from monkey_py_plugins.proxy_reverse.status.report import build_report
 from monkey_py_plugins.proxy_reverse.status.serve import allowed, chosen_format, implied_format
@@ -127,6 +133,12 @@ def hostile_report(now=500.5):
     return state
 
 
+def figures(row) -> dict:
+    """{data-figure: text} of an element's cells and spans."""
+    return {found.get("data-figure"): "".join(found.itertext())
+            for found in row.iter() if found.get("data-figure")}
+
+
 def test_html_is_well_formed_self_contained_and_escapes_every_value():
     state = hostile_report()
     state.stats.clock = lambda: 501.5
@@ -141,21 +153,117 @@ def test_html_is_well_formed_self_contained_and_escapes_every_value():
     assert HOSTILE in text                   # shown as text, not markup
     hrefs = [a.get("href") for a in root.iter("a")]
     assert hrefs == ['/st"atus.json', '/st"atus/metrics']
-    rows = root.findall(".//tbody/tr")
-    assert len(rows) == 2
-    cells = ["".join(td.itertext()) for td in rows[0].findall("td")]
-    assert cells[0] == HOSTILE and cells[1] == "up"
-    assert cells[2:8] == ["-", "1", "0", "4", "1", "4.0 ms"]
-    assert cells[8].startswith(HOSTILE)
-    backup = ["".join(td.itertext()) for td in rows[1].findall("td")]
-    assert backup[0] == "ok:80 (backup)" and backup[1] == "offline, retried in 29 s"
-    assert len(root.findall(f".//{SVG}svg")) == 2
+    rows = root.findall(".//tbody/tr[@class='server']")
+    assert [row.get("data-server") for row in rows] == [HOSTILE, "ok:80"]
+    assert "".join(rows[0].find("td").itertext()) == HOSTILE
+    first = figures(rows[0])
+    assert first["state"] == "up" and first["state-age"] == "for 1 s"
+    assert [first[name] for name in ("check", "weight", "active", "requests", "failures",
+                                     "1xx", "2xx", "3xx", "4xx", "5xx", "p50", "p99")] == [
+        "-", "1", "0", "4", "1", "0", "3", "0", "0", "0", "3.5 ms", "4.0 ms"]
+    details = root.findall(".//tbody/tr[@class='detail']")
+    assert f"last error: {HOSTILE}" in "".join(details[0].itertext())
+    backup = figures(rows[1])
+    assert "".join(rows[1].find("td").itertext()) == "ok:80 (backup)"
+    assert backup["state"] == "offline" and backup["p50"] == "-"
+    assert "offline in every worker, retried in 29 s" in "".join(details[1].itertext())
+    summary = figures(root.find(".//{*}section[@id='summary']"))
+    assert summary["servers-down"] == "1" and summary["requests-per-second"] == "0.08"
+    charts = root.findall(f".//{SVG}svg[@class='chart']")
+    assert [chart.get("id") for chart in charts] == ["chart-traffic", "chart-latency"]
+    assert len(root.findall(f".//{SVG}svg[@class='spark']")) == 2
+
+
+def test_the_page_is_composed_of_the_sections_given():
+    state = hostile_report()
+    page = render_html(build_report(state), [lambda report: "<p id=\"fleet\">2 nodes</p>"])
+    root = ET.fromstring(page.decode())
+    assert root.find(".//p[@id='fleet']").text == "2 nodes"
+    assert root.find(".//{*}section[@id='summary']") is None
+
+
+def test_the_summary_adds_every_server_and_takes_rates_over_the_window():
+    labels = [("a:1", "h1:80", False), ("a:1", "h2:80", False), ("b:1", "h3:80", False)]
+    clock = SimpleNamespace(now=800.5)
+    state = fake_state(labels, [fake_entry("a:1", "^/a/"), fake_entry("b:1", "^/b/")])
+    stats = state.stats
+    stats.clock = lambda: clock.now
+    for slot, status, latency in ((0, 200, 0.01), (0, 503, 0.03), (1, 500, 0.02),
+                                  (2, 200, 0.05)):
+        stats.responded(slot, latency, status)
+    stats.failed(2, "connect: Connection refused", clock.now + 60)
+    stats.publish()
+    clock.now = 801.0
+    summary = build_report(state).summary
+    assert (summary.servers, summary.servers_down, summary.window) == (3, 1, HISTORY_SECONDS)
+    last_minute = summary.last_minute
+    assert (last_minute.interval, last_minute.seconds) == (1, HISTORY_SECONDS)
+    assert last_minute.requests[-1] == 5 and last_minute.errors[-1] == 2
+    assert last_minute.mean_latency[-1] == pytest.approx(0.11 / 4)
+    assert last_minute.mean_latency[0] is None
+    assert summary.request_rate == pytest.approx(5 / HISTORY_SECONDS)
+    assert summary.error_rate == pytest.approx(2 / HISTORY_SECONDS)
+    assert summary.failure_rate == pytest.approx(1 / HISTORY_SECONDS)
+    assert summary.error_ratio == pytest.approx(0.5)
+
+
+def test_the_summary_of_no_server_has_an_empty_window_of_the_full_length():
+    summary = build_report(fake_state([], [])).summary
+    assert summary.servers == 0 and summary.request_rate == 0
+    assert summary.error_ratio is None and summary.window == HISTORY_SECONDS
 
 
 def test_html_says_so_when_no_entry_is_configured():
     page = render_html(build_report(fake_state([], []))).decode()
     ET.fromstring(page)
     assert "No proxy entry is configured" in page
+
+
+@pytest.mark.parametrize("value, ceiling", [
+    (0.3, 0.5), (1, 1), (1.01, 2), (2, 2), (3, 5), (7, 10), (26, 50), (0.0042, 0.005),
+])
+def test_a_scale_ends_at_the_next_1_2_5_step(value, ceiling):
+    assert nice_ceiling(value) == pytest.approx(ceiling)
+
+
+def chart(values, step, least=1.0):
+    return ET.fromstring(time_chart("c", "Title <&>", "per second",
+                                    [Series("a", "requests", values),
+                                     Series("b", "errors", [0] * len(values))], step, least))
+
+
+def test_a_chart_of_ten_minutes_has_its_axes_labelled_in_minutes_and_scaled_to_the_peak():
+    svg = chart([0] * 58 + [2.6, None], step=10)
+    assert [t.text for t in svg.find(f"{SVG}g[@class='axis x']").iter(f"{SVG}text")] == [
+        "-10 min", "-7.5 min", "-5 min", "-2.5 min", "now"]
+    assert [t.text for t in svg.find(f"{SVG}g[@class='axis y']").iter(f"{SVG}text")] == [
+        "0", "2.5", "5"]
+    assert "minutes before now" in [t.text for t in svg.iter(f"{SVG}text")]
+    assert svg.find(f"{SVG}title").text == "Title <&>, last 10 min, scale 0 to 5 per second"
+    # A gap where there is no value; the last point with one, a step before the right edge.
+    (line, flat) = svg.findall(f"{SVG}polyline")
+    points = [tuple(map(float, p.split(","))) for p in line.get("points").split()]
+    assert len(points) == 59 and len(flat.get("points").split()) == 60
+    left, right = 46, 480 - 10
+    assert points[0][0] == pytest.approx(left + (right - left) / 60, abs=0.05)
+    assert points[-1][0] == pytest.approx(right - (right - left) / 60, abs=0.05)
+    assert points[-1][1] < points[0][1]
+    assert svg.find(f"{SVG}circle") is None
+
+
+def test_a_lone_value_between_gaps_is_drawn_as_a_dot():
+    svg = chart([None] * 30 + [4.0] + [None] * 29, step=10)
+    (dot,) = svg.findall(f"{SVG}circle")
+    (line,) = [p for p in svg.findall(f"{SVG}polyline") if "requests" in p.get("class")]
+    assert line.get("points") == f"{dot.get('cx')},{dot.get('cy')}"
+
+
+def test_a_chart_of_a_minute_has_seconds_and_an_idle_one_its_least_scale():
+    svg = chart([0] * 60, step=1, least=0.1)
+    assert [t.text for t in svg.find(f"{SVG}g[@class='axis x']").iter(f"{SVG}text")] == [
+        "-60 s", "-45 s", "-30 s", "-15 s", "now"]
+    assert [t.text for t in svg.find(f"{SVG}g[@class='axis y']").iter(f"{SVG}text")] == [
+        "0", "0.05", "0.1"]
 
 
 def test_sparkline_scales_to_the_peak_and_marks_failures():
@@ -193,3 +301,13 @@ def test_json_document():
     assert len(first["failures_per_second"]) == HISTORY_SECONDS
     assert backup["state"] == "offline" and backup["offline_for"] == 28.5
     assert backup["backup"] is True and backup["mean_latency_ms"] is None
+    assert first["status_classes"] == {"1xx": 0, "2xx": 3, "3xx": 0, "4xx": 0, "5xx": 0}
+    assert first["latency_p50_ms"] == 3.5 and first["latency_p99_ms"] == 3.99
+    assert first["state_age"] == 1.5 and backup["state_age"] == 1.5
+    assert backup["latency_p50_ms"] is None
+    summary = document["summary"]
+    assert (summary["servers"], summary["servers_down"], summary["window_seconds"]) == (
+        2, 1, HISTORY_SECONDS)
+    assert summary["last_minute"]["interval_seconds"] == 1
+    assert summary["last_minute"]["requests"][-2:] == [5, 0]
+    assert summary["last_minute"]["latency_ms"][-2:] == [4.0, None]

@@ -77,6 +77,12 @@ class UpstreamConnection:
         self.fwd = self.client = None
         self.stream.close()
 
+    def send(self, data: bytes) -> bool:
+        """Write ``data`` to the upstream, counted in its bytes out; False when the
+        stream's buffer is full (wait for ``write_drained``)."""
+        self.upstream.tally.bytes_out += len(data)
+        return self.stream.write(data)
+
     # -- the stream's protocol -----------------------------------------------------------
     def connected(self) -> None:
         self.fwd.connected()
@@ -88,6 +94,7 @@ class UpstreamConnection:
             self.pool.drop(self.upstream, self)
             return
         self.stream.deadline = self.loop.now + self.read_timeout
+        self.upstream.tally.bytes_in += len(data)
         self.body_seen = False
         try:
             self.parser.feed_data(data)

@@ -129,9 +129,9 @@ class Forward(Choosing, Failover):
         settings = self.settings
         stream = conn.stream
         stream.arm(self.loop.now + settings.read_timeout)
-        stream.write(request_head(req, self.upstream.host_for(req), self.proxy.via,
-                                  settings.forwarded_headers, req.content_length == -1,
-                                  self.upgrade))
+        conn.send(request_head(req, self.upstream.host_for(req), self.proxy.via,
+                               settings.forwarded_headers, req.content_length == -1,
+                               self.upgrade))
         if self.conn is not conn:
             return  # the write failed and the attempt ended with it
         self.delivered = True
@@ -207,7 +207,7 @@ class Forward(Choosing, Failover):
         conn.request_progressed()
         if self.req.content_length == -1:
             data = chunk(data)
-        if not conn.stream.write(data) and self.conn is conn and not self.body_paused:
+        if not conn.send(data) and self.conn is conn and not self.body_paused:
             self.body_paused = True
             self.req.pause_body()
 
@@ -216,7 +216,7 @@ class Forward(Choosing, Failover):
         if conn is not None:
             conn.request_progressed()
             if self.req.content_length == -1:
-                conn.stream.write(LAST_CHUNK)
+                conn.send(LAST_CHUNK)
         self.request_sent = True
 
     def _on_body_error(self, error) -> None:
@@ -255,7 +255,7 @@ class Forward(Choosing, Failover):
             self.conn.invalid = "101 Switching Protocols was not asked for"
             raise httptools.HttpParserError(self.conn.invalid)
         block, length = self._head(headers, status == 101)
-        self.upstream.tally.responded(self.loop.now - self.attempt_start)
+        self.upstream.tally.responded(self.loop.now - self.attempt_start, status)
         if self.suspects:
             self._settle(True)
         self.started = True

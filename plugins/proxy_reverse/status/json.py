@@ -6,9 +6,10 @@ import json
 from dataclasses import asdict
 
 from ..cache.figures import COUNTERS
-from ..stats import LATENCY_BUCKETS, UpstreamSnapshot
+from ..latency import exported
+from ..stats import Traffic, UpstreamSnapshot
 from .fleet import fleet_json
-from .report import EntryStatus, StatusReport
+from .report import EntryStatus, StatusReport, Summary
 
 
 def render_json(report: StatusReport) -> bytes:
@@ -16,11 +17,39 @@ def render_json(report: StatusReport) -> bytes:
     document = {
         "since": report.since,
         "workers": report.workers,
+        "summary": _summary(report.summary),
+        "traffic": _traffic(report.traffic),
         "entries": [_entry(entry) for entry in report.entries],
         "cache_store": None if report.cache_store is None else asdict(report.cache_store),
         "fleet": fleet_json(report.fleet),
     }
     return json.dumps(document, indent=1).encode()
+
+
+def _summary(summary: Summary) -> dict:
+    ratio = summary.error_ratio
+    return {
+        "servers": summary.servers,
+        "servers_down": summary.servers_down,
+        "servers_partly_offline": summary.servers_partly_offline,
+        "window_seconds": summary.window,
+        "request_rate": round(summary.request_rate, 3),
+        "error_rate": round(summary.error_rate, 3),
+        "error_ratio": None if ratio is None else round(ratio, 4),
+        "failure_rate": round(summary.failure_rate, 3),
+        "last_minute": _traffic(summary.last_minute),
+    }
+
+
+def _traffic(traffic: Traffic) -> dict:
+    return {
+        "interval_seconds": traffic.interval,
+        "requests": traffic.requests,
+        "failures": traffic.failures,
+        "errors": traffic.errors,
+        "responses": traffic.responses,
+        "latency_ms": [_ms(mean) for mean in traffic.mean_latency],
+    }
 
 
 def _entry(entry: EntryStatus) -> dict:
@@ -66,12 +95,12 @@ def _entry(entry: EntryStatus) -> dict:
 
 
 def _upstream(up: UpstreamSnapshot) -> dict:
-    bounds = [f"{bound:g}" for bound in LATENCY_BUCKETS] + ["+Inf"]
     check = up.check
     return {
         "upstream": up.name,
         "backup": up.backup,
         "state": up.state,
+        "state_age": _rounded(up.state_age),
         "offline_workers": up.offline_workers,
         "offline_for": round(up.offline_for, 3),
         "weight": up.weight,
@@ -80,11 +109,16 @@ def _upstream(up: UpstreamSnapshot) -> dict:
         "requests": up.requests,
         "responses": up.responses,
         "failures": up.failures,
-        "mean_latency_ms": (None if up.mean_latency is None
-                            else round(up.mean_latency * 1000, 3)),
+        "status_classes": {f"{number}xx": count
+                           for number, count in enumerate(up.status_classes, 1)},
+        "bytes_in": up.bytes_in,
+        "bytes_out": up.bytes_out,
+        "mean_latency_ms": _ms(up.mean_latency),
+        "latency_p50_ms": _ms(up.latency_quantile(0.5)),
+        "latency_p99_ms": _ms(up.latency_quantile(0.99)),
         "latency_seconds": {
             "sum": round(up.latency_sum, 6),
-            "buckets": dict(zip(bounds, up.latency_counts)),
+            "buckets": dict(exported(up.latency_counts)),
         },
         "last_error": up.last_error or None,
         "last_error_age": (None if up.last_error_age is None
@@ -100,7 +134,12 @@ def _upstream(up: UpstreamSnapshot) -> dict:
         },
         "requests_per_second": up.requests_per_second,
         "failures_per_second": up.failures_per_second,
+        "errors_per_second": up.errors_per_second,
     }
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
 
 
 def _rounded(seconds: float | None) -> float | None:

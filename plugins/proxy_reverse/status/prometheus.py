@@ -18,15 +18,16 @@ from prometheus_client.core import (
 )
 
 from ..cache.figures import CacheFigures, StoreFigures
-from ..stats import LATENCY_BUCKETS
+from ..latency import exported
 from .fleet import fleet_metrics
 
 if TYPE_CHECKING:
-    from .report import StatusReport
+    from .report import StatusReport, Summary
 
 # The format generate_latest() writes (the text format 0.0.4).
 PROMETHEUS_CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 LABELS = ["entry", "upstream"]
+QUANTILES = (0.5, 0.99)
 
 
 class ReportCollector:
@@ -44,12 +45,38 @@ class ReportCollector:
             "monkey_proxy_statistics_start_time_seconds",
             "Unix time the counters started from zero (server start or reload).")
         since.add_metric([], report.since)
-        yield from (workers, since, *entry_metrics(report), *upstream_metrics(report))
+        yield from (workers, since, *summary_metrics(report.summary),
+                    *entry_metrics(report), *upstream_metrics(report))
         if report.cache_store is not None:
             yield from cache_metrics(
                 [(entry.label, entry.cache) for entry in report.entries if entry.cache],
                 report.cache_store)
         yield from fleet_metrics(report.fleet)
+
+
+def summary_metrics(summary: Summary) -> Iterator[Metric]:
+    """The page's summary: servers unavailable, and rates over the last seconds."""
+    window = f"over the last {summary.window} completed seconds"
+    figures = [
+        ("servers", "Upstream servers of every entry.", summary.servers),
+        ("servers_down", "Servers offline in every worker or held down by their health "
+                         "check.", summary.servers_down),
+        ("servers_partly_offline", "Servers offline in some workers only.",
+         summary.servers_partly_offline),
+        ("requests_per_second", f"Requests sent to upstreams per second, {window}.",
+         summary.request_rate),
+        ("responses_5xx_per_second", f"5xx responses of upstreams per second, {window}.",
+         summary.error_rate),
+        ("failures_per_second", f"Failed attempts per second, {window}.",
+         summary.failure_rate),
+        ("responses_5xx_ratio", f"The share of upstream responses that were 5xx, {window} "
+                                "(absent without responses).", summary.error_ratio),
+    ]
+    for name, text, value in figures:
+        if value is not None:
+            family = GaugeMetricFamily(f"monkey_proxy_{name}", text)
+            family.add_metric([], value)
+            yield family
 
 
 def entry_metrics(report: StatusReport) -> Iterator[Metric]:
@@ -147,11 +174,31 @@ def upstream_metrics(report: StatusReport) -> Iterator[Metric]:
     check_failures = CounterMetricFamily(
         "monkey_proxy_upstream_health_check_failures", "Health checks that failed.",
         labels=LABELS)
+    check_status = GaugeMetricFamily(
+        "monkey_proxy_upstream_health_check_last_status",
+        "The HTTP status of the last health check that got an answer.", labels=LABELS)
     latency = HistogramMetricFamily(
         "monkey_proxy_upstream_response_seconds",
         "Seconds from the start of an attempt (connect) to the response head.",
         labels=LABELS)
-    bounds = [f"{bound:g}" for bound in LATENCY_BUCKETS] + ["+Inf"]
+    quantiles = GaugeMetricFamily(
+        "monkey_proxy_upstream_response_quantile_seconds",
+        "Quantiles of the response seconds since the counting began, read from a "
+        "histogram of ten buckets a decade.", labels=[*LABELS, "quantile"])
+    responses = CounterMetricFamily(
+        "monkey_proxy_upstream_responses",
+        "Response heads from the upstream by status class (1xx to 5xx).",
+        labels=[*LABELS, "code"])
+    received = CounterMetricFamily(
+        "monkey_proxy_upstream_received_bytes",
+        "Bytes received from the upstream (response heads and bodies).", labels=LABELS)
+    sent = CounterMetricFamily(
+        "monkey_proxy_upstream_sent_bytes",
+        "Bytes sent to the upstream (request heads and bodies).", labels=LABELS)
+    state_age = GaugeMetricFamily(
+        "monkey_proxy_upstream_state_seconds",
+        "Seconds the upstream has been in its current state (up, offline, partly "
+        "offline, down).", labels=LABELS)
     for entry in report.entries:
         for upstream in entry.upstreams:
             labels = [entry.label, upstream.name]
@@ -170,10 +217,23 @@ def upstream_metrics(report: StatusReport) -> Iterator[Metric]:
                     check_age.add_metric(labels, check.state_age)
                 checks.add_metric(labels, check.checks)
                 check_failures.add_metric(labels, check.failures)
-            latency.add_metric(labels, list(zip(bounds, upstream.latency_counts)),
+                if check.last_status is not None:
+                    check_status.add_metric(labels, check.last_status)
+            latency.add_metric(labels, exported(upstream.latency_counts),
                                upstream.latency_sum)
+            for q in QUANTILES:
+                value = upstream.latency_quantile(q)
+                if value is not None:
+                    quantiles.add_metric([*labels, f"{q:g}"], value)
+            for number, count in enumerate(upstream.status_classes, 1):
+                responses.add_metric([*labels, f"{number}xx"], count)
+            received.add_metric(labels, upstream.bytes_in)
+            sent.add_metric(labels, upstream.bytes_out)
+            if upstream.state_age is not None:
+                state_age.add_metric(labels, upstream.state_age)
     yield from (requests, failures, active, up, offline, backup, weight, effective,
-                check_up, check_age, checks, check_failures, latency)
+                check_up, check_age, checks, check_failures, check_status, latency,
+                quantiles, responses, received, sent, state_age)
 
 
 def cache_metrics(entries: list[tuple[str, CacheFigures]], store: StoreFigures

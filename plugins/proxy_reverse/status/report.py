@@ -1,14 +1,15 @@
-"""What the statistics show in every format: the proxy's entries in configuration
-order, each with its settings that bound the load (limits, retry budget, health check),
-its queue and retry figures, its upstreams' figures and its cache's, summed over the
-workers."""
+"""What the statistics show in every format: a summary over every server, then the
+proxy's entries in configuration order, each with its settings that bound the load
+(limits, retry budget, health check), its queue and retry figures, its upstreams'
+figures and its cache's, summed over the workers."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from ..cache.figures import CacheFigures, StoreFigures
-from ..stats import EntrySnapshot, UpstreamSnapshot
+from ..stats import HISTORY_SECONDS, EntrySnapshot, Traffic, UpstreamSnapshot
 
 
 @dataclass
@@ -34,8 +35,63 @@ class EntryStatus:
 
 
 @dataclass
+class Summary:
+    """The figures over every server of every entry: how many are unavailable, and
+    their traffic in each of the last completed seconds."""
+
+    servers: int
+    # Offline in every worker or held down by its health check; offline in some workers.
+    servers_down: int
+    servers_partly_offline: int
+    last_minute: Traffic
+
+    @property
+    def window(self) -> int:
+        """The seconds the rates are taken over."""
+        return self.last_minute.seconds
+
+    @property
+    def request_rate(self) -> float:
+        return sum(self.last_minute.requests) / self.window
+
+    @property
+    def error_rate(self) -> float:
+        """5xx responses per second."""
+        return sum(self.last_minute.errors) / self.window
+
+    @property
+    def failure_rate(self) -> float:
+        return sum(self.last_minute.failures) / self.window
+
+    @property
+    def error_ratio(self) -> float | None:
+        """The share of the window's responses that were 5xx; None: no response."""
+        responses = sum(self.last_minute.responses)
+        return sum(self.last_minute.errors) / responses if responses else None
+
+
+def summarize(upstreams: list[UpstreamSnapshot]) -> Summary:
+    """The summary of ``upstreams``: their states counted, their histories added."""
+    states = [upstream.state for upstream in upstreams]
+
+    def added(series: str) -> list:
+        return [sum(values) for values in
+                zip(*(getattr(upstream, series) for upstream in upstreams))] or (
+            [0] * HISTORY_SECONDS)
+
+    return Summary(
+        servers=len(upstreams),
+        servers_down=sum(state in ("offline", "down") for state in states),
+        servers_partly_offline=states.count("partly offline"),
+        last_minute=Traffic(1, added("requests_per_second"), added("failures_per_second"),
+                            added("errors_per_second"), added("responses_per_second"),
+                            added("latency_per_second")))
+
+
+@dataclass
 class StatusReport:
-    """What every format shows: the entries, and since when the figures count."""
+    """What every format shows: the entries, the traffic of the last minutes, and since
+    when the figures count."""
 
     url: str
     since: float
@@ -43,8 +99,13 @@ class StatusReport:
     entries: list[EntryStatus]
     # The cache's store; None when no entry caches.
     cache_store: StoreFigures | None = None
+    traffic: Traffic = field(default_factory=Traffic.idle)
     # The fleet (fleet.figures.FleetView); None outside a fleet.
     fleet: object = None
+
+    @cached_property
+    def summary(self) -> Summary:
+        return summarize([upstream for entry in self.entries for upstream in entry.upstreams])
 
 
 def build_report(state, fleet=None) -> StatusReport:
@@ -74,4 +135,5 @@ def build_report(state, fleet=None) -> StatusReport:
         status.upstreams.append(upstream)
     return StatusReport(settings.statistics_url, state.stats.since, state.stats.workers,
                         list(found.values()),
-                        None if cache is None else cache.stats.store(), fleet)
+                        None if cache is None else cache.stats.store(),
+                        state.stats.traffic(), fleet)
