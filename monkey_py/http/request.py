@@ -83,6 +83,11 @@ class Request(ResponseWriter):
         return self.conn.peer
 
     @property
+    def secure(self) -> bool:
+        """Whether the request came over TLS, ``conn.secure``."""
+        return self.conn.secure
+
+    @property
     def unquoted_path(self) -> bytes:
         return unquote_to_bytes(self.path)
 

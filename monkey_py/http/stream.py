@@ -46,6 +46,7 @@ DISCONNECTED = frozenset({errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.E
                           errno.ETIMEDOUT, errno.ECONNREFUSED, errno.EHOSTUNREACH,
                           errno.ENETUNREACH})
 _MORE = socket.MSG_MORE
+_PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
 
 
 class FileChunk:
@@ -304,18 +305,40 @@ class Stream:
             self.update()
             self.protocol.write_drained()
 
+    def idle_alive(self) -> bool:
+        """Whether an idle connection is still open and silent: the peer has not closed
+        or reset it, nor sent anything unasked. Plain bytes are peeked at; TLS records
+        are read, which takes those that carry no data (a session ticket) in passing."""
+        try:
+            if self.tls is None:
+                self.sock.recv(1, _PEEK)
+            else:
+                self.tls.recv(1)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError as exc:
+            return exc.errno == errno.EAGAIN
+        return False
+
     # -- ending -----------------------------------------------------------------------
-    def lost(self, exc: OSError) -> None:
-        """A read or write failed: close, then tell the protocol."""
-        if exc.errno not in DISCONNECTED:
+    def lost(self, exc: OSError, report: bool = True) -> None:
+        """A read or write failed: close, then tell the protocol (and, with ``report``,
+        log a failure that is more than the peer going away)."""
+        if report and exc.errno not in DISCONNECTED:
             log.warning("socket %s failed: %s", _peer(self.sock), exc)
         self.close()
         self.protocol.connection_lost(exc)
 
     def shutdown_write(self) -> bool:
-        """Half-close: no more bytes will be written. False if the socket is gone."""
+        """Half-close: no more bytes will be written. False if the socket is gone.
+
+        With TLS only the TCP side ends, without a close_notify: ``ssl`` sends one only
+        by also reading the peer's next record, which OpenSSL drops when it is data. The
+        stream goes on reading through TLS (an SSLSocket's own shutdown would drop TLS,
+        and the peer's records would then be read undecrypted).
+        """
         try:
-            self.sock.shutdown(socket.SHUT_WR)
+            socket.socket.shutdown(self.sock, socket.SHUT_WR)
         except OSError:
             return False
         return True

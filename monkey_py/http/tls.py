@@ -25,6 +25,7 @@ it in plain text.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import ssl
 
@@ -33,21 +34,42 @@ from ..loop import EVENT_READ, EVENT_WRITE
 FILE_CHUNK = 64 * 1024
 HANDSHAKE_RECORD = 0x16
 _WOULD_BLOCK = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+# "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)": the words in between.
+_SSL_MESSAGE = re.compile(r"(?:\[\w+: \w+\] )?(.*?)(?: \(_ssl\.c:\d+\))?")
+
+
+def describe_error(exc: OSError) -> str:
+    """What went wrong, for a log line: ``certificate verify failed: Hostname
+    mismatch, ...``, ``wrong version number``, ``Connection reset by peer``."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verify failed: {exc.verify_message.rstrip('.')}"
+    text = exc.strerror or str(exc)
+    if isinstance(exc, ssl.SSLError):
+        text = _SSL_MESSAGE.fullmatch(text).group(1)
+    return text
 
 
 class TlsLayer:
     """TLS for one stream, as server (``server_side``) or client (``server_hostname``:
-    the name sent as SNI and checked against the certificate)."""
+    the name sent as SNI, none for an IP address, and checked against the certificate;
+    ``session``: an ``ssl.SSLSession`` of an earlier connection to resume)."""
 
-    __slots__ = ("stream", "context", "server_side", "server_hostname", "sock")
+    __slots__ = ("stream", "context", "server_side", "server_hostname", "session", "sock")
 
     def __init__(self, stream, context: ssl.SSLContext, server_side: bool,
-                 server_hostname: str | None = None) -> None:
+                 server_hostname: str | None = None,
+                 session: ssl.SSLSession | None = None) -> None:
         self.stream = stream
         self.context = context
         self.server_side = server_side
         self.server_hostname = server_hostname
+        self.session = session
         self.sock: ssl.SSLSocket | None = None
+
+    @property
+    def started(self) -> bool:
+        """Whether the handshake has begun (the socket is wrapped)."""
+        return self.sock is not None
 
     # -- starting -----------------------------------------------------------------------
     def sniff(self) -> None:
@@ -88,7 +110,7 @@ class TlsLayer:
             stream.mask = 0
         sock = self.sock = self.context.wrap_socket(
             stream.sock, server_side=self.server_side, do_handshake_on_connect=False,
-            server_hostname=self.server_hostname)
+            server_hostname=self.server_hostname, session=self.session)
         stream.sock = sock
         stream._recv = self.recv
         stream._send = self.send
@@ -116,7 +138,8 @@ class TlsLayer:
             self._wait_for(EVENT_WRITE)
             return
         except (ssl.SSLError, OSError) as exc:
-            stream.lost(exc)
+            # A client's protocol reports the failure of its own connection.
+            stream.lost(exc, report=self.server_side)
             return
         stream.setup = None
         stream.update()
