@@ -74,6 +74,17 @@ class ClientFrom(Client):
         self.buffer = bytearray()
 
 
+def half_close_upgraded(client: Client, target: str = "/collect/") -> None:
+    """Upgrade to a raw byte stream at ``target`` (``Upgrade: collect``, see the upstream
+    behaviour ``collect_then_answer``) with ``first, `` behind the request and ``second``
+    after the 101, then end the client's side of the connection."""
+    client.send(b"GET %s HTTP/1.1\r\nHost: localhost\r\nUpgrade: collect\r\n"
+                b"Connection: Upgrade\r\n\r\nfirst, " % target.encode())
+    assert client.read_head().status == 101
+    client.send(b"second")
+    client.sock.shutdown(socket.SHUT_WR)
+
+
 def proxy_stats(port: int) -> list[dict]:
     """Every upstream's figures from the statistics page's JSON, all entries together."""
     with Client(port) as client:

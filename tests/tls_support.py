@@ -10,6 +10,8 @@ from pathlib import Path
 
 import trustme
 
+from rawhttp import Client
+
 
 class Certificates:
     """A private CA and the PEM files of the certificates it issued, under ``root``."""
@@ -33,6 +35,12 @@ class Certificates:
                     chain.write(pem.bytes())
         return self.root / f"{name}.crt", self.root / f"{name}.key"
 
+    def server_context(self, name: str) -> ssl.SSLContext:
+        """A server context serving the certificate ``issue(name, ...)`` wrote."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.root / f"{name}.crt", self.root / f"{name}.key")
+        return context
+
     def client_context(self) -> ssl.SSLContext:
         """A client context that trusts this CA only."""
         context = ssl.create_default_context()
@@ -54,6 +62,16 @@ def tls_connect(port: int, context: ssl.SSLContext, server_hostname: str | None 
     except BaseException:
         sock.close()
         raise
+
+
+class TlsClient(Client):
+    """A rawhttp Client over TLS to 127.0.0.1:``port``, handshake done."""
+
+    def __init__(self, port: int, context: ssl.SSLContext, server_hostname: str = "localhost",
+                 timeout: float = 5.0) -> None:
+        self.sock = tls_connect(port, context, server_hostname, timeout)
+        self.timeout = timeout
+        self.buffer = bytearray()
 
 
 def https_get(port: int, context: ssl.SSLContext, path: str = "/", host: str = "localhost",

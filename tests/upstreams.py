@@ -9,7 +9,8 @@ returns True to keep the connection for the next request. The behaviours below a
 upstreams the tests need: one that answers with its name, a slow one, a silent one, one
 that stalls without reading the body, one that dies mid-body, chunked, close-delimited,
 large and endless answers, keep-alive connections that go stale, and a WebSocket echo.
-:class:`FullBacklog` is an address whose connects never complete.
+Given a TLS server context it speaks HTTPS, and records the SNI names, handshakes and
+resumed sessions it saw. :class:`FullBacklog` is an address whose connects never complete.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import base64
 import hashlib
 import random
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass
@@ -180,7 +182,7 @@ class Upstream:
     """A threaded HTTP/1.1 test server on ``host`` (IPv4 or IPv6); ``port=0`` picks a port."""
 
     def __init__(self, name: str, behaviour: Behaviour | None = None, port: int = 0,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
         self.name = name
         self.behaviour = behaviour or answer_name
         # False: request bodies are left unread for the behaviour (see ``stall``).
@@ -199,8 +201,17 @@ class Upstream:
         self.sent = 0
         # Connections on which one_per_connection answered already.
         self.answered_connections: set[int] = set()
+        # What collect_then_answer read, per upgraded connection.
+        self.collected: list[bytes] = []
         self._socks: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
+        # HTTPS: the server context, the SNI names received (None: none sent), the
+        # handshakes completed, those that resumed a session, and the failures.
+        self.tls = tls
+        self.server_names: list[str | None] = []
+        self.handshakes = self.resumed = self.handshake_failures = 0
+        if tls is not None:
+            tls.sni_callback = self._sni
         self._start(self._accept_loop)
 
     def __repr__(self) -> str:
@@ -232,6 +243,9 @@ class Upstream:
             self.connections = 0
             self.peer_closed.clear()
             self.sent = 0
+            self.collected.clear()
+            self.server_names.clear()
+            self.handshakes = self.resumed = self.handshake_failures = 0
 
     def wait_until(self, predicate: Callable[["Upstream"], bool], timeout: float = 5.0) -> bool:
         """Wait until ``predicate(self)`` holds; False if it still does not after ``timeout``."""
@@ -289,7 +303,37 @@ class Upstream:
                 self.cond.notify_all()
             self._start(self._serve, sock, number)
 
+    def _sni(self, _sslobj, name: str | None, _context) -> None:
+        with self.cond:
+            self.server_names.append(name)
+
+    def _secure(self, sock: socket.socket) -> ssl.SSLSocket | None:
+        """The TLS handshake of an accepted connection; None when it failed."""
+        try:
+            secured = self.tls.wrap_socket(sock, server_side=True)
+        except (ssl.SSLError, OSError):
+            with self.cond:
+                self.handshake_failures += 1
+                self.cond.notify_all()
+            return None
+        with self.cond:
+            self._socks.discard(sock)
+            self._socks.add(secured)
+            self.handshakes += 1
+            self.resumed += secured.session_reused
+            self.cond.notify_all()
+        return secured
+
     def _serve(self, sock: socket.socket, number: int) -> None:
+        if self.tls is not None:
+            secured = self._secure(sock)
+            if secured is None:
+                sock.close()
+                with self.cond:
+                    self._socks.discard(sock)
+                    self.cond.notify_all()
+                return
+            sock = secured
         reader = Reader(sock)
         try:
             while True:
@@ -518,6 +562,22 @@ def websocket_server(greeting: bytes = b"") -> Behaviour:
 websocket_echo = websocket_server()
 
 
+def collect_then_answer(exchange: Exchange) -> bool:
+    """Upgrade to a raw byte stream; read it to its end, then answer and close."""
+    exchange.send(exchange.head(101, [("Upgrade", "collect"), ("Connection", "Upgrade")],
+                                "Switching Protocols"))
+    try:
+        while True:
+            exchange.reader.fill()
+    except PeerClosed:
+        upstream = exchange.upstream
+        with upstream.cond:
+            upstream.collected.append(exchange.reader.buffer)
+            upstream.cond.notify_all()
+        exchange.send(b"got: " + exchange.reader.buffer)
+    return False
+
+
 # -- a set of upstreams ------------------------------------------------------------------
 class Upstreams:
     """Starts upstreams, and stops them all when the ``with`` block (a fixture) ends."""
@@ -533,7 +593,7 @@ class Upstreams:
             upstream.stop()
 
     def __call__(self, name: str, behaviour: Behaviour | None = None, port: int = 0,
-                 host: str = "127.0.0.1") -> Upstream:
-        upstream = Upstream(name, behaviour, port, host)
+                 host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> Upstream:
+        upstream = Upstream(name, behaviour, port, host, tls)
         self.started.append(upstream)
         return upstream

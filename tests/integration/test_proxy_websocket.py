@@ -4,16 +4,15 @@ both ways and closes when either side does."""
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 
-from proxy_support import entry, start_proxy, total_active
+from proxy_support import entry, half_close_upgraded, start_proxy, total_active
 from support import wait_for
 from rawhttp import Client
 from upstreams import (
-    Exchange, PeerClosed, read_websocket_frame, websocket_accept, websocket_echo, websocket_frame,
-    websocket_server,
+    collect_then_answer, read_websocket_frame, websocket_accept, websocket_echo,
+    websocket_frame, websocket_server,
 )
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
@@ -23,18 +22,6 @@ HANDSHAKE = (
     "Sec-WebSocket-Version: 13\r\n\r\n"
 ).encode()
 TEXT, CLOSE = 0x1, 0x8
-
-
-def collect_then_answer(exchange: Exchange) -> bool:
-    """Upgrade to a raw byte stream; read it to its end, then answer and close."""
-    exchange.send(exchange.head(101, [("Upgrade", "collect"), ("Connection", "Upgrade")],
-                                "Switching Protocols"))
-    try:
-        while True:
-            exchange.reader.fill()
-    except PeerClosed:
-        exchange.send(b"got: " + exchange.reader.buffer)
-    return False
 
 
 @pytest.fixture(scope="module")
@@ -130,10 +117,6 @@ def test_a_refused_upgrade_is_an_ordinary_answer(proxy):
 
 def test_a_half_close_passes_through_the_tunnel(proxy):
     with Client(proxy.port) as client:
-        client.send(b"GET /collect/ HTTP/1.1\r\nHost: localhost\r\nUpgrade: collect\r\n"
-                    b"Connection: Upgrade\r\n\r\nfirst, ")
-        assert client.read_head().status == 101
-        client.send(b"second")
-        client.sock.shutdown(socket.SHUT_WR)
+        half_close_upgraded(client)
         # The upstream saw the end of the stream, and its answer still comes back.
         assert client.read_to_close() == b"got: first, second"
