@@ -89,6 +89,10 @@ class ProxyState:
         self.notices = ThrottledLog(log)
         for settings in self.settings.all_entries():
             label = settings.label
+            if settings.tls_context is not None and not settings.upstream_verify:
+                log.warning("entry %s: UpstreamVerify Off: the certificates of %s are not "
+                            "verified (anyone on the path can pose as the server)", label,
+                            ", ".join(s.name for s in settings.servers if s.tls))
             primaries = [s for s in settings.servers if not s.backup]
             backups = [s for s in settings.servers if s.backup]
             sole = len(settings.servers) == 1

@@ -5,7 +5,8 @@ of them and adds its ``Match`` rules. A site file may hold ``[PROXY_REVERSE]`` (
 the proxy off for that virtual host, or its cache on or off) and its own ``[PROXY_ENTRY]``
 sections, which then replace the global entries for that host. The cache's store keys
 live in ``[PROXY_DEFAULTS]`` only (see docs/proxy_cache.md). Host names are resolved
-here, at start and on reload, never on the request path.
+here, at start and on reload, never on the request path; the TLS contexts of the
+``https://`` servers are built here too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,9 +25,10 @@ from monkey_py.config.schema import where_first
 from .fleet.address import parse_redis_url
 from .fleet.settings import FleetSettings, fleet_name, fleet_settings
 from .values import (
-    ServerSpec, StatusSet, check_path, entry_name, megabytes, network, percent,
+    ServerSpec, StatusSet, ca_file, check_path, entry_name, megabytes, network, percent,
     seconds_or_zero, server_list, status_set, targeted_fields, url_path,
 )
+from .upstream_tls import ClientContexts
 
 NAME = "proxy_reverse"
 DEFAULTS = "PROXY_DEFAULTS"
@@ -78,6 +81,11 @@ class EntrySettings:
     retry_budget: int
     retry_budget_min: int
     health_check: HealthCheckSettings | None
+    # UpstreamVerify and UpstreamCAFile, and the TLS context of the https:// servers
+    # (None when the entry has none).
+    upstream_verify: bool = True
+    upstream_ca_file: Path | None = None
+    tls_context: ssl.SSLContext | None = None
 
 
 @dataclass
@@ -183,6 +191,8 @@ def _option_keys() -> list[Key]:
         Key("HealthCheckRise", values.integer(1, 100), default=2),
         Key("HealthCheckFall", values.integer(1, 100), default=3),
         Key("HealthCheckStatus", status_set, default=status_set("2xx 3xx", Location(""))),
+        Key("UpstreamVerify", values.boolean, default=True),
+        Key("UpstreamCAFile", ca_file, default=None),
     ]
 
 
@@ -215,7 +225,7 @@ def _present(section: Section) -> set[str]:
 
 
 def _entry(section: Section, defaults: dict, balancer_location: Location,
-           directory: Path) -> EntrySettings:
+           directory: Path, contexts: ClientContexts) -> EntrySettings:
     raw = read_section(section, _entry_keys())
     given = _present(section)
     merged = {key.attribute: (raw[key.attribute] if key.name.lower() in given
@@ -261,6 +271,10 @@ def _entry(section: Section, defaults: dict, balancer_location: Location,
             merged["health_check"], merged["health_check_interval"],
             merged["health_check_timeout"], merged["health_check_rise"],
             merged["health_check_fall"], merged["health_check_status"]),
+        upstream_verify=merged["upstream_verify"],
+        upstream_ca_file=merged["upstream_ca_file"],
+        tls_context=contexts.get(merged["upstream_verify"], merged["upstream_ca_file"])
+        if any(server.tls for server in servers) else None,
     )
 
 
@@ -321,10 +335,11 @@ def read_settings(config) -> ProxySettings:
         line = defaults_section.get("CacheDirectory")
         settings.cache.directory_location = line.location if line is not None else None
     sections: list[Section] = []
+    contexts = ClientContexts()
     if document is not None:
         sections = document.sections_named(ENTRY)
-        settings.entries = [_entry(section, defaults, defaults_location, config.directory)
-                            for section in sections]
+        settings.entries = [_entry(section, defaults, defaults_location, config.directory,
+                                   contexts) for section in sections]
     for site in config.sites:
         site_sections = site.sections.get(SITE, [])
         if len(site_sections) > 1:
@@ -342,7 +357,7 @@ def read_settings(config) -> ProxySettings:
         if own:
             sections.extend(own)
             settings.site_entries[id(site)] = [
-                _entry(section, defaults, defaults_location, config.directory)
+                _entry(section, defaults, defaults_location, config.directory, contexts)
                 for section in own]
     _unique_names(sections, settings.all_entries())
     return settings

@@ -1,5 +1,5 @@
-"""Converters for the proxy's own configuration values: servers, networks, sizes,
-per cents, status lists, entry names. Each takes ``(value, location)`` and raises
+"""Converters for the proxy's own configuration values: servers, CA files, networks,
+sizes, per cents, status lists, entry names. Each takes ``(value, location)`` and raises
 ``ConfigError`` at ``location`` with what to write instead (as monkey_py.config.values).
 """
 
@@ -8,7 +8,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import ssl
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from monkey_py.config import ConfigError, Location
 from monkey_py.config import values
@@ -16,9 +18,22 @@ from monkey_py.config import values
 STATUS_RE = re.compile(r"([1-5])xx|([1-5][0-9][0-9])(?:-([1-5][0-9][0-9]))?", re.I)
 
 
+# The schemes a server may be written with: whether it speaks TLS, its default port.
+SCHEMES = {"http": (False, 80), "https": (True, 443)}
+SERVER_FORMS = ("host:port, http://host[:port] or https://host[:port] "
+                "(e.g. 10.0.0.1:8080, [::1]:8080, https://api.example.com)")
+
+
 @dataclass(frozen=True)
 class ServerSpec:
-    """One server of a ServerList: ``host:port`` plus ``weight=N`` and ``backup`` flags."""
+    """One server of a ServerList: where it is, whether it speaks TLS (``https://``),
+    plus the ``weight=N`` and ``backup`` flags.
+
+    ``name`` is how it is shown: as written for ``host:port``, else ``host:port`` for
+    ``http://`` and ``https://host:port`` for ``https://`` (the port always written).
+    ``host`` is the name or address as written (IPv6 without brackets): the name TLS
+    sends as SNI and checks in the certificate.
+    """
 
     name: str
     host: str
@@ -27,10 +42,11 @@ class ServerSpec:
     address: tuple
     weight: int = 1
     backup: bool = False
+    tls: bool = False
 
 
 def server_list(value: str, location: Location) -> list[ServerSpec]:
-    """``host:port [weight=N] [backup] host:port ...``."""
+    """``host:port [weight=N] [backup] https://host:port ...``."""
     servers: list[ServerSpec] = []
     for word in value.split():
         lowered = word.lower()
@@ -55,21 +71,57 @@ def server_list(value: str, location: Location) -> list[ServerSpec]:
 
 
 def _server(word: str, location: Location) -> ServerSpec:
-    if word.startswith("["):
-        host, sep, port_text = word[1:].partition("]:")
+    scheme, sep, rest = word.partition("://")
+    if not sep:
+        tls, default_port, rest = False, None, word
+    elif scheme.lower() in SCHEMES:
+        tls, default_port = SCHEMES[scheme.lower()]
+        if any(mark in rest for mark in "/?#@"):
+            raise ConfigError(f"'{word}': a server is written without a path, query or "
+                              f"user; write {SERVER_FORMS}", location)
     else:
-        host, sep, port_text = word.rpartition(":")
-    if not sep or not host:
-        raise ConfigError(
-            f"'{word}' is not host:port; write e.g. 127.0.0.1:8080 or [::1]:8080", location)
-    port = values.port(port_text, location)
+        raise ConfigError(f"'{word}': unknown scheme '{scheme}://'; write {SERVER_FORMS}",
+                          location)
+    host, port_text = _host_and_port(rest)
+    if not host or (port_text is None and default_port is None):
+        raise ConfigError(f"'{word}' is not host:port; write {SERVER_FORMS}", location)
+    port = default_port if port_text is None else values.port(port_text, location)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         reason = exc.strerror if isinstance(exc, socket.gaierror) else str(exc)
         raise ConfigError(f"cannot resolve upstream host '{host}' ({reason})", location) from None
     family, _, _, _, address = infos[0]
-    return ServerSpec(word, host, port, family, address)
+    if sep:
+        bracketed = f"[{host}]" if ":" in host else host
+        word = f"{'https://' if tls else ''}{bracketed}:{port}"
+    return ServerSpec(word, host, port, family, address, tls=tls)
+
+
+def _host_and_port(text: str) -> tuple[str, str | None]:
+    """``host:port``, ``[v6]:port``, or the host alone (port None)."""
+    if text.startswith("["):
+        host, bracket, after = text[1:].partition("]")
+        if not bracket or (after and not after.startswith(":")):
+            return "", None
+        return host, after[1:] if after else None
+    host, colon, port_text = text.rpartition(":")
+    return (host, port_text) if colon else (text, None)
+
+
+def ca_file(value: str, location: Location) -> Path:
+    """A file of PEM CA certificates, relative to the directory of the file naming it;
+    it must be readable and hold at least one certificate."""
+    path = values.path()(value, location)
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except ssl.SSLError as exc:
+        raise ConfigError(f"{path} holds no PEM certificate ({exc.reason}); give a file "
+                          "of PEM CA certificates", location) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read the CA file {path}: {exc.strerror}", location) \
+            from None
+    return path
 
 
 def url_path(value: str, location: Location) -> str:

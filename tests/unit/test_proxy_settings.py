@@ -1,15 +1,19 @@
 """The proxy's own configuration values and what an entry is called: its Name, or its
 file and line relative to the configuration directory; the health-check, limit and
-retry keys with their defaults."""
+retry keys with their defaults; ServerList's forms (host:port, http:// and https://
+with their default ports) and UpstreamCAFile's checks."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
+import trustme
 
 from monkey_py.config import ConfigError, Location, load_config
 from monkey_py_plugins.proxy_reverse.settings import read_settings
 from monkey_py_plugins.proxy_reverse.values import (
-    entry_name, percent, seconds_or_zero, status_set,
+    ca_file, entry_name, percent, seconds_or_zero, server_list, status_set,
 )
 from proxy_support import entry, proxy_conf
 from support import free_port, section, site, write_confdir
@@ -115,3 +119,81 @@ def test_defaults_and_entries_in_one_section_keep_their_own_lines(tmp_path):
     (found,) = settings_of(tmp_path, conf).entries
     assert (found.max_connections, found.queue_size) == (4, 0)
     assert (found.retry_budget, found.retry_budget_min) == (0, 0)
+
+
+# -- ServerList and UpstreamCAFile ----------------------------------------------------------
+@pytest.mark.parametrize("word, name, host, port, tls", [
+    ("127.0.0.1:8080", "127.0.0.1:8080", "127.0.0.1", 8080, False),
+    ("http://127.0.0.1:8080", "127.0.0.1:8080", "127.0.0.1", 8080, False),
+    ("HTTP://127.0.0.1", "127.0.0.1:80", "127.0.0.1", 80, False),
+    ("https://localhost:8443", "https://localhost:8443", "localhost", 8443, True),
+    ("https://localhost", "https://localhost:443", "localhost", 443, True),
+    ("HTTPS://127.0.0.1", "https://127.0.0.1:443", "127.0.0.1", 443, True),
+    ("https://[::1]:8443", "https://[::1]:8443", "::1", 8443, True),
+    ("https://[::1]", "https://[::1]:443", "::1", 443, True),
+    ("[::1]:8080", "[::1]:8080", "::1", 8080, False),
+])
+def test_server_forms(word, name, host, port, tls):
+    [server] = server_list(word, HERE)
+    assert (server.name, server.host, server.port, server.tls) == (name, host, port, tls)
+    assert server.address[1] == port
+    assert server.address[0] == ("127.0.0.1" if host == "localhost" else host)  # resolved
+    assert server.family == (socket.AF_INET6 if ":" in host else socket.AF_INET)
+
+
+def test_flags_follow_https_servers_too():
+    servers = server_list("https://localhost weight=3 127.0.0.1:81 https://127.0.0.1 backup",
+                          HERE)
+    assert [(s.name, s.weight, s.backup, s.tls) for s in servers] == [
+        ("https://localhost:443", 3, False, True), ("127.0.0.1:81", 1, False, False),
+        ("https://127.0.0.1:443", 1, True, True)]
+
+
+@pytest.mark.parametrize("value", [
+    "127.0.0.1:80 http://127.0.0.1:80",       # the same server, written two ways
+    "http://127.0.0.1 127.0.0.1:80",          # http:// means port 80
+    "https://localhost https://localhost:443",
+])
+def test_one_server_written_twice_is_refused(value):
+    assert "is listed twice in this ServerList" in failure(server_list, value)
+
+
+def test_http_and_https_on_one_address_are_two_servers():
+    assert len(server_list("127.0.0.1:443 https://127.0.0.1:443", HERE)) == 2
+
+
+@pytest.mark.parametrize("value, message", [
+    ("127.0.0.1", "'127.0.0.1' is not host:port"),
+    ("ftp://127.0.0.1:21", "unknown scheme 'ftp://'"),
+    ("wss://127.0.0.1", "unknown scheme 'wss://'"),
+    ("https://localhost/api", "without a path, query or user"),
+    ("https://localhost:8443/", "without a path, query or user"),
+    ("https://user@localhost", "without a path, query or user"),
+    ("https://localhost?x=1", "without a path, query or user"),
+    ("https://", "'https://' is not host:port"),
+    ("https://:8443", "'https://:8443' is not host:port"),
+    ("https://[::1", "'https://[::1' is not host:port"),
+    ("https://[::1]8443", "'https://[::1]8443' is not host:port"),
+    ("https://localhost:0", "port 0 is out of range"),
+    ("https://localhost:https", "'https' is not a port number"),
+    ("https://no-such-host.invalid", "cannot resolve upstream host 'no-such-host.invalid'"),
+])
+def test_mistakes_name_the_word_and_the_valid_forms(value, message):
+    text = failure(server_list, value)
+    assert message in text
+    if "is not host:port" in message or "scheme" in message or "path" in message:
+        assert "host:port, http://host[:port] or https://host[:port]" in text
+
+
+def test_ca_file_must_hold_pem_certificates(tmp_path):
+    good = tmp_path / "ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(good))
+    here = Location(str(tmp_path / "proxy_reverse.conf"), 3)
+    assert ca_file("ca.pem", here) == good                  # relative to the file's directory
+    assert ca_file(str(good), HERE) == good
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    with pytest.raises(ConfigError, match="junk.pem holds no PEM certificate"):
+        ca_file("junk.pem", here)
+    with pytest.raises(ConfigError, match="cannot read the CA file .*missing.pem: No such file"):
+        ca_file("missing.pem", here)
