@@ -75,7 +75,7 @@ class CacheExchange:
     """
 
     __slots__ = ("cache", "entry", "client", "key", "headers", "method", "target", "host",
-                 "content_length", "upgrade", "peer", "stored", "fwd", "fill",
+                 "content_length", "upgrade", "peer", "secure", "stored", "fwd", "fill",
                  "writer", "forward", "on_abort", "passing", "served", "finished",
                  "request_time", "_drain")
 
@@ -94,6 +94,7 @@ class CacheExchange:
         self.content_length = source.content_length if client is not None else 0
         self.upgrade = None
         self.peer = source.peer
+        self.secure = source.secure
         self.stored = stored
         self.fwd = fwd
         self.fill = fill

@@ -16,7 +16,7 @@ check), which an instance starting, or back after an outage, takes as the verdic
 
 from __future__ import annotations
 
-from ..forwarding.health_board import CLOSED, DOWN, PASSED
+from ..forwarding.health_board import DOWN, RESULTS
 from .health import log
 from .keys import down_key, lease_key, server_id
 
@@ -62,8 +62,7 @@ class FleetChecks:
     def received(self, server: str, message: dict) -> None:
         """A check made by another instance: counted here as well."""
         result, detail = message.get("result"), message.get("detail")
-        if not (isinstance(result, int) and PASSED <= result <= CLOSED
-                and isinstance(detail, int)):
+        if not (isinstance(result, int) and result in RESULTS and isinstance(detail, int)):
             return
         for upstream in self.servers.get(server, ()):
             self.checker.record(upstream, result, detail)

@@ -26,7 +26,7 @@ class UpstreamConnection:
 
     __slots__ = ("stream", "loop", "upstream", "pool", "parser", "read_timeout", "fwd", "client",
                  "headers", "status", "interim", "interim_deadline", "done", "keep",
-                 "head_only", "head_bytes", "body_seen", "invalid", "since")
+                 "head_only", "head_bytes", "body_seen", "invalid", "since", "session_due")
 
     def __init__(self, upstream, pool, loop) -> None:
         spec = upstream.spec
@@ -51,6 +51,22 @@ class UpstreamConnection:
         self.invalid: str | None = None
         # While idle in the pool: since when.
         self.since = 0.0
+        # Its TLS session is to be kept for the next connection, once the first answer
+        # is in (a TLS 1.3 server sends its session ticket after the handshake).
+        self.session_due = False
+
+    def connect(self) -> None:
+        """Open the connection: TCP, then the TLS handshake to an https:// server;
+        ``fwd.connected()`` follows, or ``fwd.upstream_lost(exc)``."""
+        upstream = self.upstream
+        tls = upstream.tls_for(self.stream)
+        self.session_due = tls is not None
+        self.stream.connect(upstream.spec.address, tls)
+
+    def opening(self) -> str:
+        """The step of opening that is under way: ``connect`` or ``TLS handshake``."""
+        tls = self.stream.tls
+        return "TLS handshake" if tls is not None and tls.started else "connect"
 
     def begin(self, fwd, head_only: bool) -> None:
         """Carry ``fwd`` now; ``head_only``: its answer has no body (HEAD)."""
@@ -187,3 +203,6 @@ class UpstreamConnection:
         # llhttp forgets the message's keep-alive flag once the callback returns.
         self.keep = self.parser.should_keep_alive()
         self.done = True
+        if self.session_due:
+            self.session_due = False
+            self.upstream.tls_session = self.stream.tls.sock.session

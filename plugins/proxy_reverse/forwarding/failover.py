@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 
+from monkey_py.http.tls import describe_error
+
 log = logging.getLogger("monkey_py.proxy_reverse")
 
 
@@ -96,10 +98,11 @@ class Failover:
 
     # -- events of the upstream connection ---------------------------------------------
     def upstream_lost(self, exc: OSError) -> None:
-        """The socket failed: while connecting, sending the head, or later."""
-        reason = exc.strerror or str(exc)
+        """The socket failed: while connecting (or in the TLS handshake), sending the
+        head, or later."""
+        reason = describe_error(exc)
         if self.connecting:
-            self._fail(UpstreamError(f"connect: {reason}", 502, False))
+            self._fail(UpstreamError(f"{self.conn.opening()}: {reason}", 502, False))
         elif not self.delivered:
             if self.reused:
                 self._retry_fresh()  # a pooled connection the upstream had closed
@@ -134,7 +137,7 @@ class Failover:
         if self.finished or self.client_paused:
             return
         if self.connecting:
-            self._fail(UpstreamError("connect timed out", 504, False))
+            self._fail(UpstreamError(f"{self.conn.opening()} timed out", 504, False))
         elif not self.request_sent and not self.conn.stream.queue:
             # The upstream has all the body the client sent: the client is the one silent.
             self._client_failed(408, "The request body did not arrive in time.")

@@ -117,7 +117,7 @@ class Forward(Choosing, Failover):
             return
         self.connecting = True
         conn.stream.arm(self.loop.now + self.settings.connect_timeout)
-        conn.stream.connect(upstream.spec.address)
+        conn.connect()
 
     def connected(self) -> None:
         self.connecting = False

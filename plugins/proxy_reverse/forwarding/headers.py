@@ -73,15 +73,17 @@ def _without_named(lines: list[bytes], named: frozenset[bytes]) -> list[bytes]:
     return [line for line in lines if line.partition(b":")[0].lower() not in named]
 
 
-def _added(address: str, host: bytes, via: bytes, forwarded: bool, previous_for=None,
-           previous_via=None) -> bytes:
-    """The lines the proxy adds to a request: X-Forwarded-* (when ``forwarded``), Via."""
+def _added(address: str, host: bytes, via: bytes, forwarded: bool, secure: bool,
+           previous_for=None, previous_via=None) -> bytes:
+    """The lines the proxy adds to a request: X-Forwarded-* (when ``forwarded``; the
+    protocol is the client's: https when it came over TLS), Via."""
     lines = []
     if forwarded:
         client = address.encode()
         if previous_for:
             client = b", ".join([*previous_for, client])
-        lines.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: http\r\n" % client)
+        lines.append(b"X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\n"
+                     % (client, b"https" if secure else b"http"))
         if host:
             lines.append(b"X-Forwarded-Host: %s\r\n" % host)
     lines.append(b"Via: %s\r\n" % (b", ".join([*previous_via, via]) if previous_via else via))
@@ -89,7 +91,7 @@ def _added(address: str, host: bytes, via: bytes, forwarded: bool, previous_for=
 
 
 # The added lines of requests without X-Forwarded-For or Via of their own, by client
-# address, Host, Via token and ForwardedHeaders: the same few for most requests.
+# address, Host, Via token, ForwardedHeaders and TLS: the same few for most requests.
 _added_lines: dict[tuple, bytes] = {}
 
 
@@ -126,15 +128,17 @@ def request_head(request, host: bytes, via: bytes, forwarded: bool, chunked: boo
             previous_for = None
     peer = request.peer
     address = peer[0] if isinstance(peer, tuple) else "unknown"
+    secure = request.secure
     if previous_for or previous_via:
-        lines.append(_added(address, request.host, via, forwarded, previous_for, previous_via))
+        lines.append(_added(address, request.host, via, forwarded, secure, previous_for,
+                            previous_via))
     else:
-        key = (address, request.host, via, forwarded)
+        key = (address, request.host, via, forwarded, secure)
         added = _added_lines.get(key)
         if added is None:
             if len(_added_lines) >= MEMO_SIZE:
                 _added_lines.clear()
-            added = _added_lines[key] = _added(address, request.host, via, forwarded)
+            added = _added_lines[key] = _added(address, request.host, via, forwarded, secure)
         lines.append(added)
     if chunked:
         lines.append(b"Transfer-Encoding: chunked\r\n")

@@ -19,8 +19,11 @@ from monkey_py.shared import SharedMemory
 
 UNKNOWN, UP, DOWN = 0, 1, 2
 STATES = {UNKNOWN: "unknown", UP: "up", DOWN: "down"}
-# The last check's result; DETAIL holds the HTTP status, or the errno of a connect.
-PASSED, CONNECT_FAILED, TIMED_OUT, BAD_STATUS, INVALID, CLOSED = range(1, 7)
+# The last check's result; DETAIL holds the HTTP status, the errno of a connect, or
+# for a TLS handshake VERIFY_FAILED when it was the server's certificate.
+PASSED, CONNECT_FAILED, TIMED_OUT, BAD_STATUS, INVALID, CLOSED, TLS_FAILED = range(1, 8)
+RESULTS = range(PASSED, TLS_FAILED + 1)
+VERIFY_FAILED = 1
 # The slots of a cell; RISES counts the times the server came back up from down.
 VERDICT, SINCE_MS, CHECKED_MS, RESULT, DETAIL, PASSES, FAILS, CHECKS, FAILURES, \
     RISES = range(10)
@@ -55,6 +58,9 @@ def describe(result: int, detail: int) -> str | None:
         return "invalid response"
     if result == CLOSED:
         return "the server closed the connection without an answer"
+    if result == TLS_FAILED:
+        return "TLS handshake: certificate verify failed" if detail == VERIFY_FAILED \
+            else "TLS handshake failed"
     return None
 
 

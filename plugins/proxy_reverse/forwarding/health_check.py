@@ -10,7 +10,8 @@ Redis, so that one instance of the fleet checks each server per interval, and it
 results reach every instance's board.
 
 A check is a ``GET`` of the entry's ``HealthCheck`` path on a connection of its own,
-on the worker's loop: a non-blocking connect, the request written through a
+on the worker's loop: a non-blocking connect (and for an ``https://`` server a full TLS
+handshake, the certificate verified as for requests), the request written through a
 :class:`~monkey_py.http.stream.Stream`, the status line parsed by httptools, the
 whole bounded by ``HealthCheckTimeout``. The status must be one of
 ``HealthCheckStatus``. The body is not read: the connection is closed after the head.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from functools import partial
 
 import httptools
@@ -27,8 +29,8 @@ import httptools
 from monkey_py.http.stream import Stream
 
 from .health_board import (
-    BAD_STATUS, CLOSED, CONNECT_FAILED, DOWN, INVALID, PASSED, TIMED_OUT, HealthBoard,
-    describe,
+    BAD_STATUS, CLOSED, CONNECT_FAILED, DOWN, INVALID, PASSED, TIMED_OUT, TLS_FAILED,
+    VERIFY_FAILED, HealthBoard, describe,
 )
 
 log = logging.getLogger("monkey_py.proxy_reverse")
@@ -54,7 +56,8 @@ class Probe:
         self.connecting = True
         self.done = False
         self.stream.arm(loop.now + check.timeout)
-        self.stream.connect(spec.address)
+        # No session resumed: each check verifies the certificate afresh.
+        self.stream.connect(spec.address, upstream.tls_for(self.stream, resume=False))
 
     def _finish(self, result: int, detail: int = 0) -> None:
         if not self.done:
@@ -81,7 +84,11 @@ class Probe:
         self._finish(CLOSED)
 
     def connection_lost(self, exc: OSError) -> None:
-        if self.connecting:
+        tls = self.stream.tls
+        if self.connecting and tls is not None and tls.started:
+            self._finish(TLS_FAILED, VERIFY_FAILED if isinstance(
+                exc, ssl.SSLCertVerificationError) else 0)
+        elif self.connecting:
             self._finish(CONNECT_FAILED, exc.errno or 0)
         else:
             self._finish(CLOSED)

@@ -5,6 +5,11 @@ read while the other still has bytes queued (backpressure: each direction holds 
 one read's worth). An end of stream is passed on as a half-close once the bytes before
 it are written; the tunnel closes when both directions ended, on an error, or after
 ``timeout`` seconds without traffic.
+
+A side that speaks TLS is not half-closed: the tunnel closes instead, once the bytes
+before the end are written to it (as nginx ends an upgraded connection). TLS peers take
+an end of TCP without close_notify as a failure and stop writing too, and ``ssl`` cannot
+send a close_notify without reading, and losing, what the peer sends next.
 """
 
 from __future__ import annotations
@@ -52,10 +57,11 @@ class _Side:
         self.pass_eof()
 
     def pass_eof(self) -> None:
-        """Half-close this side once the other side ended and its bytes are written."""
+        """Half-close this side once the other side ended and its bytes are written (or
+        close the tunnel, for a TLS side)."""
         if self.other.eof and not self.shut and not self.stream.queue:
             self.shut = True
-            if not self.stream.shutdown_write():
+            if self.stream.tls is not None or not self.stream.shutdown_write():
                 self.tunnel.close()
                 return
             if self.other.shut:

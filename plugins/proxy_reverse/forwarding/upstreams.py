@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 import socket
 from collections import deque
 from math import inf
 
+from monkey_py.http.tls import TlsLayer
+
 log = logging.getLogger("monkey_py.proxy_reverse")
-_PEEK = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
 
 
 class Upstream:
@@ -27,7 +27,7 @@ class Upstream:
         "spec", "server", "slot", "attempts", "offline_timeout", "failures",
         "offline_until", "passive_until", "check_down", "check_rises", "back_at", "sole",
         "max_conns", "idle", "pool_size", "pool_timeout", "entry", "itself", "authority",
-        "tally", "availability",
+        "tally", "availability", "tls_context", "tls_session",
     )
 
     def __init__(self, spec, server, slot: int, entry, itself: bool, sole: bool = False) -> None:
@@ -57,10 +57,23 @@ class Upstream:
         self.tally = None
         # The entry's Availability, told when the server goes offline or comes back.
         self.availability = None
+        # An https:// server: the entry's TLS context, and the session of the latest
+        # connection, which the next one resumes (an abbreviated handshake).
+        self.tls_context = entry.tls_context if spec.tls else None
+        self.tls_session = None
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    def tls_for(self, stream, resume: bool = True) -> TlsLayer | None:
+        """The TLS a new connection to it starts (None for a plain server): SNI and the
+        certificate's check by the name as written in ServerList; with ``resume``, the
+        latest session offered for resumption."""
+        if self.tls_context is None:
+            return None
+        return TlsLayer(stream, self.tls_context, False, self.spec.host,
+                        self.tls_session if resume else None)
 
     def host_for(self, request) -> bytes:
         """The Host header it gets for ``request``: the client's, or its own address."""
@@ -137,7 +150,7 @@ class Pool:
         idle = upstream.idle
         while idle:
             conn = idle.pop()
-            if not check or _alive(conn.stream.sock):
+            if not check or conn.stream.idle_alive():
                 return conn
             conn.close()
         return None
@@ -184,15 +197,3 @@ class Pool:
             self.loop.cancel(self.sweeper)
             self.sweeper = None
 
-
-def _alive(sock: socket.socket) -> bool:
-    """An idle upstream socket is dead if it is readable (EOF, reset or stray bytes)."""
-    try:
-        sock.recv(1, _PEEK)
-    except (BlockingIOError, InterruptedError):
-        return True
-    except OSError as exc:
-        if exc.errno == errno.EAGAIN:
-            return True
-        return False
-    return False
