@@ -10,7 +10,7 @@ import pytest
 import trustme
 
 from monkey_py.http.stream import Stream
-from monkey_py.http.tls import TlsLayer
+from monkey_py.http.tls import TlsLayer, describe_error
 from monkey_py.loop import EventLoop
 
 
@@ -145,3 +145,89 @@ def test_a_stream_made_on_a_detached_tls_socket_carries_on_with_tls(loop, contex
     assert client.data == b"y" * 200_000
     adopted.close()
     client_stream.close()
+
+
+def connected_pair(loop, contexts, session=None):
+    """A TLS server stream and client stream, the handshake done."""
+    server_ctx, client_ctx = contexts
+    server_stream, server, client_stream, client = pair(loop)
+    TlsLayer(server_stream, server_ctx, True).sniff()
+    TlsLayer(client_stream, client_ctx, False, "example.test", session).start()
+    run(loop, lambda: ("connected",) in client.calls)
+    return server_stream, server, client_stream, client
+
+
+def test_a_client_resumes_the_session_it_is_given(loop, contexts):
+    server_stream, server, client_stream, client = connected_pair(loop, contexts)
+    server_stream.write(b"hi")        # a TLS 1.3 session ticket comes before it
+    run(loop, lambda: client.data == b"hi")
+    first = client_stream.tls.sock
+    assert not first.session_reused
+    session = first.session
+    server_stream.close()
+    client_stream.close()
+    _, _, again, _ = connected_pair(loop, contexts, session)
+    assert again.tls.sock.session_reused
+    again.close()
+
+
+def test_a_failed_client_handshake_is_the_protocols_to_report(loop, contexts, caplog):
+    server_ctx, client_ctx = contexts
+    server_stream, server, client_stream, client = pair(loop)
+    TlsLayer(server_stream, server_ctx, True).sniff()
+    TlsLayer(client_stream, client_ctx, False, "other.test").start()
+    run(loop, lambda: client.calls)
+    assert describe_error(client.calls[0][1]) == (
+        "certificate verify failed: Hostname mismatch, certificate is not valid for "
+        "'other.test'")
+    # The server side logs its own failed handshakes; the client's stream does not.
+    assert not [r for r in caplog.records if "other.test" in r.getMessage()]
+    server_stream.close()
+
+
+@pytest.mark.parametrize("error, text", [
+    (ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)"),
+     "wrong version number"),
+    (ConnectionRefusedError(111, "Connection refused"), "Connection refused"),
+    (TimeoutError("timed out"), "timed out"),
+])
+def test_describe_error(error, text):
+    assert describe_error(error) == text
+
+
+def test_an_idle_tls_stream_is_alive_until_the_peer_ends_it(loop, contexts):
+    server_stream, server, client_stream, client = connected_pair(loop, contexts)
+    client_stream.set_reading(False)             # as if idle and not yet read
+    # The server's TLS 1.3 session tickets arrive after the handshake: no data.
+    run(loop, lambda: server_stream.setup is None and _readable(client_stream.sock))
+    assert client_stream.idle_alive()
+    assert not _readable(client_stream.sock)     # they were taken in passing
+    server_stream.write(b"unasked")
+    run(loop, lambda: _readable(client_stream.sock))
+    assert not client_stream.idle_alive()        # data nobody asked for: not reusable
+    server_stream, server, client_stream, client = connected_pair(loop, contexts)
+    client_stream.set_reading(False)
+    server_stream.close()
+    run(loop, lambda: _readable(client_stream.sock))
+    assert not client_stream.idle_alive()
+
+
+def test_an_idle_plain_stream_is_alive_until_the_peer_ends_it(loop):
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    stream = Stream(a, loop, Recorder(), reading=False)
+    assert stream.idle_alive()
+    b.close()
+    assert not stream.idle_alive()
+    stream.close()
+
+
+def _readable(sock) -> bool:
+    """Whether the raw socket has anything to read: bytes, an end or a reset."""
+    try:
+        socket.socket.recv(sock, 1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return False
+    except OSError:
+        pass
+    return True
