@@ -2,8 +2,9 @@
 upstreams with trustme certificates: requests and bodies proxied, one TLS connection
 kept alive for many requests, sessions resumed on new connections, SNI, verification
 failures (502, logged, failed over), UpstreamVerify Off and its warning, a stalled
-handshake, X-Forwarded-Proto from the client's side, health checks and WebSocket over
-TLS on either side; configuration mistakes stop the start at their line."""
+handshake, X-Forwarded-Proto from the client's side (and the cache keeping the schemes
+apart), health checks and WebSocket over TLS on either side; configuration mistakes stop
+the start at their line."""
 
 from __future__ import annotations
 
@@ -78,6 +79,12 @@ def mute():
     mute.close()
 
 
+def proto_for_ten_minutes(exchange) -> bool:
+    """The scheme the proxy says the client used, cacheable for ten minutes."""
+    return exchange.respond(200, exchange.request.header("X-Forwarded-Proto").encode(),
+                            [("Cache-Control", "max-age=600")])
+
+
 @pytest.fixture(scope="module")
 def setup(module_monkey, module_upstreams, certs, rogue):
     good = lambda: certs.server_context("upstream")  # noqa: E731
@@ -101,6 +108,7 @@ def setup(module_monkey, module_upstreams, certs, rogue):
         "collect": module_upstreams("collect", collect_then_answer, tls=good()),
         "checked": module_upstreams("checked", tls=good()),
         "checked-bad": module_upstreams("checked-bad", tls=untrusted()),
+        "scheme": module_upstreams("scheme", proto_for_ten_minutes),
     }
     ca = {"UpstreamCAFile": certs.ca_file()}
 
@@ -128,6 +136,7 @@ def setup(module_monkey, module_upstreams, certs, rogue):
               HealthCheckInterval=0.2),
         entry("^/checked-bad/", https("checked-bad"), **ca, HealthCheck="/health",
               HealthCheckInterval=0.2, HealthCheckFall=2),
+        entry("^/scheme/", ups["scheme"], Cache="On"),
     ]
     tls_port = free_port()
     proxy = module_monkey(
@@ -292,6 +301,31 @@ def test_x_forwarded_proto_says_how_the_client_came(proxy, ups, certs):
     with Client(proxy.port) as client:
         assert client.request("GET", "/secure/x").status == 200
     assert secure.last().header_all("X-Forwarded-Proto") == ["http"]
+
+
+def test_the_cache_keeps_the_schemes_apart_and_invalidates_both(proxy, ups, certs):
+    """An answer that depends on the scheme (as a redirect to https does) is stored per
+    scheme, as nginx's $scheme in its key; an unsafe request invalidates both."""
+    def get(client) -> tuple[bytes, str]:
+        answer = client.request("GET", "/scheme/page")
+        return answer.body, answer.header("Cache-Status")
+    with Client(proxy.port) as client:
+        assert get(client)[0] == b"http"
+    with https_client(proxy, certs) as client:
+        assert get(client)[0] == b"https"
+        body, status = get(client)
+        assert body == b"https" and "hit" in status
+    with Client(proxy.port) as client:
+        body, status = get(client)
+        assert body == b"http" and "hit" in status
+    assert ups["scheme"].requests == 2
+    with https_client(proxy, certs) as client:
+        assert client.request("POST", "/scheme/page", body=b"x",
+                              headers=[("Content-Length", "1")]).status == 200
+    with Client(proxy.port) as client:
+        body, status = get(client)
+        assert body == b"http" and "hit" not in status
+    assert ups["scheme"].requests == 4
 
 
 # -- health checks ------------------------------------------------------------------------

@@ -371,11 +371,12 @@ def test_stale_if_error_forbidden(directive) -> None:
 
 # -- invalidation ----------------------------------------------------------------------------
 KEY = b"http://example.com/items/1"
+KEYS = [KEY, b"https://example.com/items/1"]  # the target, in both schemes
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "PURGE-UNKNOWN"])
 def test_unsafe_methods_invalidate_the_target(method) -> None:
-    assert invalidation_targets(method, 204, KEY, []) == [KEY]
+    assert invalidation_targets(method, 204, KEY, []) == KEYS
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS", "TRACE"])
@@ -391,14 +392,20 @@ def test_errors_invalidate_nothing(status) -> None:
 def test_location_and_content_location_on_the_same_origin() -> None:
     headers = [(b"Location", b"/items/2"), (b"Content-Location", b"http://EXAMPLE.com:80/c")]
     assert invalidation_targets("POST", 201, KEY, headers) == [
-        KEY, b"http://example.com/items/2", b"http://example.com/c"]
+        *KEYS, b"http://example.com/items/2", b"https://example.com/items/2",
+        b"http://example.com/c", b"https://example.com/c"]
+
+
+def test_a_request_made_over_https_invalidates_the_http_keys_too() -> None:
+    assert invalidation_targets("PUT", 204, KEYS[1], [(b"Location", b"/items/2")]) == [
+        KEYS[1], KEY, b"https://example.com/items/2", b"http://example.com/items/2"]
 
 
 def test_location_on_another_origin_is_not_invalidated() -> None:
     for other in (b"http://evil.example/items/1", b"https://example.com/items/2",
                   b"http://example.com:8080/x"):
-        assert invalidation_targets("PUT", 303, KEY, [(b"Location", other)]) == [KEY]
+        assert invalidation_targets("PUT", 303, KEY, [(b"Location", other)]) == KEYS
 
 
 def test_location_equal_to_the_target_is_listed_once() -> None:
-    assert invalidation_targets("DELETE", 200, KEY, [(b"Location", b"1")]) == [KEY]
+    assert invalidation_targets("DELETE", 200, KEY, [(b"Location", b"1")]) == KEYS

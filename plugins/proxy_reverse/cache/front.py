@@ -144,10 +144,11 @@ class ProxyCache:
 
     def key(self, req) -> bytes | None:
         """The request's primary key, remembered per (Host, target)."""
-        memo = (req.host, req.target)
+        secure = req.secure
+        memo = (req.host, req.target, secure)
         key = self._keys.get(memo)
         if key is None:
-            key = primary_key("http", req.host, req.target) or b""
+            key = primary_key("https" if secure else "http", req.host, req.target) or b""
             if len(self._keys) >= KEY_MEMO_SIZE:
                 self._keys.clear()
             self._keys[memo] = key

@@ -2,8 +2,10 @@
 
 The primary key (RFC 9111 §2) is the normalised absolute target URI,
 ``scheme://host[:port]/path?query``: the scheme and host lower-cased, a default port
-dropped, an empty path written ``/``. The method is not part of it: GET and HEAD share
-their stored responses. The same form is what ``invalidation_targets`` returns, so an
+dropped, an empty path written ``/``; the scheme is the one the client used (as in
+nginx's ``$scheme``): an origin that answers by scheme (a redirect to https) is not
+served across schemes. The method is not part of it: GET and HEAD share their stored
+responses. The same form is what ``invalidation_targets`` returns, so an
 invalidated URI is a key as it stands.
 
 The secondary key (§4.1) is built from the stored response's Vary header names and the
@@ -49,6 +51,14 @@ def primary_key(scheme: str, host: bytes, target: bytes) -> bytes | None:
             return None
         return normalize_uri(b"%s://%s%s" % (scheme.encode("ascii"), host, target))
     return normalize_uri(target)
+
+
+def both_schemes(key: bytes) -> tuple[bytes, bytes]:
+    """``key`` and the key of the same URI in the other scheme (``http``/``https``):
+    what one scheme changes, the origin server behind both changed for the other too."""
+    if key.startswith(b"https://"):
+        return key, b"http://" + key[8:]
+    return key, b"https://" + key[7:]
 
 
 def normalize_uri(uri: bytes) -> bytes | None:

@@ -310,7 +310,8 @@ def invalidation_targets(method: str, status: int, request_key: bytes,
     Any method other than GET, HEAD, OPTIONS and TRACE is unsafe. Only a non-error
     answer (2xx, 3xx) invalidates: the target URI ``request_key`` (a primary key), and
     the Location and Content-Location URIs (resolved against it) when they have the
-    same origin (scheme, host and port).
+    same origin (scheme, host and port); each also in the other scheme (``https`` for
+    ``http``), which the cache keys apart but the same server answers.
     """
     if method in SAFE_METHODS or not 200 <= status < 400:
         return []
@@ -323,4 +324,5 @@ def invalidation_targets(method: str, status: int, request_key: bytes,
         target = keys.resolve(request_key, value)
         if target is not None and keys.origin(target) == own_origin and target not in targets:
             targets.append(target)
-    return targets
+    # The same resources reached in the other scheme are the same origin's, changed too.
+    return [key for target in targets for key in keys.both_schemes(target)]
