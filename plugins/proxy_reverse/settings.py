@@ -20,9 +20,10 @@ from monkey_py.config import ConfigError, Key, Location, Section, check_sections
 from monkey_py.config import values
 from monkey_py.config.schema import where_first
 
+from .fleet.address import RedisAddress, parse_redis_url
 from .values import (
-    ServerSpec, StatusSet, check_path, entry_name, megabytes, network, percent,
-    seconds_or_zero, server_list, status_set, targeted_fields, url_path,
+    ServerSpec, StatusSet, check_path, entry_name, megabytes, megabytes_or_off, network,
+    percent, seconds_or_zero, server_list, status_set, targeted_fields, url_path,
 )
 
 NAME = "proxy_reverse"
@@ -93,6 +94,23 @@ class CacheSettings:
     skip_set_cookie: bool = False
     # CacheTargetedFields: the targeted cache-control fields obeyed (RFC 9213), lower-case.
     targeted_fields: tuple[bytes, ...] = (b"cdn-cache-control",)
+    # CacheStore redis://...: where the shared store is (docs/fleet.md).
+    redis: RedisAddress | None = None
+    # CacheMemoryTier: bytes of the memory tier in front of Redis (0: none).
+    memory_tier: int = 0
+    # CacheRedisMaxObjectSize: the largest body sent to Redis.
+    redis_max_object: int = 512 * 1024
+
+
+def cache_store(value: str, location: Location) -> str | RedisAddress:
+    """``memory``, ``disk``, or the URL of a Redis (a RedisAddress)."""
+    lowered = value.lower()
+    if lowered in ("memory", "disk"):
+        return lowered
+    if "://" in value:
+        return parse_redis_url(value, location)
+    raise ConfigError(f"'{value}' is not valid; valid values: memory, disk, "
+                      "redis://HOST:PORT/DB (see docs/fleet.md)", location)
 
 
 @dataclass
@@ -187,13 +205,15 @@ def _defaults_keys(directory: Path | None = None) -> list[Key]:
     return _option_keys() + [
         Key("StatisticsURL", url_path, default=None, attr="statistics_url"),
         Key("StatisticsAllow", network, repeatable=True, attr="statistics_allow"),
-        Key("CacheStore", values.choice(["memory", "disk"]), default="memory"),
+        Key("CacheStore", cache_store, default="memory"),
         Key("CacheDirectory", values.path(directory), default=None),
         Key("CacheMaxSize", megabytes, default=64 * 1024 * 1024),
         Key("CacheMaxObjectSize", values.size_kb, default=1024 * 1024),
         Key("CachePurgeAllow", network, repeatable=True),
         Key("CacheSkipSetCookie", values.boolean, default=False),
         Key("CacheTargetedFields", targeted_fields, default=(b"cdn-cache-control",)),
+        Key("CacheMemoryTier", megabytes_or_off, default=0),
+        Key("CacheRedisMaxObjectSize", values.size_kb, default=512 * 1024),
     ]
 
 
@@ -303,12 +323,18 @@ def read_settings(config) -> ProxySettings:
     settings.statistics_url = defaults["statistics_url"]
     settings.statistics_allow = defaults["statistics_allow"] or [
         ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    store = defaults["cache_store"]
+    redis = None
+    if isinstance(store, RedisAddress):
+        store, redis = "redis", store
     settings.cache = CacheSettings(
-        defaults["cache_store"], defaults["cache_directory"], defaults["cache_max_size"],
+        store, defaults["cache_directory"], defaults["cache_max_size"],
         defaults["cache_max_object_size"], defaults["cache_purge_allow"] or [
             ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")],
         skip_set_cookie=defaults["cache_skip_set_cookie"],
-        targeted_fields=defaults["cache_targeted_fields"])
+        targeted_fields=defaults["cache_targeted_fields"], redis=redis,
+        memory_tier=defaults["cache_memory_tier"],
+        redis_max_object=defaults["cache_redis_max_object_size"])
     if defaults_section is not None:
         _cache_directory(settings.cache.store, settings.cache.directory, defaults_section)
         line = defaults_section.get("CacheDirectory")
