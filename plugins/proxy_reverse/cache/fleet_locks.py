@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from itertools import count
 
-from ..fleet.script import RedisScript
+from ..fleet.script import RedisScript, preload
 from .stores.redis_format import FILLED_CHANNEL, lock_key
 
 # Delete the lock if it is still the caller's, and wake whoever waits for it.
@@ -45,6 +45,7 @@ class FleetLocks:
         self._prefix = os.urandom(8).hex().encode()
         self._waiting: dict[bytes, list] = {}
         self._recent: dict[bytes, float] = {}
+        preload(client, (RELEASE,))
         subscriber.subscribe(FILLED_CHANNEL, self._released)
 
     def take(self, primary: bytes, timeout: float, callback) -> None:

@@ -1,6 +1,11 @@
-"""Lua scripts run in Redis by their SHA-1 (EVALSHA), sent whole (EVAL) only when Redis
-does not know them yet (first use, or after a restart): a script runs atomically, in
-one round trip, and its text crosses the network once per Redis rather than per call."""
+"""Lua scripts run in Redis by their SHA-1 (EVALSHA): a script runs atomically, in one
+round trip, and its text crosses the network once per connection rather than per call.
+
+``preload`` loads scripts as each new connection comes up, before any other command
+on it, so that EVALSHA finds them. Should Redis still not know one (its scripts were
+flushed), ``run`` sends it whole (EVAL) after the NOSCRIPT reply; that retry leaves
+after the commands sent meanwhile, which preloading avoids in the ordinary case.
+"""
 
 from __future__ import annotations
 
@@ -29,3 +34,15 @@ class RedisScript:
                 callback(reply, error)
 
         client.command("EVALSHA", self.sha, *head, callback=answered)
+
+
+def preload(client, scripts) -> None:
+    """Load ``scripts`` into Redis on each new connection of ``client`` (and now, if it
+    is up already)."""
+    def load(up: bool) -> None:
+        if up:
+            for script in scripts:
+                client.command("SCRIPT", "LOAD", script.source)
+
+    client.watch(load)
+    load(client.up)

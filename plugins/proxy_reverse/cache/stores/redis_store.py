@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 
 from ...fleet.errors import RedisReplyError
-from ...fleet.script import RedisScript
+from ...fleet.script import RedisScript, preload
 from ...forwarding.throttled_log import ThrottledLog
 from ..rules.control import Headers
 from ..rules.key import secondary_key, vary_names
@@ -90,6 +90,7 @@ class RedisStore:
         self._counts = dict.fromkeys(("redis-hits", "redis-misses", "redis-errors",
                                       "redis-stores", "redis-too-large"), 0)
         self._errors = ThrottledLog(log)
+        preload(client, (STORE, UPDATE, DROP))
         subscriber.subscribe(INVALIDATED_CHANNEL, self._invalidated)
         subscriber.watch(self._subscription_changed)
 
