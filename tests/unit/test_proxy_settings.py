@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from monkey_py.config import ConfigError, Location, load_config
-from monkey_py_plugins.proxy_reverse.settings import read_settings
+from monkey_py_plugins.proxy_reverse.settings import cache_store, read_settings
 from monkey_py_plugins.proxy_reverse.values import (
     entry_name, percent, seconds_or_zero, status_set,
 )
@@ -115,3 +115,33 @@ def test_defaults_and_entries_in_one_section_keep_their_own_lines(tmp_path):
     (found,) = settings_of(tmp_path, conf).entries
     assert (found.max_connections, found.queue_size) == (4, 0)
     assert (found.retry_budget, found.retry_budget_min) == (0, 0)
+
+
+# -- the Redis store ------------------------------------------------------------------------
+def test_cache_store_takes_a_redis_url_with_its_keys(tmp_path):
+    cache = settings_of(tmp_path, proxy_conf(
+        entry("^/a/", "127.0.0.1:8080"), CacheStore="redis://:secret@127.0.0.1:6390/3",
+        CacheMemoryTier="32", CacheRedisMaxObjectSize="64")).cache
+    assert (cache.store, cache.redis.port, cache.redis.db, cache.redis.password) == (
+        "redis", 6390, 3, "secret")
+    assert (cache.memory_tier, cache.redis_max_object) == (32 * 1024 * 1024, 64 * 1024)
+
+
+def test_the_redis_store_has_no_memory_tier_unless_asked(tmp_path):
+    (tmp_path / "off").mkdir()
+    cache = settings_of(tmp_path, proxy_conf(
+        entry("^/a/", "127.0.0.1:8080"), CacheStore="redis://127.0.0.1/0")).cache
+    assert (cache.redis.port, cache.memory_tier, cache.redis_max_object) == (
+        6379, 0, 512 * 1024)
+    off = settings_of(tmp_path / "off", proxy_conf(
+        entry("^/a/", "127.0.0.1:8080"), CacheStore="memory", CacheMemoryTier="Off")).cache
+    assert (off.store, off.redis, off.memory_tier) == ("memory", None, 0)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("memcached", "valid values: memory, disk, redis://HOST:PORT/DB"),
+    ("redis://127.0.0.1:99999/0", "port"),
+    ("http://127.0.0.1/", "redis://"),
+])
+def test_a_wrong_cache_store_is_refused_at_its_line(value, message):
+    assert message in failure(cache_store, value)
