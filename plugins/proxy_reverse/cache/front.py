@@ -200,33 +200,17 @@ class ProxyCache:
             else:
                 self.lookup(req, entry, key, None)
 
-    def lookup(self, req, entry, key: bytes, waited: str | None) -> None:
-        """Serve from the store, wait for another request's fetch, or go upstream.
-
-        ``waited``: why this request stopped waiting for another one's fetch; it then
-        does not wait again.
-        """
-        if self.log is not None:
-            self.log.poll(self.remove)
-        stored = self.store.lookup(key, req.headers)
-        if self.remote is not None and (stored is None or self._stale(stored)):
-            # Not in the memory tier (or stale there: Redis may hold a newer one).
-            self.remote.fetch(key, req.headers, req.method == "GET" and req.header(
-                b"range") is not None, partial(self._fetched, req, entry, key, waited, stored))
-            return
-        self._found(req, entry, key, waited, stored, None)
-
     def _stale(self, stored: Stored) -> bool:
         summary = self.summaries.get(stored)
         return summary.lifetime <= summary.age(time.time())
 
-    def _fetched(self, req, entry, key: bytes, waited: str | None, tier: Stored | None,
-                 stored: Stored | None, part: Stored | None) -> None:
+    def _fetched(self, req, entry, key: bytes, waited: str | None, stored: Stored | None,
+                 part: Stored | None) -> None:
         """Redis answered a lookup (a miss when it failed): go on as with a local store."""
         if req.finished:
             return
         try:
-            self._found(req, entry, key, waited, stored or tier, part)
+            self.lookup(req, entry, key, waited, (stored, part))
         except Exception:
             self._crashed(req)
 
@@ -236,10 +220,27 @@ class ProxyCache:
         if not req.response_started and not req.completed:
             req.error(500)
 
-    def _found(self, req, entry, key: bytes, waited: str | None, stored: Stored | None,
-               part: Stored | None) -> None:
-        """Serve, wait or go upstream once the store has answered (``part``: the
-        resource's stored 206 when the store fetched it along)."""
+    def lookup(self, req, entry, key: bytes, waited: str | None, fetched=None) -> None:
+        """Serve from the store, wait for another request's fetch, or go upstream.
+
+        ``waited``: why this request stopped waiting for another one's fetch; it then
+        does not wait again. ``fetched``: with the Redis store, what Redis answered
+        (``(stored, part)``, see ``RedisStore.fetch``) when the memory tier had nothing
+        fresh: the lookup asks Redis first, and goes on here when it answers.
+        """
+        if self.log is not None:
+            self.log.poll(self.remove)
+        stored = self.store.lookup(key, req.headers)
+        part = None
+        if self.remote is not None:
+            if fetched is None:
+                if stored is None or self._stale(stored):
+                    # Not in the memory tier, or stale there: Redis may hold a newer one.
+                    self.remote.fetch(key, req.headers, req.method == "GET" and req.header(
+                        b"range") is not None, partial(self._fetched, req, entry, key, waited))
+                    return
+            else:
+                stored, part = fetched[0] or stored, fetched[1]
         if self.verifier is not None:
             if stored is None:
                 self.sizes()  # the disk store may have found a damaged body
