@@ -186,6 +186,27 @@ def await_redis_links(server, db: int = 0, workers: int = 1, timeout: float = 10
     raise AssertionError(f"the proxy's Redis links are not up after {timeout}s")
 
 
+def concurrently(requests: list[tuple[int, str]], timeout: float = 20) -> list:
+    """A GET of each ``(port, target)``, each on its own connection, sent together; the
+    responses in the same order."""
+    clients = [Client(port, timeout=timeout) for port, _ in requests]
+    barrier = threading.Barrier(len(requests))
+    answers: list = [None] * len(requests)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        answers[index] = clients[index].request("GET", requests[index][1])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout + 10)
+    for client in clients:
+        client.close()
+    return answers
+
+
 def own_target(request, prefix: str) -> str:
     """A request target of the running test's own, under ``prefix``."""
     return prefix + re.sub(r"\W", "_", request.node.name)

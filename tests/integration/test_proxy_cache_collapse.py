@@ -10,8 +10,8 @@ import time
 import pytest
 
 from cache_support import (
-    Answer, Routes, cache_figures, date, fetches, own_target, received_for, store_keys,
-    store_ready,
+    Answer, Routes, cache_figures, concurrently, date, fetches, own_target, received_for,
+    store_keys, store_ready,
 )
 from proxy_support import assert_settled, entry, start_proxy
 from rawhttp import Client
@@ -60,22 +60,7 @@ def settled(proxy, upstream):
 
 def at_once(port: int, target: str, count: int) -> list:
     """``count`` clients, each on its own connection, send GET ``target`` together."""
-    clients = [Client(port, timeout=15) for _ in range(count)]
-    barrier = threading.Barrier(count)
-    answers: list = [None] * count
-
-    def run(index: int) -> None:
-        barrier.wait()
-        answers[index] = clients[index].request("GET", target)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
-    for client in clients:
-        client.close()
-    return answers
+    return concurrently([(port, target)] * count, timeout=15)
 
 
 def test_fifty_concurrent_misses_make_one_upstream_request(proxy, upstream, routes):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from monkey_py_plugins.proxy_reverse.cache.stores.redis_format import resource_key
-from cache_support import Answer, Raw, Routes, await_redis_links, fetches
+from cache_support import Answer, Raw, Routes, await_redis_links, concurrently, fetches
 from proxy_support import entry, start_proxy
 from rawhttp import Client, ServerClosed
 from redis_support import RedisServer
@@ -146,7 +146,7 @@ def received_validator(upstream, target: str) -> str | None:
 def test_twenty_cold_requests_over_three_instances_make_one_fetch(three, upstream, routes,
                                                                    path):
     routes.set(path, Answer(body=BODY, headers=MAX_AGE, delay=0.5))
-    answers = concurrently([(three[i % 3], path) for i in range(20)])
+    answers = concurrently([(three[i % 3].port, path) for i in range(20)])
     assert [a.status for a in answers] == [200] * 20
     assert all(a.body == BODY for a in answers)
     assert fetches(upstream, path) == 1
@@ -154,26 +154,6 @@ def test_twenty_cold_requests_over_three_instances_make_one_fetch(three, upstrea
     assert len(stored) == 1 and "stored" in status(stored[0])
     assert all(is_hit(a) and status(a).endswith("collapsed") for a in answers
                if a is not stored[0])
-
-
-def concurrently(requests: list) -> list:
-    """Each ``(proxy, target)`` on its own connection, sent together."""
-    clients = [Client(proxy.port, timeout=20) for proxy, _ in requests]
-    barrier = threading.Barrier(len(requests))
-    answers: list = [None] * len(requests)
-
-    def run(index: int) -> None:
-        barrier.wait()
-        answers[index] = clients[index].request("GET", requests[index][1])
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    for client in clients:
-        client.close()
-    return answers
 
 
 def test_a_hanging_lock_holder_stalls_the_others_no_longer_than_the_lock_timeout(
@@ -185,7 +165,7 @@ def test_a_hanging_lock_holder_stalls_the_others_no_longer_than_the_lock_timeout
     holder.start()
     assert upstream.wait_until(lambda up: fetches(up, path) == 1)
     started = time.monotonic()
-    answers = concurrently([(b, path), (c, path)])
+    answers = concurrently([(b.port, path), (c.port, path)])
     elapsed = time.monotonic() - started
     assert [x.body for x in answers] == [BODY, BODY]
     assert 1.5 <= elapsed < 2.0 + 1.0  # CacheLockTimeout 2, from when A took the lock

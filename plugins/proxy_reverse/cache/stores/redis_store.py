@@ -18,7 +18,7 @@ from ...fleet.errors import RedisReplyError
 from ...fleet.script import RedisScript, preload
 from ...forwarding.throttled_log import ThrottledLog
 from ..rules.control import Headers
-from ..rules.key import secondary_key, vary_names
+from ..rules.key import secondary_key
 from ..rules.partial import partial_key
 from .memory import MemoryStore
 from .redis_format import (
@@ -32,7 +32,7 @@ from .redis_format import (
     resource_key,
     variant_fields,
 )
-from .store import Meta, Stored, content_length, length_mismatch
+from .store import Meta, Stored, content_length, length_mismatch, names_to_store
 
 log = logging.getLogger("monkey_py.proxy_reverse")
 
@@ -179,10 +179,10 @@ class RedisStore:
     # -- writing -----------------------------------------------------------------------------
     def begin(self, primary: bytes, request_headers: Headers, meta: Meta
               ) -> RedisWriter | None:
-        names = vary_names(meta.headers)
-        announced = content_length(meta.headers)
-        if names is None or (announced is not None and announced > self.max_object):
+        names = names_to_store(meta.headers, self.max_object)
+        if names is None:
             return None
+        announced = content_length(meta.headers)
         tier = None if self.tier is None else self.tier.begin(primary, request_headers, meta)
         to_redis = announced is None or announced <= self.redis_max_object
         if not to_redis:
