@@ -200,9 +200,11 @@ class ProxyCache:
             else:
                 self.lookup(req, entry, key, None)
 
-    def _stale(self, stored: Stored) -> bool:
-        summary = self.summaries.get(stored)
-        return summary.lifetime <= summary.age(time.time())
+    def _ask_redis(self, req, entry, key: bytes, waited: str | None) -> None:
+        """Look the request up in Redis (and its stored part, for a range): ``lookup``
+        goes on with the answer."""
+        self.remote.fetch(key, req.headers, req.method == "GET" and req.header(
+            b"range") is not None, partial(self._fetched, req, entry, key, waited))
 
     def _fetched(self, req, entry, key: bytes, waited: str | None, stored: Stored | None,
                  part: Stored | None) -> None:
@@ -225,22 +227,19 @@ class ProxyCache:
 
         ``waited``: why this request stopped waiting for another one's fetch; it then
         does not wait again. ``fetched``: with the Redis store, what Redis answered
-        (``(stored, part)``, see ``RedisStore.fetch``) when the memory tier had nothing
-        fresh: the lookup asks Redis first, and goes on here when it answers.
+        (``(stored, part)``, see ``RedisStore.fetch``): the lookup asks Redis when the
+        memory tier has nothing it may serve fresh, and goes on here with its answer.
         """
         if self.log is not None:
             self.log.poll(self.remove)
         stored = self.store.lookup(key, req.headers)
         part = None
         if self.remote is not None:
-            if fetched is None:
-                if stored is None or self._stale(stored):
-                    # Not in the memory tier, or stale there: Redis may hold a newer one.
-                    self.remote.fetch(key, req.headers, req.method == "GET" and req.header(
-                        b"range") is not None, partial(self._fetched, req, entry, key, waited))
-                    return
-            else:
+            if fetched is not None:
                 stored, part = fetched[0] or stored, fetched[1]
+            elif stored is None:
+                self._ask_redis(req, entry, key, waited)
+                return
         if self.verifier is not None:
             if stored is None:
                 self.sizes()  # the disk store may have found a damaged body
@@ -253,6 +252,10 @@ class ProxyCache:
             return
         decision = decide(req.method, req.headers, stored, now, self.targets)
         action = decision.action
+        if self.remote is not None and fetched is None and action is not Action.FRESH:
+            # The memory tier's response will not do: Redis may hold a newer one.
+            self._ask_redis(req, entry, key, waited)
+            return
         if action is Action.FRESH or action is Action.STALE_OK:
             self._serve_stored(req, entry, key, stored, decision, waited)
             return
