@@ -214,9 +214,9 @@ class ProxyCache:
         try:
             self.lookup(req, entry, key, waited, (stored, part))
         except Exception:
-            self._crashed(req)
+            self.crashed(req)
 
-    def _crashed(self, req) -> None:
+    def crashed(self, req) -> None:
         """A bug on a path resumed from a callback: log it, answer 500 if nothing was."""
         log.exception("the cache failed on %s %s", req.method, req.target.decode("latin-1"))
         if not req.response_started and not req.completed:
@@ -377,7 +377,7 @@ class ProxyCache:
             self._fetch(req, entry, key, stored, decision, "GET", fill)
         except Exception:
             fill.done(False)
-            self._crashed(req)
+            self.crashed(req)
 
     @staticmethod
     def _may_lead(req, revalidate: bool) -> bool:
@@ -399,7 +399,7 @@ class ProxyCache:
         try:
             self.lookup(req, entry, key, why)
         except Exception:
-            self._crashed(req)
+            self.crashed(req)
 
     def _background(self, req, entry, key: bytes, stored: Stored) -> None:
         """One revalidation in the background (stale-while-revalidate), if none runs."""

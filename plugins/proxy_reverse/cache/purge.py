@@ -61,15 +61,25 @@ def _purge_shared(cache: ProxyCache, req, entry, key: bytes) -> None:
     def answered(removed, error) -> None:
         if req.finished:
             return
-        if error is None:
-            _answer(cache, req, entry, key, Outcome(removed=max(removed, local), confirmed=1))
-            return
-        req.respond(202, [(b"Content-Type", b"text/plain; charset=utf-8"),
-                          (b"Cache-Status", cache_status(detail="purge-pending"))],
-                    b"Purged %s from this worker (%d response(s)); the shared cache in "
-                    b"Redis could not be reached (%s): repeat the PURGE once it is back\n"
-                    % (key, local, str(error).encode("utf-8", "replace")))
+        try:
+            _answer_shared(cache, req, entry, key, local, removed, error)
+        except Exception:
+            cache.crashed(req)
     cache.remote.drop(key, answered)
+
+
+def _answer_shared(cache: ProxyCache, req, entry, key: bytes, local: int, removed,
+                   error) -> None:
+    """Redis removed ``removed`` responses (the answering worker's tier ``local``), or
+    could not be reached (``error``)."""
+    if error is None:
+        _answer(cache, req, entry, key, Outcome(removed=max(removed, local), confirmed=1))
+        return
+    req.respond(202, [(b"Content-Type", b"text/plain; charset=utf-8"),
+                      (b"Cache-Status", cache_status(detail="purge-pending"))],
+                b"Purged %s from this worker (%d response(s)); the shared cache in "
+                b"Redis could not be reached (%s): repeat the PURGE once it is back\n"
+                % (key, local, str(error).encode("utf-8", "replace")))
 
 
 class _Waiting:

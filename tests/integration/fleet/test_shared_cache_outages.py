@@ -155,3 +155,42 @@ def test_a_full_redis_leaves_every_request_a_200(start_monkey, own_redis, upstre
     for proxy in proxies:
         assert proxy.log().count("OOM command not allowed") <= 1  # once a minute
     assert sum(proxy.log().count("OOM command not allowed") for proxy in proxies) >= 1
+
+
+def test_a_slow_redis_costs_a_lookup_the_command_timeout_and_no_more(start_monkey, own_redis,
+                                                                     upstream):
+    proxy, _ = fleet(start_monkey, own_redis, upstream, workers=1)
+    target = TARGETS[0]
+    get_status(proxy, target)
+    assert "hit" in get_status(proxy, target)  # from the memory tier
+    other = TARGETS[1]
+    sleeper = threading.Thread(target=own_redis.call, args=("DEBUG", "SLEEP", "1.5"))
+    sleeper.start()
+    time.sleep(0.1)
+    started = time.monotonic()
+    assert "fwd=miss" in get_status(proxy, other)  # Redis does not answer: a miss
+    assert time.monotonic() - started < 0.25 + 0.5
+    assert "hit" in get_status(proxy, target)  # the memory tier needs no Redis
+    sleeper.join()
+
+
+def test_a_purge_while_redis_is_down_says_the_shared_copies_stay(start_monkey, own_redis,
+                                                                 upstream):
+    proxy, other = fleet(start_monkey, own_redis, upstream, workers=1)
+    get_status(proxy, TARGETS[2])
+    own_redis.kill()
+    with Client(other.port) as client:
+        purged = client.request("PURGE", TARGETS[2])
+        assert purged.status == 202 and purged.header("Cache-Status") == (
+            "monkey_py; detail=purge-pending")
+        assert b"repeat the PURGE" in purged.body
+        answer = client.request("GET", TARGETS[2])
+    assert answer.status == 200 and "fwd=miss" in answer.header("Cache-Status")
+
+
+def get_status(proxy, target: str) -> str:
+    """GET ``target`` (which must answer its 200): its Cache-Status."""
+    with Client(proxy.port) as client:
+        response = client.request("GET", target)
+    assert response.status == 200 and response.body == target.encode() * 20
+    return response.header("Cache-Status")

@@ -139,7 +139,13 @@ class RedisStore:
                 if retry:
                     self._fetch(primary, request_headers, stored_names, got, retry=False)
                     return
-            got(primary, self._found(primary, secondary, head, body, request_headers))
+            try:
+                found = self._found(primary, secondary, head, body, request_headers)
+            except Exception:
+                # A bug must not leave the request waiting: it goes on as a miss.
+                log.exception("cache store redis: cannot read the entry of %r", primary)
+                found = None
+            got(primary, found)
 
         self.client.command("HMGET", resource_key(primary), VARY_FIELD, head_field,
                             body_field, callback=answered)
