@@ -14,6 +14,8 @@ from monkey_py_plugins.proxy_reverse.cache.stores.redis_format import (
     decode_vary,
     encode_head,
     encode_vary,
+    filled_channel,
+    invalidated_channel,
     keep_seconds,
     lock_key,
     resource_key,
@@ -30,6 +32,12 @@ def test_keys_are_named_by_a_hash_of_the_primary_key():
     assert resource_key(PRIMARY) != resource_key(PRIMARY + b"2")
     assert lock_key(PRIMARY).startswith(b"monkey:cache-lock:")
     assert lock_key(PRIMARY)[18:] == resource_key(PRIMARY)[13:]
+
+
+def test_the_channels_name_their_database():
+    assert filled_channel(0) == b"monkey:cache-filled:0"
+    assert invalidated_channel(12) == b"monkey:cache-invalidated:12"
+    assert filled_channel(1) != filled_channel(2)
 
 
 def test_variant_fields_name_head_and_body_by_the_secondary_key():

@@ -3,8 +3,8 @@ requests of other instances wait until it is released (docs/fleet.md, "Collapsin
 across instances").
 
 A fill takes ``SET monkey:cache-lock:<hash> <token> NX PX <lock timeout>``. Whoever
-finds the lock held waits, on its loop, for the message the holder publishes when
-its fill ends (``RELEASE``: delete the lock if it is still ours, then publish), never
+finds the lock held waits, on its loop, for the message the holder publishes on
+``monkey:cache-filled:<db>`` when its fill ends (``RELEASE``: delete the lock if it is still ours, then publish), never
 longer than the lock timeout, after which the lock has expired and it fetches itself.
 Every worker subscribes to the channel when it starts, before it ever checks a lock,
 so no release can pass unseen between the check and the wait; a release whose message
@@ -19,7 +19,7 @@ import os
 from itertools import count
 
 from ..fleet.script import RedisScript, preload
-from .stores.redis_format import FILLED_CHANNEL, lock_key
+from .stores.redis_format import filled_channel, lock_key
 
 # Delete the lock if it is still the caller's, and wake whoever waits for it.
 RELEASE = RedisScript("""
@@ -46,7 +46,8 @@ class FleetLocks:
         self._waiting: dict[bytes, list] = {}
         self._recent: dict[bytes, float] = {}
         preload(client, (RELEASE,))
-        subscriber.subscribe(FILLED_CHANNEL, self._released)
+        self.channel = filled_channel(client.address.db)
+        subscriber.subscribe(self.channel, self._released)
 
     def take(self, primary: bytes, timeout: float, callback) -> None:
         """Try the lock of ``primary`` for ``timeout`` seconds; ``callback(outcome)``
@@ -65,7 +66,7 @@ class FleetLocks:
             elif reply is None:
                 callback((HELD, asked))
             else:
-                callback(lambda: RELEASE.run(self.client, [key], [token, FILLED_CHANNEL]))
+                callback(lambda: RELEASE.run(self.client, [key], [token, self.channel]))
 
         self.client.command("SET", key, token, "NX", "PX", max(1, int(timeout * 1000)),
                             callback=answered)

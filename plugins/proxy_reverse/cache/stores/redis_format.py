@@ -22,9 +22,6 @@ from ..rules.policy import current_age, freshness_lifetime
 
 PREFIX = b"monkey:cache:"
 LOCK_PREFIX = b"monkey:cache-lock:"
-# Pub/sub channels: a fill that ended (its lock key), an invalidated primary key.
-FILLED_CHANNEL = b"monkey:cache-filled"
-INVALIDATED_CHANNEL = b"monkey:cache-invalidated"
 VARY_FIELD = b"vary"
 # How long a stale response with a validator stays in Redis to be revalidated (a 304
 # costs no body) when its own directives allow less.
@@ -48,6 +45,17 @@ def resource_key(primary: bytes) -> bytes:
 def lock_key(primary: bytes) -> bytes:
     """The Redis key a fill of ``primary`` holds while it runs (collapsing)."""
     return LOCK_PREFIX + _digest(primary, 40)
+
+
+def filled_channel(db: int) -> bytes:
+    """The channel a fill's end is published on (the message: its lock key). Pub/sub
+    spans a Redis's databases, so the channels name theirs."""
+    return b"monkey:cache-filled:%d" % db
+
+
+def invalidated_channel(db: int) -> bytes:
+    """The channel a removed resource is published on (the message: its primary key)."""
+    return b"monkey:cache-invalidated:%d" % db
 
 
 def variant_fields(secondary: bytes) -> tuple[bytes, bytes]:

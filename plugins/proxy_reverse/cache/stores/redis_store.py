@@ -22,12 +22,12 @@ from ..rules.key import secondary_key
 from ..rules.partial import partial_key
 from .memory import MemoryStore
 from .redis_format import (
-    INVALIDATED_CHANNEL,
     VARY_FIELD,
     decode_head,
     decode_vary,
     encode_head,
     encode_vary,
+    invalidated_channel,
     keep_seconds,
     resource_key,
     variant_fields,
@@ -91,7 +91,8 @@ class RedisStore:
                                       "redis-stores", "redis-too-large"), 0)
         self._errors = ThrottledLog(log)
         preload(client, (STORE, UPDATE, DROP))
-        subscriber.subscribe(INVALIDATED_CHANNEL, self._invalidated)
+        self.channel = invalidated_channel(client.address.db)
+        subscriber.subscribe(self.channel, self._invalidated)
         subscriber.watch(self._subscription_changed)
 
     # -- reading -----------------------------------------------------------------------------
@@ -263,7 +264,7 @@ class RedisStore:
         instance; ``callback(removed, error)``."""
         self._vary.pop(primary, None)
         DROP.run(self.client, [resource_key(primary), resource_key(partial_key(primary))],
-                 [INVALIDATED_CHANNEL, primary], callback=callback)
+                 [self.channel, primary], callback=callback)
 
     def _invalidated(self, channel: bytes, primary: bytes) -> None:
         """Another worker or instance removed ``primary`` (PURGE, or an unsafe method)."""
