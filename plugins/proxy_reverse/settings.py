@@ -168,6 +168,17 @@ def _cache_directory(store: str, directory: Path | None, defaults_section) -> No
                           "server a directory it may create and write", location) from None
 
 
+def _redis_keys(store: str, defaults_section) -> None:
+    """The Redis store's own keys mean nothing to another store: say so at start."""
+    if store == "redis":
+        return
+    for name in ("CacheMemoryTier", "CacheRedisMaxObjectSize"):
+        line = defaults_section.get(name)
+        if line is not None:
+            raise ConfigError(f"{name} applies to a Redis cache store only (CacheStore "
+                              f"redis://HOST:PORT/DB); this one is '{store}'", line.location)
+
+
 def _option_keys() -> list[Key]:
     """The keys every entry inherits from [PROXY_DEFAULTS] and may override."""
     return [
@@ -337,6 +348,7 @@ def read_settings(config) -> ProxySettings:
         redis_max_object=defaults["cache_redis_max_object_size"])
     if defaults_section is not None:
         _cache_directory(settings.cache.store, settings.cache.directory, defaults_section)
+        _redis_keys(settings.cache.store, defaults_section)
         line = defaults_section.get("CacheDirectory")
         settings.cache.directory_location = line.location if line is not None else None
     sections: list[Section] = []

@@ -134,8 +134,19 @@ def test_the_redis_store_has_no_memory_tier_unless_asked(tmp_path):
     assert (cache.redis.port, cache.memory_tier, cache.redis_max_object) == (
         6379, 0, 512 * 1024)
     off = settings_of(tmp_path / "off", proxy_conf(
-        entry("^/a/", "127.0.0.1:8080"), CacheStore="memory", CacheMemoryTier="Off")).cache
-    assert (off.store, off.redis, off.memory_tier) == ("memory", None, 0)
+        entry("^/a/", "127.0.0.1:8080"), CacheStore="redis://127.0.0.1/0",
+        CacheMemoryTier="Off")).cache
+    assert off.memory_tier == 0
+
+
+@pytest.mark.parametrize("key, value", [("CacheMemoryTier", "16"),
+                                        ("CacheRedisMaxObjectSize", "64")])
+def test_the_redis_keys_are_refused_with_another_store(tmp_path, key, value):
+    with pytest.raises(ConfigError) as refused:
+        settings_of(tmp_path, proxy_conf(entry("^/a/", "127.0.0.1:8080"), **{key: value}))
+    assert f"{key} applies to a Redis cache store only" in refused.value.message
+    assert refused.value.location.file.endswith("proxy_reverse.conf")
+    assert refused.value.location.line > 0
 
 
 @pytest.mark.parametrize("value, message", [

@@ -83,8 +83,8 @@ class RedisStore:
         self.loop = loop
         self.client = client
         self.tier = MemoryStore(tier_bytes, max_object) if tier_bytes > 0 else None
-        self.redis_max_object = redis_max_object
-        self.max_object = max(redis_max_object, self.tier.max_object if self.tier else 0)
+        self.redis_max_object = min(redis_max_object, max_object)
+        self.max_object = max(self.redis_max_object, self.tier.max_object if self.tier else 0)
         self.targets = targets
         self._vary: dict[bytes, tuple[bytes, ...]] = {}
         self._counts = dict.fromkeys(("redis-hits", "redis-misses", "redis-errors",
