@@ -402,14 +402,28 @@ class ProxyCache:
             self.crashed(req)
 
     def _background(self, req, entry, key: bytes, stored: Stored) -> None:
-        """One revalidation in the background (stale-while-revalidate), if none runs."""
-        fill = self.collapser.begin(key, entry.settings.cache_lock_timeout)
+        """One revalidation in the background (stale-while-revalidate), if none runs
+        here nor, with the Redis store, anywhere in the fleet."""
+        timeout = entry.settings.cache_lock_timeout
+        fill = self.collapser.begin(key, timeout)
         if fill is None:
             return
         headers = [(name, value) for name, value in req.headers if name not in BACKGROUND_DROP]
         headers.extend(conditional_headers(stored.headers))
-        self.forward(CacheExchange(self, entry, None, key, headers, method="GET",
-                                   stored=stored, fwd="stale", fill=fill, origin=req))
+        exchange = CacheExchange(self, entry, None, key, headers, method="GET",
+                                 stored=stored, fwd="stale", fill=fill, origin=req)
+        if self.fleet is None:
+            self.forward(exchange)
+            return
+
+        def locked(outcome) -> None:
+            if isinstance(outcome, tuple):  # another instance revalidates it
+                exchange.abort()
+                return
+            if outcome is not UNLOCKED:
+                fill.release = outcome
+            self.forward(exchange)
+        self.fleet.take(key, timeout, locked)
 
     def forward(self, exchange: CacheExchange) -> None:
         """Hand ``exchange`` to the proxy; whatever fails on the way ends it (and the

@@ -156,6 +156,23 @@ def test_twenty_cold_requests_over_three_instances_make_one_fetch(three, upstrea
                if a is not stored[0])
 
 
+def test_stale_while_revalidate_revalidates_once_in_the_fleet(three, upstream, routes,
+                                                               path, redis):
+    routes.set(path, Answer(body=BODY, headers=[
+        ("Cache-Control", "max-age=1, stale-while-revalidate=60"), ("ETag", '"s"')]),
+        Answer(304, headers=[("ETag", '"s"'), ("Cache-Control", "max-age=600")], delay=1.0))
+    get(three[0], path)
+    await_stored(redis, 2, path)
+    time.sleep(2.1)  # stale now (Date has whole seconds)
+    answers = concurrently([(proxy.port, path) for proxy in three])
+    assert all(a.body == BODY and "detail=stale-while-revalidate" in status(a)
+               for a in answers)
+    assert upstream.wait_until(lambda up: fetches(up, path) == 2)
+    time.sleep(1.5)  # the revalidation has answered; no other instance started one
+    assert fetches(upstream, path) == 2
+    assert all(is_hit(get(proxy, path)) for proxy in three)
+
+
 def test_a_hanging_lock_holder_stalls_the_others_no_longer_than_the_lock_timeout(
         three, upstream, routes, path):
     a, b, c = three
