@@ -269,11 +269,13 @@ def test_bodies_above_the_limit_never_reach_redis(start_monkey, redis, upstream,
     for target in ("/small", "/large", "/chunked"):
         assert "stored" in status(get(a, path + target))
         assert is_hit(get(a, path + target))  # from A's memory tier
-    stored_in_redis(redis, 5, 1)
-    assert is_hit(get(b, path + "/small"))
+    (small,) = stored_in_redis(redis, 5, 1)
+    assert small == resource_key(b"http://localhost" + (path + "/small").encode())
     assert "fwd=miss" in status(get(b, path + "/large"))
     assert "fwd=miss" in status(get(b, path + "/chunked"))
-    assert redis.call("DBSIZE", db=5) == 1
+    # B's lookup goes to Redis after anything B sent before: a store would be there.
+    assert is_hit(get(b, path + "/small"))
+    assert cache_keys(redis, 5) == [small]  # the locks of the fills aside
 
 
 def chunked(body: bytes):
