@@ -87,8 +87,6 @@ class RedisStore:
         self.max_object = max(self.redis_max_object, self.tier.max_object if self.tier else 0)
         self.targets = targets
         self._vary: dict[bytes, tuple[bytes, ...]] = {}
-        self._counts = dict.fromkeys(("redis-hits", "redis-misses", "redis-errors",
-                                      "redis-stores", "redis-too-large"), 0)
         self._errors = ThrottledLog(log)
         preload(client, (STORE, UPDATE, DROP))
         self.channel = invalidated_channel(client.address.db)
@@ -130,7 +128,6 @@ class RedisStore:
                 return
             vary, head, body = reply
             if vary is None:
-                self._counts["redis-misses"] += 1
                 self._vary.pop(primary, None)
                 got(primary, None)
                 return
@@ -156,9 +153,7 @@ class RedisStore:
         head = None if head_data is None or body is None else decode_head(head_data)
         if head is None or head.primary != primary or head.secondary != secondary or (
                 head.body_length != len(body)):
-            self._counts["redis-misses"] += 1
             return None
-        self._counts["redis-hits"] += 1
         stored = Stored(primary, secondary, head.status, head.headers, head.request_time,
                         head.response_time, len(body), body=body)
         if self.tier is not None:
@@ -192,10 +187,8 @@ class RedisStore:
         announced = content_length(meta.headers)
         tier = None if self.tier is None else self.tier.begin(primary, request_headers, meta)
         to_redis = announced is None or announced <= self.redis_max_object
-        if not to_redis:
-            self._counts["redis-too-large"] += 1
-            if tier is None:
-                return None
+        if not to_redis and tier is None:
+            return None
         return RedisWriter(self, primary, secondary_key(names, request_headers), names, meta,
                            tier, to_redis)
 
@@ -204,7 +197,6 @@ class RedisStore:
         head = encode_head(primary, secondary, meta.status, meta.headers, meta.request_time,
                            meta.response_time, len(body))
         head_field, body_field = variant_fields(secondary)
-        self._counts["redis-stores"] += 1
         self._remember_vary(primary, names)
         STORE.run(self.client, [resource_key(primary)],
                   [encode_vary(names), head_field, head, body_field, body,
@@ -242,7 +234,6 @@ class RedisStore:
         """Redis did not do what it was asked. An outage is the link's to log (once);
         an error reply (``OOM`` when Redis is full with ``noeviction``) is logged here,
         at most once a minute per kind."""
-        self._counts["redis-errors"] += 1
         if isinstance(error, RedisReplyError):
             text = str(error)
             self._errors.error(text.split(" ", 1)[0], self.loop.time(),
@@ -279,9 +270,10 @@ class RedisStore:
             self.tier.purge(None)
 
     def stats(self) -> dict[str, int]:
-        tier = self.tier.stats() if self.tier is not None else {
-            "entries": 0, "bytes": 0, "evictions": 0}
-        return {**tier, **self._counts}
+        """The memory tier's figures (Redis keeps its own: INFO, DBSIZE)."""
+        if self.tier is None:
+            return {"entries": 0, "bytes": 0, "evictions": 0}
+        return self.tier.stats()
 
 
 class RedisWriter:
@@ -304,7 +296,6 @@ class RedisWriter:
             self._tier = None
         if self._chunks is not None:
             if self.written > self._store.redis_max_object:
-                self._store._counts["redis-too-large"] += 1
                 self._chunks = None
             else:
                 self._chunks.append(bytes(chunk))
