@@ -115,13 +115,15 @@ def best_runs(runs: dict[str, list[dict]], key: Callable[[dict], float]) -> dict
 
 
 def wrk_rounds(ctx: Context, setup: Setup, outcome: Outcome, path: str, connections: int,
-               threads: int, what: str = "") -> dict[str, list[dict]]:
+               threads: int, what: str = "", sides=None) -> dict[str, list[dict]]:
     """Warm-up then measured wrk run of ``path`` on each side in turn, ``ctx.rounds``
     times; every run's wrk figures and CPU use, by side. ``what`` names the load in logs
-    and notes when a scenario runs more than one."""
-    runs: dict[str, list[dict]] = {side: [] for side, _ in setup.sides()}
+    and notes when a scenario runs more than one; ``sides`` (name, server) replaces the
+    setup's own."""
+    sides = sides or setup.sides()
+    runs: dict[str, list[dict]] = {side: [] for side, _ in sides}
     for round_index in range(1, ctx.rounds + 1):
-        for side, server in setup.sides():
+        for side, server in sides:
             target = url(server, path)
             if ctx.warmup:
                 loads.run_wrk(target, seconds=ctx.warmup, connections=connections,
@@ -145,6 +147,9 @@ def wrk_rounds(ctx: Context, setup: Setup, outcome: Outcome, path: str, connecti
 def cpu_per_request(run: dict) -> float:
     """Server CPU microseconds per request completed in a wrk run."""
     return run["cpu_seconds"] / max(run["requests"], 1) * 1e6
+
+
+MEMORY_STORE, REDIS_STORE, REDIS_TIER = "memory store", "Redis store", "Redis + memory tier"
 
 
 def throughput(connections: int | None = None, threads: int = 1) -> Measure:
@@ -208,6 +213,34 @@ def with_reference(measure: Measure, path: str, label: str) -> Measure:
         outcome.notes.append(f"{measured.name} as a share of {label} requests/s on the "
                              f"same server: {shares}")
     return measure_both
+
+
+def compare_stores(ctx: Context, setup: Setup, outcome: Outcome) -> None:
+    """The same cache hits from monkey_py with the memory store (the ``nginx`` side of
+    the setup), the Redis store (``monkey_py``) and the Redis store with a memory tier
+    (``floor``): each one's req/s and CPU per request, and the Redis ones' ratios to
+    the memory store's (in the monkey_py column; nginx is not part of this one)."""
+    sides = [(MEMORY_STORE, setup.nginx), (REDIS_STORE, setup.monkey),
+             (REDIS_TIER, setup.floor)]
+    runs = wrk_rounds(ctx, setup, outcome, setup.path, ctx.connections, 1, sides=sides)
+    outcome.raw["runs"] = runs
+    best = best_runs(runs, lambda run: run["requests_per_second"])
+    note_unsaturated(outcome, best, "req/s")
+    rate = {side: run["requests_per_second"] for side, run in best.items()}
+    cpu = {side: cpu_per_request(run) for side, run in best.items()}
+    for side, _ in sides:
+        outcome.metrics += [
+            Metric(f"{side}: requests/s (best of {ctx.rounds})", "req/s", rate[side], None,
+                   better=""),
+            Metric(f"{side}: CPU per request", "us", cpu[side], None, better=""),
+        ]
+    for side in (REDIS_STORE, REDIS_TIER):
+        outcome.metrics += [
+            Metric(f"{side} / {MEMORY_STORE}: requests/s", "ratio",
+                   rate[side] / rate[MEMORY_STORE], None, better=""),
+            Metric(f"{side} / {MEMORY_STORE}: CPU per request", "ratio",
+                   cpu[side] / cpu[MEMORY_STORE], None, better=""),
+        ]
 
 
 def measure_idle(ctx: Context, setup: Setup, outcome: Outcome) -> None:

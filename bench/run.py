@@ -24,7 +24,7 @@ from servers import nginx_binary
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 TOOLS = {"nginx": "nginx-light", "wrk": "wrk", "curl": "curl", "taskset": "util-linux",
-         "openssl": "openssl"}
+         "openssl": "openssl", "redis-server": "redis-server"}
 
 
 def missing_tools() -> dict[str, str]:
@@ -35,7 +35,8 @@ def missing_tools() -> dict[str, str]:
 
 
 def ensure_tools() -> None:
-    """Install nginx, wrk and curl with apt-get when missing and root; else say what to do."""
+    """Install nginx, wrk, curl and redis-server with apt-get when missing and root; else
+    say what to do."""
     missing = missing_tools()
     if not missing:
         return

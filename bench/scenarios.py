@@ -17,11 +17,12 @@ from typing import Callable
 
 import loads
 import procfs
-from measures import download, measure_idle, throughput, url, with_reference
+from measures import compare_stores, download, measure_idle, throughput, url, with_reference
 from model import MONKEY, Context, Outcome, Scenario, Setup, SetupError
 from servers import (Certificate, ServerFailed, ServerProcess, free_port, make_certificate,
                      monkey_server, nginx_cache_config, nginx_proxy_config, nginx_server,
-                     nginx_static_body, proxy_floor, static_floor, write_nginx_config)
+                     nginx_static_body, proxy_floor, redis_server, static_floor,
+                     write_nginx_config)
 
 STATIC_FILE = "8k.bin"
 STATIC_SIZE = 8192
@@ -211,18 +212,19 @@ def expect_cache_hit(expected: bytes) -> Callable[[str], str | None]:
     return verify
 
 
+def cacheable_answer(_index: int, _docroot: Path) -> str:
+    """An upstream's server body: the same 200 bytes from both, cacheable for an hour."""
+    return ('location / { add_header Cache-Control "max-age=3600"; '
+            f'return 200 "{small_body(1).decode()}"; }}')
+
+
 def prepare_cache(ctx: Context, workdir: Path) -> Setup:
     """Cache hits: both proxies cache a 200-byte response of two upstreams (monkey_py
     ``Cache On`` with its memory store, nginx ``proxy_cache``); both also serve the same
     200 bytes as a static file, the reference of the comparison. The floor is the static
     floor answering those 200 bytes from memory, to every target."""
     body = small_body(1)
-
-    def answer(_index: int, _docroot: Path) -> str:
-        return ('location / { add_header Cache-Control "max-age=3600"; '
-                f'return 200 "{body.decode()}"; }}')
-
-    helpers = upstreams(ctx, workdir, answer)
+    helpers = upstreams(ctx, workdir, cacheable_answer)
     addresses = [f"127.0.0.1:{helper.port}" for helper in helpers]
     docroot = make_docroot(workdir / "htdocs", {})
     make_docroot(docroot / "static", {SMALL_FILE: body})
@@ -235,6 +237,27 @@ def prepare_cache(ctx: Context, workdir: Path) -> Setup:
     floor = static_floor(workdir, free_port(), ctx.server_cpu, docroot / "static" / SMALL_FILE)
     return Setup(monkey, nginx, f"/cached/{SMALL_FILE}", expect_cache_hit(body), helpers,
                  floor, floor_verify=expect_body(body))
+
+
+def prepare_cache_redis(ctx: Context, workdir: Path) -> Setup:
+    """Cache hits of the ``cache`` scenario's 200 bytes from three monkey_py servers:
+    the memory store, the Redis store (a redis-server on the load CPU, as an upstream
+    is), and the Redis store with a memory tier (``measures.compare_stores``)."""
+    body = small_body(1)
+    redis = redis_server(workdir, free_port(), ctx.load_cpu)
+    helpers = [*upstreams(ctx, workdir, cacheable_answer), redis]
+    addresses = [f"127.0.0.1:{helper.port}" for helper in helpers[:-1]]
+    docroot = make_docroot(workdir / "htdocs", {})
+
+    def proxy(name: str, *options: str) -> ServerProcess:
+        return monkey_server(workdir, name, free_port(), ctx.server_cpu, docroot=docroot,
+                             proxy_servers=addresses, proxy_match="^/cached/",
+                             proxy_options=("Cache On", *options))
+
+    store = f"CacheStore redis://127.0.0.1:{redis.port}/0"
+    return Setup(proxy("redis", store), proxy("memory"), f"/cached/{SMALL_FILE}",
+                 expect_cache_hit(body), helpers, proxy("redis_tier", store,
+                                                        "CacheMemoryTier 16"))
 
 
 SCENARIOS = [
@@ -253,6 +276,9 @@ SCENARIOS = [
     Scenario("cache", "cache hits of a 200-byte response, next to the same static file",
              prepare_cache, with_reference(throughput(), f"/static/{SMALL_FILE}",
                                            "static file, same 200 B"),
+             plugins=("proxy_reverse",)),
+    Scenario("cache_redis", "cache hits from the Redis store, with and without its memory "
+             "tier, against the memory store", prepare_cache_redis, compare_stores,
              plugins=("proxy_reverse",)),
 ]
 BY_NAME = {scenario.name: scenario for scenario in SCENARIOS}

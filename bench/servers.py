@@ -356,6 +356,15 @@ def nginx_server(workdir: Path, name: str, port: int, cpu: int, conf: Path,
                          extra_logs=(conf.parent / "error.log",), scheme=scheme)
 
 
+def redis_server(workdir: Path, port: int, cpu: int) -> ServerProcess:
+    """A redis-server on 127.0.0.1:``port``, persistence off, its files in ``workdir``."""
+    directory = workdir / "redis"
+    directory.mkdir(parents=True, exist_ok=True)
+    argv = [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1",
+            "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(directory)]
+    return ServerProcess("redis", argv, port, cpu, workdir / "redis.log", workers=0)
+
+
 def floor_server(workdir: Path, port: int, cpu: int, program: str, *args: str) -> ServerProcess:
     """A floor program of ``bench/floor`` (one process, no workers) run with this Python."""
     argv = [sys.executable, str(FLOOR_DIR / program), str(port), *args]

@@ -132,12 +132,79 @@ def serving_worker(proxy, client: Client) -> int:
     raise AssertionError("no worker holds the connection")
 
 
-def store_keys(kind: str, tmp_path_factory) -> dict[str, str]:
-    """The [PROXY_DEFAULTS] keys of a cache store: ``memory``, or ``disk`` in a new
-    directory (for tests run over both stores)."""
+REDIS_DBS = {"redis": 0, "redis+tier": 1}
+# The last command of a connection still in its handshake (or of this test's own).
+HANDSHAKE = frozenset({"NULL", "auth", "select", "ping", "client|list"})
+
+
+def store_keys(request, tmp_path_factory) -> dict[str, str]:
+    """The [PROXY_DEFAULTS] keys of the cache store ``request.param`` names, for tests
+    run over several stores: ``memory``; ``disk`` in a new directory; ``redis`` and
+    ``redis+tier`` (with a memory tier): a database of the session's redis-server of
+    their own, emptied first (call ``store_ready`` once the proxy has started)."""
+    kind = request.param
     if kind == "memory":
         return {}
-    return {"CacheStore": "disk", "CacheDirectory": str(tmp_path_factory.mktemp("cache"))}
+    if kind == "disk":
+        return {"CacheStore": "disk", "CacheDirectory": str(tmp_path_factory.mktemp("cache"))}
+    server = request.getfixturevalue("cache_redis")
+    db = REDIS_DBS[kind]
+    server.call("FLUSHDB", db=db)
+    keys = {"CacheStore": server.url(db)}
+    if kind == "redis+tier":
+        keys["CacheMemoryTier"] = "16"
+    return keys
+
+
+def store_ready(request, workers: int = 1) -> None:
+    """With a Redis store, wait until the proxy's workers have their links to it up."""
+    if request.param in REDIS_DBS:
+        await_redis_links(request.getfixturevalue("cache_redis"), REDIS_DBS[request.param],
+                          workers)
+
+
+def await_redis_links(server, db: int = 0, workers: int = 1, timeout: float = 10.0) -> None:
+    """Wait until the ``workers`` of a proxy using Redis database ``db`` have their
+    command and subscription links up (a request before that goes on without Redis, as
+    it should, but a test of the shared cache wants it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        clients = [line + " " for line in server.call("CLIENT", "LIST").decode().splitlines()
+                   if f" db={db} " in line]
+        commands = subscribers = 0
+        for line in clients:
+            command = line.split(" cmd=", 1)[1].split(" ", 1)[0]
+            if command == "subscribe":
+                subscribers += 1
+            elif command not in HANDSHAKE:
+                commands += 1  # the link is up: it sent its scripts
+
+        if commands >= workers and subscribers >= workers:
+            time.sleep(0.05)
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"the proxy's Redis links are not up after {timeout}s")
+
+
+def concurrently(requests: list[tuple[int, str]], timeout: float = 20) -> list:
+    """A GET of each ``(port, target)``, each on its own connection, sent together; the
+    responses in the same order."""
+    clients = [Client(port, timeout=timeout) for port, _ in requests]
+    barrier = threading.Barrier(len(requests))
+    answers: list = [None] * len(requests)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        answers[index] = clients[index].request("GET", requests[index][1])
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout + 10)
+    for client in clients:
+        client.close()
+    return answers
 
 
 def own_target(request, prefix: str) -> str:

@@ -22,11 +22,11 @@ from monkey_py.config import ConfigError, Key, Location, Section, check_sections
 from monkey_py.config import values
 from monkey_py.config.schema import where_first
 
-from .fleet.address import parse_redis_url
+from .fleet.address import RedisAddress, parse_redis_url
 from .fleet.settings import FleetSettings, fleet_name, fleet_settings
 from .values import (
-    ServerSpec, StatusSet, ca_file, check_path, entry_name, megabytes, network, percent,
-    seconds_or_zero, server_list, status_set, targeted_fields, url_path,
+    ServerSpec, StatusSet, ca_file, check_path, entry_name, megabytes, megabytes_or_off,
+    network, percent, seconds_or_zero, server_list, status_set, targeted_fields, url_path,
 )
 from .upstream_tls import ClientContexts
 
@@ -103,6 +103,23 @@ class CacheSettings:
     skip_set_cookie: bool = False
     # CacheTargetedFields: the targeted cache-control fields obeyed (RFC 9213), lower-case.
     targeted_fields: tuple[bytes, ...] = (b"cdn-cache-control",)
+    # CacheStore redis://...: where the shared store is (docs/fleet.md).
+    redis: RedisAddress | None = None
+    # CacheMemoryTier: bytes of the memory tier in front of Redis (0: none).
+    memory_tier: int = 0
+    # CacheRedisMaxObjectSize: the largest body sent to Redis.
+    redis_max_object: int = 512 * 1024
+
+
+def cache_store(value: str, location: Location) -> str | RedisAddress:
+    """``memory``, ``disk``, or the URL of a Redis (a RedisAddress)."""
+    lowered = value.lower()
+    if lowered in ("memory", "disk"):
+        return lowered
+    if "://" in value:
+        return parse_redis_url(value, location)
+    raise ConfigError(f"'{value}' is not valid; valid values: memory, disk, "
+                      "redis://HOST:PORT/DB (see docs/fleet.md)", location)
 
 
 @dataclass
@@ -162,6 +179,17 @@ def _cache_directory(store: str, directory: Path | None, defaults_section) -> No
                           "server a directory it may create and write", location) from None
 
 
+def _redis_keys(store: str, defaults_section) -> None:
+    """The Redis store's own keys mean nothing to another store: say so at start."""
+    if store == "redis":
+        return
+    for name in ("CacheMemoryTier", "CacheRedisMaxObjectSize"):
+        line = defaults_section.get(name)
+        if line is not None:
+            raise ConfigError(f"{name} applies to a Redis cache store only (CacheStore "
+                              f"redis://HOST:PORT/DB); this one is '{store}'", line.location)
+
+
 def _option_keys() -> list[Key]:
     """The keys every entry inherits from [PROXY_DEFAULTS] and may override."""
     return [
@@ -201,13 +229,15 @@ def _defaults_keys(directory: Path | None = None) -> list[Key]:
     return _option_keys() + [
         Key("StatisticsURL", url_path, default=None, attr="statistics_url"),
         Key("StatisticsAllow", network, repeatable=True, attr="statistics_allow"),
-        Key("CacheStore", values.choice(["memory", "disk"]), default="memory"),
+        Key("CacheStore", cache_store, default="memory"),
         Key("CacheDirectory", values.path(directory), default=None),
         Key("CacheMaxSize", megabytes, default=64 * 1024 * 1024),
         Key("CacheMaxObjectSize", values.size_kb, default=1024 * 1024),
         Key("CachePurgeAllow", network, repeatable=True),
         Key("CacheSkipSetCookie", values.boolean, default=False),
         Key("CacheTargetedFields", targeted_fields, default=(b"cdn-cache-control",)),
+        Key("CacheMemoryTier", megabytes_or_off, default=0),
+        Key("CacheRedisMaxObjectSize", values.size_kb, default=512 * 1024),
         Key("Fleet", parse_redis_url, default=None),
         Key("FleetName", fleet_name, default=None),
     ]
@@ -324,14 +354,21 @@ def read_settings(config) -> ProxySettings:
     settings.fleet = fleet_settings(defaults, config)
     settings.statistics_allow = defaults["statistics_allow"] or [
         ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    store = defaults["cache_store"]
+    redis = None
+    if isinstance(store, RedisAddress):
+        store, redis = "redis", store
     settings.cache = CacheSettings(
-        defaults["cache_store"], defaults["cache_directory"], defaults["cache_max_size"],
+        store, defaults["cache_directory"], defaults["cache_max_size"],
         defaults["cache_max_object_size"], defaults["cache_purge_allow"] or [
             ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")],
         skip_set_cookie=defaults["cache_skip_set_cookie"],
-        targeted_fields=defaults["cache_targeted_fields"])
+        targeted_fields=defaults["cache_targeted_fields"], redis=redis,
+        memory_tier=defaults["cache_memory_tier"],
+        redis_max_object=defaults["cache_redis_max_object_size"])
     if defaults_section is not None:
         _cache_directory(settings.cache.store, settings.cache.directory, defaults_section)
+        _redis_keys(settings.cache.store, defaults_section)
         line = defaults_section.get("CacheDirectory")
         settings.cache.directory_location = line.location if line is not None else None
     sections: list[Section] = []

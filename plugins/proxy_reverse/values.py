@@ -160,6 +160,13 @@ def megabytes(value: str, location: Location) -> int:
     return max(1, int(number * 1024 * 1024))
 
 
+def megabytes_or_off(value: str, location: Location) -> int:
+    """A size in megabytes as ``megabytes``, or ``0``/``Off`` for none: 0."""
+    if value.lower() in ("0", "off"):
+        return 0
+    return megabytes(value, location)
+
+
 def percent(value: str, location: Location) -> int:
     """A whole number of per cent, 0 to 100; a trailing ``%`` is allowed."""
     return values.integer(0, 100)(value.removesuffix("%"), location)

@@ -11,7 +11,16 @@ from __future__ import annotations
 import pytest
 
 from proxy_support import assert_settled
+from redis_support import RedisServer
 from upstreams import Upstreams
+
+
+@pytest.fixture(scope="session")
+def cache_redis(tmp_path_factory):
+    """A redis-server for the cache tests run over the Redis store (``store_keys``)."""
+    server = RedisServer(tmp_path_factory.mktemp("cache-redis"))
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,9 @@ import time
 
 import pytest
 
-from cache_support import Answer, Routes, date, fetches, received_for
+from cache_support import (
+    Answer, Routes, date, fetches, received_for, store_keys, store_ready,
+)
 from proxy_support import assert_settled, entry, get, start_proxy
 from rawhttp import Client
 from support import section, site
@@ -23,16 +25,19 @@ def upstream():
         yield start("origin", Routes())
 
 
-@pytest.fixture(scope="module")
-def proxy(module_monkey, upstream, tmp_path_factory):
+@pytest.fixture(scope="module", params=["memory", "redis", "redis+tier"])
+def proxy(request, module_monkey, upstream, tmp_path_factory):
     docroot = tmp_path_factory.mktemp("htdocs")
     sites = {
         "default": site("localhost 127.0.0.1", docroot),
         "nocache": site("nocache.test", docroot, section("PROXY_REVERSE", "Cache Off")),
         "cacheon": site("cacheon.test", docroot, section("PROXY_REVERSE", "Cache On")),
     }
-    return start_proxy(module_monkey, entry("^/plain/", upstream),
-                       entry("^/", upstream, Cache="On"), sites=sites)
+    proxy = start_proxy(module_monkey, entry("^/plain/", upstream),
+                        entry("^/", upstream, Cache="On"), sites=sites,
+                        **store_keys(request, tmp_path_factory))
+    store_ready(request)
+    return proxy
 
 
 @pytest.fixture
@@ -529,22 +534,25 @@ def test_every_response_of_a_cache_entry_says_its_cache_status(proxy, routes, pa
     assert failed.status == 502 and cache_status(failed) == "monkey_py; fwd=miss"
 
 
-def test_an_entry_without_cache_says_nothing_and_stores_nothing(proxy, upstream, routes):
-    routes.set("/plain/x", Answer(body=b"x", headers=MAX_AGE))
-    fetch(proxy, "/plain/x")
-    assert fetch(proxy, "/plain/x").header("Cache-Status") is None
-    assert fetches(upstream, "/plain/x") == 2
+def test_an_entry_without_cache_says_nothing_and_stores_nothing(proxy, upstream, routes,
+                                                                 path):
+    plain = "/plain" + path
+    routes.set(plain, Answer(body=b"x", headers=MAX_AGE))
+    fetch(proxy, plain)
+    assert fetch(proxy, plain).header("Cache-Status") is None
+    assert fetches(upstream, plain) == 2
 
 
-def test_a_site_turns_the_cache_off_or_on_for_its_host(proxy, upstream, routes):
-    routes.set("/c/site", Answer(body=b"x", headers=MAX_AGE))
-    routes.set("/plain/site", Answer(body=b"x", headers=MAX_AGE))
+def test_a_site_turns_the_cache_off_or_on_for_its_host(proxy, upstream, routes, path):
+    plain = "/plain" + path
+    routes.set(path, Answer(body=b"x", headers=MAX_AGE))
+    routes.set(plain, Answer(body=b"x", headers=MAX_AGE))
     for _ in range(2):
-        assert fetch(proxy, "/c/site", host="nocache.test").header("Cache-Status") is None
-    assert fetches(upstream, "/c/site") == 2
-    fetch(proxy, "/plain/site", host="cacheon.test")
-    assert is_hit(fetch(proxy, "/plain/site", host="cacheon.test"))
-    assert fetches(upstream, "/plain/site") == 1
+        assert fetch(proxy, path, host="nocache.test").header("Cache-Status") is None
+    assert fetches(upstream, path) == 2
+    fetch(proxy, plain, host="cacheon.test")
+    assert is_hit(fetch(proxy, plain, host="cacheon.test"))
+    assert fetches(upstream, plain) == 1
 
 
 def test_a_hit_is_served_even_to_a_request_that_came_back_through_this_proxy(

@@ -9,7 +9,10 @@ import time
 
 import pytest
 
-from cache_support import Answer, Routes, cache_figures, date, fetches, received_for
+from cache_support import (
+    Answer, Routes, cache_figures, concurrently, date, fetches, own_target, received_for,
+    store_keys, store_ready,
+)
 from proxy_support import assert_settled, entry, start_proxy
 from rawhttp import Client
 from upstreams import Upstreams
@@ -23,11 +26,14 @@ def upstream():
         yield start("origin", Routes())
 
 
-@pytest.fixture(scope="module")
-def proxy(module_monkey, upstream):
-    return start_proxy(module_monkey, entry("^/short/", upstream, Cache="On",
-                                            CacheLockTimeout="0.3"),
-                       entry("^/", upstream, Cache="On"))
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def proxy(request, module_monkey, upstream, tmp_path_factory):
+    proxy = start_proxy(module_monkey, entry("^/short/", upstream, Cache="On",
+                                             CacheLockTimeout="0.3"),
+                        entry("^/", upstream, Cache="On"),
+                        **store_keys(request, tmp_path_factory))
+    store_ready(request)
+    return proxy
 
 
 @pytest.fixture(scope="module")
@@ -43,30 +49,18 @@ def routes(upstream):
 
 
 @pytest.fixture(autouse=True)
-def settled(proxy):
-    """After each test every upstream attempt has ended, background ones included."""
+def settled(proxy, upstream):
+    """Each test counts the upstream's requests from its start (the tests run once per
+    store, with the same targets); after it, every upstream attempt has ended,
+    background ones included."""
+    upstream.reset()
     yield
     assert_settled(proxy.port)
 
 
 def at_once(port: int, target: str, count: int) -> list:
     """``count`` clients, each on its own connection, send GET ``target`` together."""
-    clients = [Client(port, timeout=15) for _ in range(count)]
-    barrier = threading.Barrier(count)
-    answers: list = [None] * count
-
-    def run(index: int) -> None:
-        barrier.wait()
-        answers[index] = clients[index].request("GET", target)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
-    for client in clients:
-        client.close()
-    return answers
+    return concurrently([(port, target)] * count, timeout=15)
 
 
 def test_fifty_concurrent_misses_make_one_upstream_request(proxy, upstream, routes):
@@ -85,12 +79,14 @@ def test_fifty_concurrent_misses_make_one_upstream_request(proxy, upstream, rout
 
 
 def test_fifty_concurrent_misses_make_one_request_across_workers_with_the_disk_store(
-        disk_proxy, upstream, routes):
-    routes.set("/disk-fifty", Answer(body=b"shared on disk", headers=MAX_AGE, delay=0.5))
-    answers = at_once(disk_proxy.port, "/disk-fifty", 50)
+        disk_proxy, upstream, routes, request):
+    target = own_target(request, "/disk-fifty/")  # the test runs once per `proxy`
+    routes.set(target, Answer(body=b"shared on disk", headers=MAX_AGE, delay=0.5))
+    before = cache_figures(disk_proxy.port)["collapsed"]
+    answers = at_once(disk_proxy.port, target, 50)
     assert all(a.status == 200 and a.body == b"shared on disk" for a in answers)
-    assert fetches(upstream, "/disk-fifty") == 1
-    assert cache_figures(disk_proxy.port)["collapsed"] == 49
+    assert fetches(upstream, target) == 1
+    assert cache_figures(disk_proxy.port)["collapsed"] - before == 49
 
 
 def test_waiters_go_upstream_themselves_after_the_lock_timeout(proxy, upstream, routes):

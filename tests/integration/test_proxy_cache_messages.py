@@ -19,6 +19,7 @@ from cache_support import (
     own_target,
     received_for,
     store_keys,
+    store_ready,
 )
 from proxy_support import entry, start_proxy
 from rawhttp import Client
@@ -47,10 +48,12 @@ def upstream():
         yield start("origin", Routes())
 
 
-@pytest.fixture(scope="module", params=["memory", "disk"])
+@pytest.fixture(scope="module", params=["memory", "disk", "redis", "redis+tier"])
 def proxy(request, module_monkey, upstream, tmp_path_factory):
-    return start_proxy(module_monkey, entry("^/", upstream, Cache="On"),
-                       **store_keys(request.param, tmp_path_factory))
+    proxy = start_proxy(module_monkey, entry("^/", upstream, Cache="On"),
+                        **store_keys(request, tmp_path_factory))
+    store_ready(request)
+    return proxy
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from cache_support import Answer, Routes, fetches
+from cache_support import Answer, Routes, fetches, store_keys, store_ready
 from proxy_support import entry, start_proxy
 from rawhttp import Client
 from support import free_port
@@ -50,6 +50,13 @@ def faulty_balancer(tmp_path, monkeypatch):
     return "Faulty"
 
 
+@pytest.fixture(params=["memory", "redis"])
+def store(request, tmp_path_factory):
+    """The test's cache store: its keys, and a wait until a proxy started with them has
+    its links to Redis (the fleet's lock must be released too)."""
+    return store_keys(request, tmp_path_factory), lambda: store_ready(request)
+
+
 @pytest.fixture
 def upstream():
     with Upstreams() as start:
@@ -62,10 +69,12 @@ def fetch(port: int, target: str, headers=()):
 
 
 def test_a_balancer_that_raises_releases_the_collapse_lock(start_monkey, upstream,
-                                                           faulty_balancer):
+                                                           faulty_balancer, store):
+    keys, ready = store
     proxy = start_proxy(start_monkey, entry("^/", upstream, Cache="On",
                                             LoadBalancer=faulty_balancer,
-                                            CacheLockTimeout=LOCK_TIMEOUT))
+                                            CacheLockTimeout=LOCK_TIMEOUT), **keys)
+    ready()
     upstream.behaviour.set("/boom", Answer(body=b"fine", headers=MAX_AGE))
     started = time.monotonic()
     for _ in range(3):
@@ -96,9 +105,12 @@ def test_two_caching_instances_listing_each_other_get_their_508_at_once(start_mo
     assert time.monotonic() - started < 8
 
 
-def test_a_request_back_from_a_loop_is_still_served_a_fresh_hit(start_monkey, upstream):
+def test_a_request_back_from_a_loop_is_still_served_a_fresh_hit(start_monkey, upstream,
+                                                                store):
+    keys, ready = store
     proxy = start_proxy(start_monkey, entry("^/", upstream, Cache="On",
-                                            CacheLockTimeout=LOCK_TIMEOUT))
+                                            CacheLockTimeout=LOCK_TIMEOUT), **keys)
+    ready()
     upstream.behaviour.set("/looped", Answer(body=b"stored", headers=MAX_AGE))
     via = fetch(proxy.port, "/looped").header("Via")
     hit = fetch(proxy.port, "/looped", [("Via", via)])

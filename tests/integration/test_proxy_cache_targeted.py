@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from cache_support import Answer, Routes, date, fetches, own_target
+from cache_support import Answer, Routes, date, fetches, own_target, store_keys, store_ready
 from proxy_support import entry, start_proxy
 from rawhttp import Client
 from upstreams import Upstreams
@@ -18,9 +18,12 @@ def upstream():
         yield start("origin", Routes())
 
 
-@pytest.fixture(scope="module")
-def proxy(module_monkey, upstream):
-    return start_proxy(module_monkey, entry("^/", upstream, Cache="On"))
+@pytest.fixture(scope="module", params=["memory", "redis"])
+def proxy(request, module_monkey, upstream, tmp_path_factory):
+    proxy = start_proxy(module_monkey, entry("^/", upstream, Cache="On"),
+                        **store_keys(request, tmp_path_factory))
+    store_ready(request)
+    return proxy
 
 
 @pytest.fixture

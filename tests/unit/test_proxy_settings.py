@@ -11,7 +11,7 @@ import pytest
 import trustme
 
 from monkey_py.config import ConfigError, Location, load_config
-from monkey_py_plugins.proxy_reverse.settings import read_settings
+from monkey_py_plugins.proxy_reverse.settings import cache_store, read_settings
 from monkey_py_plugins.proxy_reverse.values import (
     ca_file, entry_name, percent, seconds_or_zero, server_list, status_set,
 )
@@ -197,3 +197,44 @@ def test_ca_file_must_hold_pem_certificates(tmp_path):
         ca_file("junk.pem", here)
     with pytest.raises(ConfigError, match="cannot read the CA file .*missing.pem: No such file"):
         ca_file("missing.pem", here)
+
+
+# -- the Redis store ------------------------------------------------------------------------
+def test_cache_store_takes_a_redis_url_with_its_keys(tmp_path):
+    cache = settings_of(tmp_path, proxy_conf(
+        entry("^/a/", "127.0.0.1:8080"), CacheStore="redis://:secret@127.0.0.1:6390/3",
+        CacheMemoryTier="32", CacheRedisMaxObjectSize="64")).cache
+    assert (cache.store, cache.redis.port, cache.redis.db, cache.redis.password) == (
+        "redis", 6390, 3, "secret")
+    assert (cache.memory_tier, cache.redis_max_object) == (32 * 1024 * 1024, 64 * 1024)
+
+
+def test_the_redis_store_has_no_memory_tier_unless_asked(tmp_path):
+    (tmp_path / "off").mkdir()
+    cache = settings_of(tmp_path, proxy_conf(
+        entry("^/a/", "127.0.0.1:8080"), CacheStore="redis://127.0.0.1/0")).cache
+    assert (cache.redis.port, cache.memory_tier, cache.redis_max_object) == (
+        6379, 0, 512 * 1024)
+    off = settings_of(tmp_path / "off", proxy_conf(
+        entry("^/a/", "127.0.0.1:8080"), CacheStore="redis://127.0.0.1/0",
+        CacheMemoryTier="Off")).cache
+    assert off.memory_tier == 0
+
+
+@pytest.mark.parametrize("key, value", [("CacheMemoryTier", "16"),
+                                        ("CacheRedisMaxObjectSize", "64")])
+def test_the_redis_keys_are_refused_with_another_store(tmp_path, key, value):
+    with pytest.raises(ConfigError) as refused:
+        settings_of(tmp_path, proxy_conf(entry("^/a/", "127.0.0.1:8080"), **{key: value}))
+    assert f"{key} applies to a Redis cache store only" in refused.value.message
+    assert refused.value.location.file.endswith("proxy_reverse.conf")
+    assert refused.value.location.line > 0
+
+
+@pytest.mark.parametrize("value, message", [
+    ("memcached", "valid values: memory, disk, redis://HOST:PORT/DB"),
+    ("redis://127.0.0.1:99999/0", "port"),
+    ("http://127.0.0.1/", "redis://"),
+])
+def test_a_wrong_cache_store_is_refused_at_its_line(value, message):
+    assert message in failure(cache_store, value)

@@ -35,9 +35,10 @@ class Fill:
     ``expires``: the loop time after which the fill no longer holds others back (the
     lock timeout): a later request leads a fetch of its own, as with a stale lock file.
     Every path of a request ends its fill; this bounds what a path we missed could cost.
+    ``release``: what ends the fill's lock in the fleet (``fleet_locks.py``), if it holds one.
     """
 
-    __slots__ = ("collapser", "key", "waiters", "lock_path", "finished", "expires")
+    __slots__ = ("collapser", "key", "waiters", "lock_path", "finished", "expires", "release")
 
     def __init__(self, collapser: Collapser, key: bytes, lock_path: str | None,
                  expires: float) -> None:
@@ -47,6 +48,7 @@ class Fill:
         self.lock_path = lock_path
         self.finished = False
         self.expires = expires
+        self.release = None
 
     def done(self, stored: bool, failed: bool = False) -> None:
         """The fetch ended (``stored``: its response is in the store; ``failed``: the
@@ -62,6 +64,9 @@ class Fill:
                 os.unlink(self.lock_path)
             except OSError:
                 pass
+        if self.release is not None:
+            self.release()
+            self.release = None
         waiters, self.waiters = self.waiters, []
         why = STORED if stored else FAILED if failed else NOT_STORED
         for waiter in waiters:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from functools import partial
 
 from monkey_py.config import ConfigError
 
 from ..forwarding.headers import is_upgrade
 from .collapse import FAILED, Collapser
 from .exchange import CacheExchange
+from .fleet_locks import HELD, UNLOCKED, FleetLocks
 from .figures import COLLAPSED, HITS, MISSES, STALE, CacheStats
 from .parts import serve_stored_part
 from .purge import purge
@@ -32,6 +34,7 @@ from .rules.validation import conditional_headers
 from .serve import Summaries, serve, serve_whole, tail
 from .stores.disk import DiskStore
 from .stores.memory import MemoryStore
+from .stores.redis_store import RedisStore
 from .stores.store import Store, Stored
 from .stores.trouble import probe
 from .sync import SYNC_SECONDS, InvalidationLog
@@ -62,8 +65,9 @@ class CacheState:
         cache = settings.cache
         self.settings = cache
         self.slots = {id(entry): slot for slot, entry in enumerate(entries)}
+        # A Redis store's size here is its memory tier's (Redis reports its own).
         self.stats = CacheStats([entry.label for entry in entries], workers, cache.store,
-                                cache.max_bytes)
+                                cache.memory_tier if cache.redis else cache.max_bytes)
         self.log = (InvalidationLog(workers) if cache.store == "memory" and workers > 1
                     else None)
         self.disk: DiskStore | None = None
@@ -107,7 +111,21 @@ class ProxyCache:
         self.stats = shared.stats
         self.log = shared.log
         config = shared.settings
-        self.store: Store = shared.disk or MemoryStore(config.max_bytes, config.max_object)
+        # With a Redis store: the store (``remote``, looked up through callbacks) and the
+        # fleet's fill locks; None otherwise.
+        self.remote: RedisStore | None = None
+        self.fleet: FleetLocks | None = None
+        if config.redis is not None:
+            client = proxy.fleet.client(config.redis)
+            subscriber = proxy.fleet.subscriber(config.redis)
+            self.store = self.remote = RedisStore(
+                self.loop, client, subscriber, tier_bytes=config.memory_tier,
+                max_object=config.max_object, redis_max_object=config.redis_max_object,
+                targets=config.targeted_fields)
+            self.fleet = FleetLocks(self.loop, client, subscriber)
+        else:
+            self.store: Store = shared.disk or MemoryStore(config.max_bytes,
+                                                           config.max_object)
         self.collapser = Collapser(
             self.loop, str(config.directory / ".locks") if shared.disk is not None else None)
         self.targets = config.targeted_fields
@@ -183,27 +201,62 @@ class ProxyCache:
             else:
                 self.lookup(req, entry, key, None)
 
-    def lookup(self, req, entry, key: bytes, waited: str | None) -> None:
+    def _ask_redis(self, req, entry, key: bytes, waited: str | None) -> None:
+        """Look the request up in Redis (and its stored part, for a range): ``lookup``
+        goes on with the answer."""
+        self.remote.fetch(key, req.headers, req.method == "GET" and req.header(
+            b"range") is not None, partial(self._fetched, req, entry, key, waited))
+
+    def _fetched(self, req, entry, key: bytes, waited: str | None, stored: Stored | None,
+                 part: Stored | None) -> None:
+        """Redis answered a lookup (a miss when it failed): go on as with a local store."""
+        if req.finished:
+            return
+        try:
+            self.lookup(req, entry, key, waited, (stored, part))
+        except Exception:
+            self.crashed(req)
+
+    def crashed(self, req) -> None:
+        """A bug on a path resumed from a callback: log it, answer 500 if nothing was."""
+        log.exception("the cache failed on %s %s", req.method, req.target.decode("latin-1"))
+        if not req.response_started and not req.completed:
+            req.error(500)
+
+    def lookup(self, req, entry, key: bytes, waited: str | None, fetched=None) -> None:
         """Serve from the store, wait for another request's fetch, or go upstream.
 
         ``waited``: why this request stopped waiting for another one's fetch; it then
-        does not wait again.
+        does not wait again. ``fetched``: with the Redis store, what Redis answered
+        (``(stored, part)``, see ``RedisStore.fetch``): the lookup asks Redis when the
+        memory tier has nothing it may serve fresh, and goes on here with its answer.
         """
         if self.log is not None:
             self.log.poll(self.remove)
         stored = self.store.lookup(key, req.headers)
+        part = None
+        if self.remote is not None:
+            if fetched is not None:
+                stored, part = fetched[0] or stored, fetched[1]
+            elif stored is None:
+                self._ask_redis(req, entry, key, waited)
+                return
         if self.verifier is not None:
             if stored is None:
                 self.sizes()  # the disk store may have found a damaged body
             elif stored.fd is not None:
                 self.verifier.check(stored)
-        if stored is None and serve_stored_part(self, req, entry, key, waited):
+        if stored is None and serve_stored_part(self, req, entry, key, waited, part):
             return
         now = time.time()
         if stored is not None and self._fast_hit(req, entry, stored, now, waited):
             return
         decision = decide(req.method, req.headers, stored, now, self.targets)
         action = decision.action
+        if self.remote is not None and fetched is None and action is not Action.FRESH:
+            # The memory tier's response will not do: Redis may hold a newer one.
+            self._ask_redis(req, entry, key, waited)
+            return
         if action is Action.FRESH or action is Action.STALE_OK:
             self._serve_stored(req, entry, key, stored, decision, waited)
             return
@@ -281,18 +334,51 @@ class ProxyCache:
                 if fill is None and not alone:
                     self._wait(req, entry, key, stored, timeout)
                     return
+                if fill is not None and self.fleet is not None and not alone:
+                    self.fleet.take(key, timeout, partial(
+                        self._locked, req, entry, key, stored, decision, fill, timeout))
+                    return
                 if fill is not None:
                     method = "GET"
             elif not alone and self.collapser.busy(key):
                 self._wait(req, entry, key, stored, timeout)
                 return
+        self._fetch(req, entry, key, stored, decision, method, fill)
+
+    def _fetch(self, req, entry, key: bytes, stored: Stored | None, decision, method: str,
+               fill) -> None:
+        """Forward ``req`` upstream, with the stored response's validators if any."""
         forwarded = req.headers
-        if revalidate:
+        if stored is not None:
             forwarded = [(name, value) for name, value in forwarded
                          if name not in CLIENT_CONDITIONALS]
             forwarded.extend(conditional_headers(stored.headers))
         self.forward(CacheExchange(self, entry, req, key, forwarded, method=method,
                                    stored=stored, fwd=decision.fwd or "miss", fill=fill))
+
+    def _locked(self, req, entry, key: bytes, stored: Stored | None, decision, fill,
+                timeout: float, outcome) -> None:
+        """The fleet's lock for this fill: taken (go upstream, release it when the fill
+        ends), held by another instance (wait for its release with those waiting here),
+        or not to be had (go upstream without it)."""
+        try:
+            if isinstance(outcome, tuple) and outcome[0] == HELD:
+                self.collapser.wait(key, req, timeout, partial(self._resume, req, entry, key))
+                self.fleet.wait(key, outcome[1], fill.expires, lambda: fill.done(False))
+                if stored is not None:
+                    stored.close()
+                return
+            if outcome is not UNLOCKED:
+                fill.release = outcome
+            if req.finished:
+                fill.done(False)
+                if stored is not None:
+                    stored.close()
+                return
+            self._fetch(req, entry, key, stored, decision, "GET", fill)
+        except Exception:
+            fill.done(False)
+            self.crashed(req)
 
     @staticmethod
     def _may_lead(req, revalidate: bool) -> bool:
@@ -307,26 +393,38 @@ class ProxyCache:
     def _wait(self, req, entry, key: bytes, stored: Stored | None, timeout: float) -> None:
         if stored is not None:
             stored.close()
+        self.collapser.wait(key, req, timeout, partial(self._resume, req, entry, key))
 
-        def resume(why: str) -> None:
-            try:
-                self.lookup(req, entry, key, why)
-            except Exception:
-                log.exception("the cache failed to resume %s %s", req.method,
-                              req.target.decode("latin-1"))
-                if not req.response_started and not req.completed:
-                    req.error(500)
-        self.collapser.wait(key, req, timeout, resume)
+    def _resume(self, req, entry, key: bytes, why: str) -> None:
+        """A request that waited for a fill looks the store up again."""
+        try:
+            self.lookup(req, entry, key, why)
+        except Exception:
+            self.crashed(req)
 
     def _background(self, req, entry, key: bytes, stored: Stored) -> None:
-        """One revalidation in the background (stale-while-revalidate), if none runs."""
-        fill = self.collapser.begin(key, entry.settings.cache_lock_timeout)
+        """One revalidation in the background (stale-while-revalidate), if none runs
+        here nor, with the Redis store, anywhere in the fleet."""
+        timeout = entry.settings.cache_lock_timeout
+        fill = self.collapser.begin(key, timeout)
         if fill is None:
             return
         headers = [(name, value) for name, value in req.headers if name not in BACKGROUND_DROP]
         headers.extend(conditional_headers(stored.headers))
-        self.forward(CacheExchange(self, entry, None, key, headers, method="GET",
-                                   stored=stored, fwd="stale", fill=fill, origin=req))
+        exchange = CacheExchange(self, entry, None, key, headers, method="GET",
+                                 stored=stored, fwd="stale", fill=fill, origin=req)
+        if self.fleet is None:
+            self.forward(exchange)
+            return
+
+        def locked(outcome) -> None:
+            if isinstance(outcome, tuple):  # another instance revalidates it
+                exchange.abort()
+                return
+            if outcome is not UNLOCKED:
+                fill.release = outcome
+            self.forward(exchange)
+        self.fleet.take(key, timeout, locked)
 
     def forward(self, exchange: CacheExchange) -> None:
         """Hand ``exchange`` to the proxy; whatever fails on the way ends it (and the

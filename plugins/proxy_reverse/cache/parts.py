@@ -14,19 +14,22 @@ from .rules.fields import cache_status
 from .rules.partial import partial_key, stored_span, wanted_within
 from .rules.policy import Action, decide
 from .serve import serve_part
+from .stores.store import Stored
 
 if TYPE_CHECKING:
     from .front import ProxyCache
 
 
-def serve_stored_part(cache: ProxyCache, req, entry, key: bytes, waited: str | None) -> bool:
+def serve_stored_part(cache: ProxyCache, req, entry, key: bytes, waited: str | None,
+                      fetched: Stored | None = None) -> bool:
     """Serve ``req``'s one range from the resource's stored part if it lies within it,
     the part is fresh for this request and an ``If-Range`` matches; False otherwise
-    (the request then goes on as a miss)."""
+    (the request then goes on as a miss). ``fetched``: the part as a store that answers
+    through callbacks (Redis) found it, when its memory tier has none."""
     range_value = req.header(b"range")
     if range_value is None or req.method != "GET":
         return False
-    stored = cache.store.lookup(partial_key(key), req.headers)
+    stored = cache.store.lookup(partial_key(key), req.headers) or fetched
     if stored is None:
         return False
     if stored.fd is not None and cache.verifier is not None:

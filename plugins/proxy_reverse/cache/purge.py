@@ -37,6 +37,9 @@ def purge(cache: ProxyCache, req, entry) -> None:
     if key is None:
         req.error(400, "PURGE needs a Host header to name the cached URI.")
         return
+    if cache.remote is not None:
+        _purge_shared(cache, req, entry, key)
+        return
     log = cache.log
     if log is None:
         removed = cache.store.purge(key)
@@ -46,6 +49,37 @@ def purge(cache: ProxyCache, req, entry) -> None:
     number = log.publish(key)
     log.poll(cache.remove)
     _Waiting(cache, req, entry, key, number).check()
+
+
+def _purge_shared(cache: ProxyCache, req, entry, key: bytes) -> None:
+    """The Redis store: remove in Redis, which tells every instance's memory tier; the
+    answer counts what Redis and this worker's tier held. When Redis cannot be reached
+    the shared copies stay: the answer (202) says so, to be repeated."""
+    local = cache.store.purge(key)
+    cache.sizes()
+
+    def answered(removed, error) -> None:
+        if req.finished:
+            return
+        try:
+            _answer_shared(cache, req, entry, key, local, removed, error)
+        except Exception:
+            cache.crashed(req)
+    cache.remote.drop(key, answered)
+
+
+def _answer_shared(cache: ProxyCache, req, entry, key: bytes, local: int, removed,
+                   error) -> None:
+    """Redis removed ``removed`` responses (the answering worker's tier ``local``), or
+    could not be reached (``error``)."""
+    if error is None:
+        _answer(cache, req, entry, key, Outcome(removed=max(removed, local), confirmed=1))
+        return
+    req.respond(202, [(b"Content-Type", b"text/plain; charset=utf-8"),
+                      (b"Cache-Status", cache_status(detail="purge-pending"))],
+                b"Purged %s from this worker (%d response(s)); the shared cache in "
+                b"Redis could not be reached (%s): repeat the PURGE once it is back\n"
+                % (key, local, str(error).encode("utf-8", "replace")))
 
 
 class _Waiting:

@@ -42,7 +42,7 @@ import zlib
 from collections.abc import Callable
 
 from ..rules.control import Headers
-from ..rules.key import secondary_key, vary_names
+from ..rules.key import secondary_key
 from ..rules.partial import partial_key
 from .disk_files import (
     ENTRY,
@@ -64,7 +64,7 @@ from .disk_files import (
     write_all,
 )
 from .disk_writer import DiskWriter
-from .store import Meta, Stored, content_length
+from .store import Meta, Stored, names_to_store
 from .trouble import FailureLog
 
 log = logging.getLogger("monkey_py.proxy_reverse")
@@ -199,9 +199,8 @@ class DiskStore:
         return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), path
 
     def begin(self, primary: bytes, request_headers: Headers, meta: Meta) -> DiskWriter | None:
-        names = vary_names(meta.headers)
-        announced = content_length(meta.headers)
-        if names is None or (announced is not None and announced > self.max_object):
+        names = names_to_store(meta.headers, self.max_object)
+        if names is None:
             return None
         marker = None
         name = file_name(primary)

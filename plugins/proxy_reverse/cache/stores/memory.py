@@ -11,9 +11,9 @@ import dataclasses
 from collections import OrderedDict
 
 from ..rules.control import Headers
-from ..rules.key import secondary_key, vary_names
+from ..rules.key import secondary_key
 from ..rules.partial import partial_key
-from .store import Meta, Stored, content_length, length_mismatch
+from .store import Meta, Stored, length_mismatch, names_to_store
 
 ENTRY_OVERHEAD = 512
 FIELD_OVERHEAD = 64
@@ -65,9 +65,8 @@ class MemoryStore:
 
     def begin(self, primary: bytes, request_headers: Headers, meta: Meta
               ) -> MemoryWriter | None:
-        names = vary_names(meta.headers)
-        announced = content_length(meta.headers)
-        if names is None or (announced is not None and announced > self.max_object):
+        names = names_to_store(meta.headers, self.max_object)
+        if names is None:
             return None
         return MemoryWriter(self, primary, secondary_key(names, request_headers), names, meta)
 

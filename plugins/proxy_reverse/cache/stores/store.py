@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..rules.control import Headers, header_value
+from ..rules.key import vary_names
 
 
 @dataclass
@@ -135,6 +136,16 @@ def content_length(headers: Headers) -> int | None:
         return None
     text = value.strip(b" \t")
     return int(text) if text.isdigit() else -1
+
+
+def names_to_store(headers: Headers, max_object: int) -> tuple[bytes, ...] | None:
+    """The Vary names of a response a store may begin to store; None when it may not
+    (``Vary: *``, or a Content-Length above ``max_object``)."""
+    names = vary_names(headers)
+    announced = content_length(headers)
+    if names is None or (announced is not None and announced > max_object):
+        return None
+    return names
 
 
 def length_mismatch(headers: Headers, written: int) -> bool:
