@@ -9,6 +9,8 @@ import os
 import time
 import xml.etree.ElementTree as ET
 
+import pytest
+
 from monkey_py.loop import EventLoop
 from monkey_py_plugins.proxy_reverse.cache.collapse import (
     ENDED_ELSEWHERE,
@@ -243,3 +245,16 @@ def test_a_fill_that_outlives_its_lock_timeout_no_longer_holds_others_back():
     forgotten.done(False)  # ending late does not release the new fill's place
     assert collapser.busy(b"k")
     loop.close()
+
+
+@pytest.mark.parametrize("tier, scope", [
+    (64 << 20, "in the memory tiers of 2 worker(s), at most 64.0 MiB each, in front of Redis"),
+    (0, "in Redis, without a memory tier"),
+])
+def test_the_status_page_says_where_a_redis_store_keeps_responses(tier, scope):
+    cache = CacheStats(["e:1"], workers=2, kind="redis", max_bytes=tier)
+    cache.worker_started(0)
+    report = StatusReport("/s", 0.0, 2, [], cache.store())
+    page = render_html(report).decode()
+    assert f"Cache store: redis, 0.0 MiB in 0 response(s) {scope};" in page
+    assert "on disk" not in page

@@ -148,8 +148,15 @@ def store_section(report: StatusReport) -> str:
     if store is None:
         return ""
     workers = report.workers
-    scope = (f"in {workers} worker(s), at most {_mib(store.max_bytes)} each"
-             if store.kind == "memory" else f"on disk, at most {_mib(store.max_bytes)}")
+    if store.kind == "memory":
+        scope = f"in {workers} worker(s), at most {_mib(store.max_bytes)} each"
+    elif store.kind == "redis":
+        # The figures are the memory tiers'; Redis reports its own (INFO, DBSIZE).
+        scope = (f"in the memory tiers of {workers} worker(s), at most "
+                 f"{_mib(store.max_bytes)} each, in front of Redis" if store.max_bytes
+                 else "in Redis, without a memory tier")
+    else:
+        scope = f"on disk, at most {_mib(store.max_bytes)}"
     trouble = ""
     if store.damaged or any(store.write_errors.values()):
         failed = ", ".join(f"{count} {escape(cause)}" for cause, count
