@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Callable
 
 from .framing import CHUNKED, LAST_CHUNK, LENGTH, NONE, chunk, frame
 from .status import STATUS_LINES, status_line

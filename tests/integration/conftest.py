@@ -12,6 +12,7 @@ import pytest
 
 from proxy_support import assert_settled
 from redis_support import RedisServer
+from cache_support import Routes
 from upstreams import Upstreams
 
 
@@ -42,3 +43,17 @@ def proxy(setup):
 @pytest.fixture
 def ups(setup):
     return setup[1]
+
+
+@pytest.fixture(scope="module")
+def upstream():
+    """The module's origin: an upstream whose answer each test sets per target through
+    ``routes`` (the cache tests' usual origin; a module may define its own)."""
+    with Upstreams() as start:
+        yield start("origin", Routes())
+
+
+@pytest.fixture
+def routes(upstream):
+    """``upstream``'s Routes: ``routes.set(target, answer)``."""
+    return upstream.behaviour

@@ -9,20 +9,13 @@ import time
 import pytest
 
 from cache_support import (
-    Answer, Routes, date, fetches, received_for, store_keys, store_ready,
+    Answer, date, fetches, received_for, store_keys, store_ready,
 )
 from proxy_support import assert_settled, entry, get, start_proxy
 from rawhttp import Client
 from support import section, site
-from upstreams import Upstreams
 
 MAX_AGE = [("Cache-Control", "max-age=60")]
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with Upstreams() as start:
-        yield start("origin", Routes())
 
 
 @pytest.fixture(scope="module", params=["memory", "redis", "redis+tier"])
@@ -38,11 +31,6 @@ def proxy(request, module_monkey, upstream, tmp_path_factory):
                         **store_keys(request, tmp_path_factory))
     store_ready(request)
     return proxy
-
-
-@pytest.fixture
-def routes(upstream):
-    return upstream.behaviour
 
 
 @pytest.fixture(autouse=True)

@@ -10,20 +10,13 @@ import time
 import pytest
 
 from cache_support import (
-    Answer, Routes, cache_figures, concurrently, date, fetches, own_target, received_for,
+    Answer, cache_figures, concurrently, date, fetches, own_target, received_for,
     store_keys, store_ready,
 )
 from proxy_support import assert_settled, entry, start_proxy
 from rawhttp import Client
-from upstreams import Upstreams
 
 MAX_AGE = [("Cache-Control", "max-age=600")]
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with Upstreams() as start:
-        yield start("origin", Routes())
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
@@ -41,11 +34,6 @@ def disk_proxy(module_monkey, upstream, tmp_path_factory):
     directory = tmp_path_factory.mktemp("cache")
     return start_proxy(module_monkey, entry("^/", upstream, Cache="On"), workers=2,
                        CacheStore="disk", CacheDirectory=str(directory))
-
-
-@pytest.fixture
-def routes(upstream):
-    return upstream.behaviour
 
 
 @pytest.fixture(autouse=True)

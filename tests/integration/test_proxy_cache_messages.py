@@ -13,7 +13,6 @@ import pytest
 from cache_support import (
     Answer,
     Raw,
-    Routes,
     date,
     fetches,
     own_target,
@@ -23,7 +22,7 @@ from cache_support import (
 )
 from proxy_support import entry, start_proxy
 from rawhttp import Client
-from upstreams import Exchange, Upstreams, payload
+from upstreams import Exchange, payload
 
 MAX_AGE = [("Cache-Control", "max-age=600")]
 BODY = bytes(range(100))
@@ -42,23 +41,12 @@ def ranged(*headers: tuple[str, str], span_error: int = 0):
     return answer
 
 
-@pytest.fixture(scope="module")
-def upstream():
-    with Upstreams() as start:
-        yield start("origin", Routes())
-
-
 @pytest.fixture(scope="module", params=["memory", "disk", "redis", "redis+tier"])
 def proxy(request, module_monkey, upstream, tmp_path_factory):
     proxy = start_proxy(module_monkey, entry("^/", upstream, Cache="On"),
                         **store_keys(request, tmp_path_factory))
     store_ready(request)
     return proxy
-
-
-@pytest.fixture
-def routes(upstream):
-    return upstream.behaviour
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from prometheus_client.parser import text_string_to_metric_families
 from cache_support import (
     Answer,
     Raw,
-    Routes,
     cache_figures,
     fetches,
     serving_worker,
@@ -27,20 +26,9 @@ from cache_support import (
 from proxy_support import STATUS_URL, ClientFrom, entry, proxy_conf, start_proxy
 from rawhttp import Client
 from support import MonkeyProcess, free_port, site, write_confdir
-from upstreams import Exchange, Upstreams, payload
+from upstreams import Exchange, payload
 
 MAX_AGE = [("Cache-Control", "max-age=600")]
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with Upstreams() as start:
-        yield start("origin", Routes())
-
-
-@pytest.fixture
-def routes(upstream):
-    return upstream.behaviour
 
 
 def fetch(port: int, target: str, method: str = "GET", headers=(), timeout: float = 10):

@@ -6,16 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from cache_support import Answer, Routes, date, fetches, own_target, store_keys, store_ready
+from cache_support import Answer, date, fetches, own_target, store_keys, store_ready
 from proxy_support import entry, start_proxy
 from rawhttp import Client
-from upstreams import Upstreams
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with Upstreams() as start:
-        yield start("origin", Routes())
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
@@ -24,11 +17,6 @@ def proxy(request, module_monkey, upstream, tmp_path_factory):
                         **store_keys(request, tmp_path_factory))
     store_ready(request)
     return proxy
-
-
-@pytest.fixture
-def routes(upstream):
-    return upstream.behaviour
 
 
 @pytest.fixture

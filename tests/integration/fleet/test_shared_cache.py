@@ -14,25 +14,14 @@ import time
 import pytest
 
 from monkey_py_plugins.proxy_reverse.cache.stores.redis_format import resource_key
-from cache_support import Answer, Raw, Routes, await_redis_links, concurrently, fetches
+from cache_support import Answer, Raw, await_redis_links, concurrently, fetches
 from proxy_support import entry, start_proxy
 from rawhttp import Client, ServerClosed
 from redis_support import RedisServer
-from upstreams import Exchange, Upstreams
+from upstreams import Exchange
 
 MAX_AGE = [("Cache-Control", "max-age=600")]
 BODY = b"shared across the fleet"
-
-
-@pytest.fixture(scope="module")
-def upstream():
-    with Upstreams() as start:
-        yield start("origin", Routes())
-
-
-@pytest.fixture
-def routes(upstream):
-    return upstream.behaviour
 
 
 @pytest.fixture
