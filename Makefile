@@ -51,7 +51,10 @@ run: $(STAMP)
 check: $(STAMP)
 	$(BIN)/monkey check -c $(CONF)
 
+# The programs the tests start are installed first (tests/programs.py), outside the tests'
+# timeouts: apt-get on a fresh machine may take longer than a test may.
 test: $(STAMP)
+	$(BIN)/python tests/programs.py
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)
