@@ -305,7 +305,7 @@ def test_x_forwarded_proto_says_how_the_client_came(proxy, ups, certs):
 
 def test_the_cache_keeps_the_schemes_apart_and_invalidates_both(proxy, ups, certs):
     """An answer that depends on the scheme (as a redirect to https does) is stored per
-    scheme, as nginx's $scheme in its key; an unsafe request invalidates both."""
+    scheme, as nginx's $scheme in its key; an unsafe request and a PURGE remove both."""
     def get(client) -> tuple[bytes, str]:
         answer = client.request("GET", "/scheme/page")
         return answer.body, answer.header("Cache-Status")
@@ -326,6 +326,16 @@ def test_the_cache_keeps_the_schemes_apart_and_invalidates_both(proxy, ups, cert
         body, status = get(client)
         assert body == b"http" and "hit" not in status
     assert ups["scheme"].requests == 4
+    # A PURGE names the resource: sent over http, it removes the https copy too.
+    with https_client(proxy, certs) as client:
+        assert get(client)[0] == b"https"
+    with Client(proxy.port) as client:
+        purged = client.request("PURGE", "/scheme/page")
+    assert purged.status == 200 and b"2 response(s) removed" in purged.body
+    with https_client(proxy, certs) as client:
+        body, status = get(client)
+        assert body == b"https" and "hit" not in status
+    assert ups["scheme"].requests == 6
 
 
 # -- health checks ------------------------------------------------------------------------

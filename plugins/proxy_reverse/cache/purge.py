@@ -9,6 +9,9 @@ whether it held the key, at most ``PURGE_WAIT`` seconds. The status then speaks 
 all of them: 200 when any removed something, 404 when none held it, and 202 when
 nothing was removed so far but a worker did not confirm in time (it removes the key
 before it serves its next request all the same).
+
+A PURGE removes the URI in both schemes (``http`` and ``https``, which the cache keys
+apart): one origin answers both, and the operator names the resource, not the scheme.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from ..status.serve import allowed
 from .figures import PURGED
+from .rules.key import both_schemes
 from .rules.fields import cache_status
 from .sync import Outcome
 
@@ -37,35 +41,42 @@ def purge(cache: ProxyCache, req, entry) -> None:
     if key is None:
         req.error(400, "PURGE needs a Host header to name the cached URI.")
         return
+    keys = both_schemes(key)
     if cache.remote is not None:
-        _purge_shared(cache, req, entry, key)
+        _purge_shared(cache, req, entry, keys)
         return
     log = cache.log
     if log is None:
-        removed = cache.store.purge(key)
+        removed = sum(cache.store.purge(each) for each in keys)
         cache.sizes()
         _answer(cache, req, entry, key, Outcome(removed=removed, confirmed=1))
         return
-    number = log.publish(key)
+    numbers = [log.publish(each) for each in keys]
     log.poll(cache.remove)
-    _Waiting(cache, req, entry, key, number).check()
+    _Waiting(cache, req, entry, key, numbers).check()
 
 
-def _purge_shared(cache: ProxyCache, req, entry, key: bytes) -> None:
-    """The Redis store: remove in Redis, which tells every instance's memory tier; the
-    answer counts what Redis and this worker's tier held. When Redis cannot be reached
-    the shared copies stay: the answer (202) says so, to be repeated."""
-    local = cache.store.purge(key)
+def _purge_shared(cache: ProxyCache, req, entry, keys: tuple[bytes, ...]) -> None:
+    """The Redis store: remove ``keys`` in Redis, which tells every instance's memory
+    tier; the answer counts what Redis and this worker's tier held. When Redis cannot be
+    reached the shared copies stay: the answer (202) says so, to be repeated."""
+    local = sum(cache.store.purge(each) for each in keys)
     cache.sizes()
+    results = []
 
     def answered(removed, error) -> None:
-        if req.finished:
+        results.append((removed, error))
+        if len(results) < len(keys) or req.finished:
             return
+        errors = [error for _, error in results if error is not None]
         try:
-            _answer_shared(cache, req, entry, key, local, removed, error)
+            _answer_shared(cache, req, entry, keys[0], local,
+                           sum(removed or 0 for removed, _ in results),
+                           errors[0] if errors else None)
         except Exception:
             cache.crashed(req)
-    cache.remote.drop(key, answered)
+    for each in keys:
+        cache.remote.drop(each, answered)
 
 
 def _answer_shared(cache: ProxyCache, req, entry, key: bytes, local: int, removed,
@@ -85,21 +96,25 @@ def _answer_shared(cache: ProxyCache, req, entry, key: bytes, local: int, remove
 class _Waiting:
     """A PURGE answer waiting for the other workers' results."""
 
-    __slots__ = ("cache", "req", "entry", "key", "number", "deadline", "timer")
+    __slots__ = ("cache", "req", "entry", "key", "numbers", "deadline", "timer")
 
-    def __init__(self, cache: ProxyCache, req, entry, key: bytes, number: int) -> None:
+    def __init__(self, cache: ProxyCache, req, entry, key: bytes, numbers: list[int]) -> None:
         self.cache = cache
         self.req = req
         self.entry = entry
         self.key = key
-        self.number = number
+        self.numbers = numbers
         self.deadline = cache.loop.time() + PURGE_WAIT
         self.timer = None
         req.on_abort = self.cancel
 
     def check(self) -> None:
         self.timer = None
-        outcome = self.cache.log.outcome(self.number)
+        outcomes = [self.cache.log.outcome(number) for number in self.numbers]
+        outcome = Outcome(removed=sum(found.removed for found in outcomes),
+                          confirmed=min(found.confirmed for found in outcomes),
+                          pending=max(found.pending for found in outcomes),
+                          emptied=max(found.emptied for found in outcomes))
         loop = self.cache.loop
         if outcome.pending and loop.time() < self.deadline:
             self.timer = loop.call_later(WAIT_POLL, self.check)
