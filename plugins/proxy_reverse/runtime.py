@@ -7,7 +7,8 @@ import logging
 from monkey_py_plugins.balancers.base import Balancer, Server
 from monkey_py_plugins.balancers.registry import balancer_name, load_balancer
 
-from .cache.front import CacheState, ProxyCache
+from .cache.front import ProxyCache
+from .cache.state import CacheState
 from .fleet.checks import FleetChecks
 from .fleet.figures import FleetFigures
 from .fleet.health import FleetHealth

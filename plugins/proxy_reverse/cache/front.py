@@ -13,17 +13,15 @@ client's request. PURGE is ``purge.py``'s; a range answered from a stored part,
 from __future__ import annotations
 
 import logging
-import os
 import time
 from functools import partial
-
-from monkey_py.config import ConfigError
+from typing import TYPE_CHECKING
 
 from ..forwarding.headers import is_upgrade
 from .collapse import FAILED, Collapser
 from .exchange import CacheExchange
 from .fleet_locks import HELD, UNLOCKED, FleetLocks
-from .figures import COLLAPSED, HITS, MISSES, STALE, CacheStats
+from .figures import COLLAPSED, HITS, MISSES, STALE
 from .parts import serve_stored_part
 from .purge import purge
 from .rules.control import request_cache_control
@@ -32,13 +30,14 @@ from .rules.key import primary_key
 from .rules.policy import Action, decide, stale_if_error_allows
 from .rules.validation import conditional_headers
 from .serve import Summaries, serve, serve_whole, tail
-from .stores.disk import DiskStore
 from .stores.memory import MemoryStore
 from .stores.redis_store import RedisStore
 from .stores.store import Store, Stored
-from .stores.trouble import probe
-from .sync import SYNC_SECONDS, InvalidationLog
+from .sync import SYNC_SECONDS
 from .verify import BodyVerifier
+
+if TYPE_CHECKING:
+    from .state import CacheState
 
 log = logging.getLogger("monkey_py.proxy_reverse")
 
@@ -55,49 +54,6 @@ BACKGROUND_DROP = frozenset({b"if-none-match", b"if-modified-since", b"if-match"
 # stored): such a request leads a fetch, but does not wait for one.
 GO_ALONE = frozenset({"request-no-cache"})
 KEY_MEMO_SIZE = 4096
-
-
-class CacheState:
-    """What the workers share, made before the fork: figures, the invalidation log for
-    memory stores, and the disk store."""
-
-    def __init__(self, settings, entries: list, workers: int) -> None:
-        cache = settings.cache
-        self.settings = cache
-        self.slots = {id(entry): slot for slot, entry in enumerate(entries)}
-        # A Redis store's size here is its memory tier's (Redis reports its own).
-        self.stats = CacheStats([entry.label for entry in entries], workers, cache.store,
-                                cache.memory_tier if cache.redis else cache.max_bytes)
-        self.log = (InvalidationLog(workers) if cache.store == "memory" and workers > 1
-                    else None)
-        self.disk: DiskStore | None = None
-        if cache.store == "disk":
-            try:
-                self.disk = DiskStore(str(cache.directory), cache.max_bytes,
-                                      cache.max_object)
-            except ValueError as exc:
-                raise ConfigError(str(exc), cache.directory_location) from None
-            self._probe(str(cache.directory))
-
-    @staticmethod
-    def _probe(directory: str) -> None:
-        """Say at start what a directory that cannot be written means (the start-up
-        check of CacheDirectory passes a read-only directory as root)."""
-        trouble = probe(directory)
-        if trouble is not None:
-            log.error("cache directory %s: cannot create a file (%s); responses are not "
-                      "stored until this is repaired", directory, trouble.strerror)
-        locks = os.path.join(directory, ".locks")
-        trouble = probe(locks)
-        if trouble is not None:
-            log.error("cache directory %s: cannot create lock files (%s); collapsing across "
-                      "workers is off: requests for the same resource collapse within each "
-                      "worker only", locks, trouble.strerror)
-
-    @classmethod
-    def create(cls, settings, entries: list, workers: int) -> CacheState | None:
-        """The shared state, or None when no entry caches anywhere."""
-        return cls(settings, entries, workers) if settings.cache_anywhere() else None
 
 
 class ProxyCache:

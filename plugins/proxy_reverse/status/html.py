@@ -18,7 +18,7 @@ from html import escape
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from ..cache.figures import CacheFigures, StoreFigures
-from ..stats import UpstreamSnapshot
+from ..snapshots import UpstreamSnapshot
 from .charts import Series, sparkline, time_chart
 from .fleet import fleet_html
 

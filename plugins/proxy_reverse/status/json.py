@@ -7,7 +7,8 @@ from dataclasses import asdict
 
 from ..cache.figures import COUNTERS
 from ..latency import exported
-from ..stats import Traffic, UpstreamSnapshot
+from ..history import Traffic
+from ..snapshots import UpstreamSnapshot
 from .fleet import fleet_json
 from .report import EntryStatus, StatusReport, Summary
 

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..cache.figures import CacheFigures, StoreFigures
-from ..stats import HISTORY_SECONDS, EntrySnapshot, Traffic, UpstreamSnapshot
+from ..history import Traffic
+from ..snapshots import EntrySnapshot, UpstreamSnapshot
+from ..stats import HISTORY_SECONDS
 
 
 @dataclass
