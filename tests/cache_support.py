@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Union
 
 from monkey_py.static.conditional import http_date
-from proxy_support import STATUS_URL
+from proxy_support import STATUS_URL, start_proxy
 from rawhttp import Client
 from upstreams import Exchange
 
@@ -161,6 +161,14 @@ def store_ready(request, workers: int = 1) -> None:
     if request.param in REDIS_DBS:
         await_redis_links(request.getfixturevalue("cache_redis"), REDIS_DBS[request.param],
                           workers)
+
+
+def start_over_store(request, monkey, tmp_path_factory, *entries, **keys):
+    """``start_proxy`` with the cache store ``request.param`` names (``store_keys``),
+    returned once its links to Redis are up (``store_ready``)."""
+    proxy = start_proxy(monkey, *entries, **keys, **store_keys(request, tmp_path_factory))
+    store_ready(request)
+    return proxy
 
 
 def await_redis_links(server, db: int = 0, workers: int = 1, timeout: float = 10.0) -> None:

@@ -121,6 +121,18 @@ def open_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def settled_fds(pid: int) -> int:
+    """Process ``pid``'s open descriptors once the connections just closed are gone (two
+    readings 0.2 s apart agree)."""
+    previous = open_fds(pid)
+    while True:
+        time.sleep(0.2)
+        now = open_fds(pid)
+        if now == previous:
+            return now
+        previous = now
+
+
 def raw_request(port: int, data: bytes, timeout: float = 5.0, source: str | None = None) -> bytes:
     """Send ``data`` on a fresh connection and read until the server closes it.
 

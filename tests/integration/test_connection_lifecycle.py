@@ -3,28 +3,16 @@ descriptor opened for a response is closed on every path: counted in the worker.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from proxy_support import entry, start_proxy
 from rawhttp import Client, build_request
-from support import open_fds, site
+from support import settled_fds, site
 from upstreams import answer_name
 
 SMALL = b"small file\n"
 GARBAGE = b"GARBAGE\x01\r\n\r\n"
 
-
-def settled_fds(pid: int) -> int:
-    """The worker's open descriptors once the connections just closed are gone."""
-    previous = open_fds(pid)
-    while True:
-        time.sleep(0.2)
-        now = open_fds(pid)
-        if now == previous:
-            return now
-        previous = now
 
 
 @pytest.fixture(scope="module")

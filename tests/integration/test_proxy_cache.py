@@ -9,7 +9,7 @@ import time
 import pytest
 
 from cache_support import (
-    Answer, date, fetches, received_for, store_keys, store_ready,
+    Answer, date, fetches, received_for, start_over_store,
 )
 from proxy_support import assert_settled, entry, get, start_proxy
 from rawhttp import Client
@@ -26,11 +26,9 @@ def proxy(request, module_monkey, upstream, tmp_path_factory):
         "nocache": site("nocache.test", docroot, section("PROXY_REVERSE", "Cache Off")),
         "cacheon": site("cacheon.test", docroot, section("PROXY_REVERSE", "Cache On")),
     }
-    proxy = start_proxy(module_monkey, entry("^/plain/", upstream),
-                        entry("^/", upstream, Cache="On"), sites=sites,
-                        **store_keys(request, tmp_path_factory))
-    store_ready(request)
-    return proxy
+    return start_over_store(request, module_monkey, tmp_path_factory,
+                            entry("^/plain/", upstream), entry("^/", upstream, Cache="On"),
+                            sites=sites)
 
 
 @pytest.fixture(autouse=True)

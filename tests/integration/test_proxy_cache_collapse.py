@@ -11,7 +11,7 @@ import pytest
 
 from cache_support import (
     Answer, cache_figures, concurrently, date, fetches, own_target, received_for,
-    store_keys, store_ready,
+    start_over_store,
 )
 from proxy_support import assert_settled, entry, start_proxy
 from rawhttp import Client
@@ -21,12 +21,9 @@ MAX_AGE = [("Cache-Control", "max-age=600")]
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
 def proxy(request, module_monkey, upstream, tmp_path_factory):
-    proxy = start_proxy(module_monkey, entry("^/short/", upstream, Cache="On",
-                                             CacheLockTimeout="0.3"),
-                        entry("^/", upstream, Cache="On"),
-                        **store_keys(request, tmp_path_factory))
-    store_ready(request)
-    return proxy
+    return start_over_store(request, module_monkey, tmp_path_factory,
+                            entry("^/short/", upstream, Cache="On", CacheLockTimeout="0.3"),
+                            entry("^/", upstream, Cache="On"))
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,9 @@ from cache_support import (
     fetches,
     own_target,
     received_for,
-    store_keys,
-    store_ready,
+    start_over_store,
 )
-from proxy_support import entry, start_proxy
+from proxy_support import entry
 from rawhttp import Client
 from upstreams import Exchange, payload
 
@@ -43,10 +42,8 @@ def ranged(*headers: tuple[str, str], span_error: int = 0):
 
 @pytest.fixture(scope="module", params=["memory", "disk", "redis", "redis+tier"])
 def proxy(request, module_monkey, upstream, tmp_path_factory):
-    proxy = start_proxy(module_monkey, entry("^/", upstream, Cache="On"),
-                        **store_keys(request, tmp_path_factory))
-    store_ready(request)
-    return proxy
+    return start_over_store(request, module_monkey, tmp_path_factory,
+                            entry("^/", upstream, Cache="On"))
 
 
 @pytest.fixture

@@ -6,17 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from cache_support import Answer, date, fetches, own_target, store_keys, store_ready
+from cache_support import Answer, date, fetches, own_target, start_over_store
 from proxy_support import entry, start_proxy
 from rawhttp import Client
 
 
 @pytest.fixture(scope="module", params=["memory", "redis"])
 def proxy(request, module_monkey, upstream, tmp_path_factory):
-    proxy = start_proxy(module_monkey, entry("^/", upstream, Cache="On"),
-                        **store_keys(request, tmp_path_factory))
-    store_ready(request)
-    return proxy
+    return start_over_store(request, module_monkey, tmp_path_factory,
+                            entry("^/", upstream, Cache="On"))
 
 
 @pytest.fixture

@@ -12,21 +12,11 @@ import time
 
 import pytest
 
-from support import open_fds, site, wait_for
+from support import settled_fds, site, wait_for
 
 VALID = 0.3
 LARGE = 200 * 1024   # above the size kept in memory: served with sendfile from the cache
 
-
-def settled_fds(pid: int) -> int:
-    """The worker's open descriptors once connections just closed are gone."""
-    previous = open_fds(pid)
-    while True:
-        time.sleep(0.2)
-        now = open_fds(pid)
-        if now == previous:
-            return now
-        previous = now
 
 
 def get(port: int, path: str) -> tuple[int, bytes]:
