@@ -4,8 +4,8 @@ The bounds run ten to a decade (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 and 8 times a po
 ten) from 0.1 ms to 80 s, then +Inf: a bound is at most a third above the one before, so
 a quantile read from the counts, linear within its bucket as Prometheus's
 ``histogram_quantile`` reads one, is off by less than a third of its value. A worker
-counts a response with one ``bisect`` over the bounds and one increment
-(``stats.Tally.responded``).
+notes each response's time and sorts them into the buckets when it publishes its
+figures (``stats.Tally``).
 
 JSON and Prometheus show the counts at the coarser ``EXPORTED_BUCKETS`` (each one of the
 bounds, so its cumulative count is exact): enough for ``histogram_quantile`` without

@@ -1,7 +1,7 @@
 """Upstream statistics shared by all workers.
 
-A worker counts in plain local objects (a :class:`Tally` per upstream: a few integer
-additions per request, no shared memory touched) and publishes them into its own row of
+A worker counts in plain local objects (a :class:`Tally` per upstream: two list
+appends per response, no shared memory touched) and publishes them into its own row of
 int64 counters in shared memory every ``PUBLISH_SECONDS`` (one writer per slot, so no
 lock); a reader sums the rows. Created in the master before the fork, so the status page
 of any worker shows the figures of all of them, at most ``PUBLISH_SECONDS`` old (its
@@ -24,7 +24,8 @@ publication counts into the ring buckets of the second and the interval it happe
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
+from bisect import bisect_right
+from collections import Counter
 from typing import Callable
 
 from monkey_py.shared import SharedMemory
@@ -61,27 +62,47 @@ ENTRY_CELL = 6
 
 
 class Tally:
-    """One upstream's counts in this worker since they were last published."""
+    """One upstream's counts in this worker since they were last published.
 
-    __slots__ = ("requests", "responses", "failures", "active", "latency", "buckets",
-                 "classes", "bytes_in", "bytes_out", "weight_share")
+    A response costs two list appends (``responded``); the histogram and the status
+    classes are worked out from the lists when the tally is published (``answers``),
+    by sorting and counting in C, a few times a second.
+    """
+
+    __slots__ = ("requests", "failures", "active", "latencies", "statuses", "bytes_in",
+                 "bytes_out", "weight_share")
 
     def __init__(self) -> None:
-        self.requests = self.responses = self.failures = self.active = 0
+        self.requests = self.failures = self.active = 0
         self.bytes_in = self.bytes_out = 0
-        self.latency = 0.0
-        self.buckets = [0] * (len(LATENCY_BUCKETS) + 1)
-        self.classes = [0] * STATUS_CLASSES
+        self.latencies: list[float] = []
+        self.statuses: list[int] = []
         self.weight_share = 1.0
 
     def responded(self, latency: float, status: int) -> None:
         """A response head with ``status`` arrived ``latency`` seconds after the
         attempt started."""
-        self.requests += 1
-        self.responses += 1
-        self.latency += latency
-        self.buckets[bisect_left(LATENCY_BUCKETS, latency)] += 1
-        self.classes[CLASS_OF[status]] += 1
+        self.latencies.append(latency)
+        self.statuses.append(status)
+
+    def answers(self) -> tuple[int, float, list[int], list[int]]:
+        """The responses counted since the last call, and the tally starts afresh:
+        their number, their total latency in seconds, the histogram's bucket counts
+        (``LATENCY_BUCKETS``, then +Inf) and the counts by status class (1xx to 5xx)."""
+        latencies, statuses = self.latencies, self.statuses
+        self.latencies, self.statuses = [], []
+        latencies.sort()
+        buckets = []
+        below = 0
+        for bound in LATENCY_BUCKETS:
+            upto = bisect_right(latencies, bound, below)
+            buckets.append(upto - below)
+            below = upto
+        buckets.append(len(latencies) - below)
+        classes = [0] * STATUS_CLASSES
+        for status, count in Counter(statuses).items():
+            classes[CLASS_OF[status]] += count
+        return len(latencies), sum(latencies), buckets, classes
 
 
 class EntryTally:
@@ -220,31 +241,31 @@ class ProxyStats:
         for base, tally in zip(self.bases, self.tallies):
             slots[base + ACTIVE] = tally.active
             slots[base + WEIGHT_PERMILLE] = int(tally.weight_share * 1000)
-            requests, failures, responses = tally.requests, tally.failures, tally.responses
+            requests, failures = tally.requests, tally.failures
+            responses = len(tally.latencies)
             if tally.bytes_in or tally.bytes_out:
                 slots[base + BYTES_IN] += tally.bytes_in
                 slots[base + BYTES_OUT] += tally.bytes_out
                 tally.bytes_in = tally.bytes_out = 0
             if not (requests or failures or responses):
                 continue
-            latency_us = int(tally.latency * 1e6)
+            tally.requests = tally.failures = 0
+            errors = latency_us = 0
+            if responses:
+                _, latency, buckets, classes = tally.answers()
+                requests += responses
+                latency_us = int(latency * 1e6)
+                slots[base + LATENCY_US] += latency_us
+                for index, count in enumerate(buckets):
+                    if count:
+                        slots[base + BUCKETS + index] += count
+                errors = classes[-1]
+                for index, count in enumerate(classes):
+                    if count:
+                        slots[base + CLASSES + index] += count
             slots[base + REQUESTS] += requests
             slots[base + RESPONSES] += responses
             slots[base + FAILURES] += failures
-            slots[base + LATENCY_US] += latency_us
-            buckets = tally.buckets
-            for index, count in enumerate(buckets):
-                if count:
-                    slots[base + BUCKETS + index] += count
-                    buckets[index] = 0
-            classes = tally.classes
-            errors = classes[-1]
-            for index, count in enumerate(classes):
-                if count:
-                    slots[base + CLASSES + index] += count
-                    classes[index] = 0
-            tally.requests = tally.responses = tally.failures = 0
-            tally.latency = 0.0
             counts = (requests, failures, errors, responses, latency_us)
             tick(slots, base + RING + TICK * (second % RING_SIZE), second, counts)
             traffic = [total + count for total, count in zip(traffic, counts)]
