@@ -7,8 +7,9 @@ names, ``Keep-Alive``, ``TE``, ``Trailer``, ``Transfer-Encoding`` (bodies are re
 ``Connection`` cannot make the proxy drop them.
 
 Each direction is one pass over the headers that writes the forwarded block as bytes.
-What a header name means is looked up once per spelling (a bounded memo), so a
-request or response with the usual headers costs a dictionary lookup per header.
+What a header name means (its kind: passed, dropped, or read) is looked up once per
+spelling (a bounded memo), so a request or response with the usual headers costs a
+dictionary lookup per header.
 """
 
 from __future__ import annotations
@@ -19,24 +20,26 @@ HOP_BY_HOP = frozenset({
 # The core writes its own Date and Server; 100-continue is answered by the core too.
 RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server"}
 REQUEST_DROP = HOP_BY_HOP | {b"expect"}
-FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
-_NOTHING: frozenset[bytes] = frozenset()
 # Connection values that name no other header.
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
 
-# What a header name is to the proxy: its lower-case form when it is dropped or read,
-# b"" when it passes unchanged. Requests come with lower-case names already.
-_REQUEST_SPECIAL = REQUEST_DROP | FORWARDED | {b"via", b"host"}
-_RESPONSE_SPECIAL = RESPONSE_DROP | {b"content-length", b"via"}
+# What a header name is to the proxy, as a small integer: passed unchanged, dropped, or
+# read; looked up once per spelling (requests come with lower-case names already).
+PASS, DROP, CONNECTION, LENGTH, VIA, CODING, FORWARDED_FOR, FORWARDED_OTHER = range(8)
+_REQUEST_KINDS = {**dict.fromkeys(REQUEST_DROP | {b"host"}, DROP), b"connection": CONNECTION,
+                  b"via": VIA, b"x-forwarded-for": FORWARDED_FOR,
+                  b"x-forwarded-proto": FORWARDED_OTHER, b"x-forwarded-host": FORWARDED_OTHER}
+_RESPONSE_KINDS = {**dict.fromkeys(RESPONSE_DROP, DROP), b"connection": CONNECTION,
+                   b"content-length": LENGTH, b"via": VIA, b"transfer-encoding": CODING}
 MEMO_SIZE = 1024
-_request_kinds: dict[bytes, bytes] = {}
-_response_kinds: dict[bytes, bytes] = {}
+_request_kinds: dict[bytes, int] = {}
+_response_kinds: dict[bytes, int] = {}
 
 
-def _kind(name: bytes, special: frozenset, memo: dict) -> bytes:
+def _kind(name: bytes, kinds: dict, memo: dict) -> int:
     lowered = name.lower()
-    kind = lowered if lowered in special or lowered[:6] == b"proxy-" else b""
+    kind = kinds.get(lowered, DROP if lowered[:6] == b"proxy-" else PASS)
     if len(memo) >= MEMO_SIZE:
         memo.clear()
     memo[name] = kind
@@ -107,18 +110,20 @@ def request_head(request, host: bytes, via: bytes, forwarded: bool, chunked: boo
         name = pair[0]
         kind = kinds.get(name)
         if kind is None:
-            kind = _kind(name, _REQUEST_SPECIAL, kinds)
+            kind = _kind(name, _REQUEST_KINDS, kinds)
         if not kind:
             lines.append(b"%s: %s\r\n" % pair)
-        elif kind == b"via":
+        elif kind == DROP:
+            continue
+        elif kind == CONNECTION:
+            if pair[1].lower() not in _PLAIN_CONNECTION:
+                named = True
+        elif kind == VIA:
             previous_via = [*(previous_via or ()), pair[1]]
-        elif kind in FORWARDED:
-            if not forwarded:
-                lines.append(b"%s: %s\r\n" % pair)
-            elif kind == b"x-forwarded-for":
-                previous_for = [*(previous_for or ()), pair[1]]
-        elif kind == b"connection" and pair[1].lower() not in _PLAIN_CONNECTION:
-            named = True
+        elif not forwarded:
+            lines.append(b"%s: %s\r\n" % pair)
+        elif kind == FORWARDED_FOR:
+            previous_for = [*(previous_for or ()), pair[1]]
     if named:
         tokens = request_connection_tokens(request) - {b"host"}
         lines[1:] = _without_named(lines[1:], tokens)
@@ -167,18 +172,21 @@ def response_head(headers, via: bytes, upgrade: bool) -> tuple[bytes, int | None
     for pair in headers:
         kind = kinds.get(pair[0])
         if kind is None:
-            kind = _kind(pair[0], _RESPONSE_SPECIAL, kinds)
+            kind = _kind(pair[0], _RESPONSE_KINDS, kinds)
         if not kind:
             lines.append(b"%s: %s\r\n" % pair)
-        elif kind == b"content-length":
+        elif kind == DROP:
+            continue
+        elif kind == LENGTH:
             length = int(pair[1])
-        elif kind == b"via":
+        elif kind == CONNECTION:
+            if pair[1].lower() not in _PLAIN_CONNECTION:
+                named = True
+        elif kind == VIA:
             previous_via = [*(previous_via or ()), pair[1]]
-        elif kind == b"transfer-encoding" and pair[1].strip().lower() != b"chunked":
+        elif pair[1].strip().lower() != b"chunked":
             raise CodedResponse(f"Transfer-Encoding {pair[1].decode('latin-1')!r} "
                                 "(only chunked is passed on)")
-        elif kind == b"connection" and pair[1].lower() not in _PLAIN_CONNECTION:
-            named = True
     if named:
         # The upstream named its own hop-by-hop headers in Connection.
         lines = _without_named(lines, connection_tokens(headers))
