@@ -226,7 +226,7 @@ class Connection:
         try:
             while self.current is None and not self.closed and self.phase != LINGER:
                 if ready:
-                    self._dispatch(ready.popleft())
+                    self._dispatch(ready.pop(0))
                 elif self._parse_error is not None and self._parse_error.head is None:
                     self._answer_parse_error()
                 else:

@@ -10,7 +10,6 @@ failure to a status code. No socket and no clock here.
 from __future__ import annotations
 
 import re
-from collections import deque
 
 import httptools
 
@@ -66,7 +65,8 @@ class RequestParser:
     def __init__(self, max_request_size: int) -> None:
         self._parser = httptools.HttpRequestParser(self)
         self._max_size = max_request_size
-        self.ready: deque[RequestHead] = deque()
+        # A few heads at most (the connection stops reading when enough wait): a list.
+        self.ready: list[RequestHead] = []
         self._head: RequestHead | None = None
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
