@@ -18,6 +18,7 @@ import os
 
 from monkey_py.config import ConfigError, Key, plugin_section, read_section, values
 from monkey_py.hookspec import hookimpl
+from monkey_py.settings_plugin import SettingsPlugin
 
 from .environ import meta_variables, rules_of, set_env, site_section
 from .gateway import Gateway
@@ -63,29 +64,19 @@ class Settings:
                                           "/usr/bin/python3", rule.location)
 
 
-class Cgi:
+class Cgi(SettingsPlugin):
     """Per-worker state: the settings, the loop and the scripts running."""
 
+    site_sections = (SECTION,)
+    settings_class = Settings
+
     def __init__(self) -> None:
-        self.settings: Settings | None = None
-        self.loop = None
         self.timeout = 30.0
         self.running: set[ScriptRun] = set()
         self.gateway: Gateway | None = None
 
-    @hookimpl
-    def monkey_site_sections(self):
-        return [SECTION]
-
-    @hookimpl
-    def monkey_check_config(self, config):
-        Settings(config)
-
-    @hookimpl
-    def monkey_worker_start(self, worker):
-        self.settings = Settings(worker.config)
+    def start_worker(self, worker) -> None:
         self.timeout = self.settings.timeout
-        self.loop = worker.loop
         self.gateway = Gateway(worker.config, self.settings.rules)
 
     @hookimpl

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from monkey_py.config import ConfigError, Key, plugin_section, read_section, values
 from monkey_py.hookspec import hookimpl
+from monkey_py.settings_plugin import SettingsPlugin
 from monkey_py.static.paths import Forbidden, resolve, url_to_relpath
 
 from .listing import read_directory, render
@@ -75,25 +76,17 @@ class Settings:
             self.sites[site.name] = listing
 
 
-class DirListing:
+class DirListing(SettingsPlugin):
+    site_sections = (SECTION,)
+    settings_class = Settings
+
     def __init__(self) -> None:
-        self.settings: Settings | None = None
         self.follow_symlinks = False
         self.index_files: list[str] = []
         self.roots: dict[str, str] = {}
 
-    @hookimpl
-    def monkey_site_sections(self):
-        return [SECTION]
-
-    @hookimpl
-    def monkey_check_config(self, config):
-        Settings(config)
-
-    @hookimpl
-    def monkey_worker_start(self, worker):
+    def start_worker(self, worker) -> None:
         config = worker.config
-        self.settings = Settings(config)
         self.follow_symlinks = config.server.symlink
         self.index_files = list(config.server.index_files)
         # The static handler resolves its roots the same way.

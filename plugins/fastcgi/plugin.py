@@ -11,6 +11,7 @@ starts and says in the log whether it answers.
 from __future__ import annotations
 
 from monkey_py.hookspec import hookimpl
+from monkey_py.settings_plugin import SettingsPlugin
 from monkey_py_plugins.cgi.environ import meta_variables
 from monkey_py_plugins.cgi.gateway import Gateway
 
@@ -19,25 +20,17 @@ from .servers import FcgiServer, Probe
 from .settings import SITE_SECTION, Settings
 
 
-class FastCgi:
+class FastCgi(SettingsPlugin):
     """Per-worker state: the settings, the servers and their pools."""
 
+    site_sections = (SITE_SECTION,)
+    settings_class = Settings
+
     def __init__(self) -> None:
-        self.settings: Settings | None = None
         self.servers: dict[str, FcgiServer] = {}
         self.gateway: Gateway | None = None
 
-    @hookimpl
-    def monkey_site_sections(self):
-        return [SITE_SECTION]
-
-    @hookimpl
-    def monkey_check_config(self, config):
-        Settings(config)
-
-    @hookimpl
-    def monkey_worker_start(self, worker):
-        self.settings = Settings(worker.config)
+    def start_worker(self, worker) -> None:
         self.servers = {name: FcgiServer(spec, worker.loop)
                         for name, spec in self.settings.servers.items()}
         self.gateway = Gateway(worker.config, self.settings.rules)

@@ -14,6 +14,7 @@ import logging
 
 from monkey_py.config import ConfigError, plugin_section
 from monkey_py.hookspec import hookimpl
+from monkey_py.settings_plugin import SettingsPlugin
 
 from .rules import Rules, spellings
 
@@ -64,24 +65,12 @@ class RefusalLog:
         log.warning("mandril: refused %s from %s by rule %s", what, address, rule)
 
 
-class Mandril:
+class Mandril(SettingsPlugin):
+    site_sections = (SITE_SECTION,)
+    settings_class = Settings
+
     def __init__(self) -> None:
-        self.settings: Settings | None = None
-        self.loop = None
         self.log = RefusalLog()
-
-    @hookimpl
-    def monkey_site_sections(self):
-        return [SITE_SECTION]
-
-    @hookimpl
-    def monkey_check_config(self, config):
-        Settings(config)
-
-    @hookimpl
-    def monkey_worker_start(self, worker):
-        self.settings = Settings(worker.config)
-        self.loop = worker.loop
 
     @hookimpl
     def monkey_connection_accepted(self, connection):
