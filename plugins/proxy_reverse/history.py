@@ -52,10 +52,11 @@ class Traffic:
 
 def tick(slots, bucket: int, stamp: int, counts) -> None:
     """Add ``counts`` into the ring ``bucket`` (a slot index of ``slots``) of ``stamp``
-    (a second or an interval), claiming the bucket if it is stale."""
+    (a second or an interval), claiming the bucket if it is stale. A bucket is its stamp
+    then ``len(counts)`` counts (the latency histogram's windows use it too)."""
     if slots[bucket + SECOND] != stamp:
         # Counts first: a reader seeing them under the old stamp ignores them.
-        for index in range(1, TICK):
+        for index in range(1, len(counts) + 1):
             slots[bucket + index] = 0
         slots[bucket + SECOND] = stamp
     for index, count in enumerate(counts, 1):

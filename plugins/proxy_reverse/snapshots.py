@@ -17,7 +17,8 @@ class UpstreamSnapshot:
     middle of a response. ``status_classes`` counts the responses of each class, 1xx to
     5xx; ``bytes_in`` and ``bytes_out`` are what it sent and was sent (heads and bodies).
     ``latency_counts`` is cumulative, one count per bound of ``LATENCY_BUCKETS`` and
-    then the total; the per-second lists run oldest first and end with the last
+    then the total, since the start; ``recent_latency_counts`` the same over the last
+    minute (60 to 70 seconds), which the quantiles are read from; the per-second lists run oldest first and end with the last
     completed second (``latency_per_second``: the seconds its responses took, summed).
     """
 
@@ -31,6 +32,7 @@ class UpstreamSnapshot:
     active: int
     latency_sum: float
     latency_counts: list[int]
+    recent_latency_counts: list[int]
     offline_workers: int
     offline_for: float
     last_error: str
@@ -84,8 +86,9 @@ class UpstreamSnapshot:
         return self.latency_sum / self.responses if self.responses else None
 
     def latency_quantile(self, q: float) -> float | None:
-        """The ``q`` quantile of the seconds to the response head, from the histogram."""
-        return quantile(self.latency_counts, q)
+        """The ``q`` quantile of the seconds to the response head over the last minute,
+        from the histogram (None: no response in that time)."""
+        return quantile(self.recent_latency_counts, q)
 
 
 @dataclass

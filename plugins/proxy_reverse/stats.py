@@ -31,7 +31,8 @@ from typing import Callable
 from monkey_py.shared import SharedMemory
 
 from .history import INTERVAL_SECONDS, INTERVALS, TICK, Traffic, add_ring, tick
-from .latency import LATENCY_BUCKETS
+from .latency import LATENCY_BUCKETS, WINDOW, WINDOW_RING, WINDOWS, add_recent, cumulative, \
+    window_of
 from .snapshots import EntrySnapshot, UpstreamSnapshot
 
 # How often a worker's local counts reach the shared memory.
@@ -54,7 +55,9 @@ BUCKETS = ERROR_TEXT + ERROR_BYTES // 8
 RING = BUCKETS + len(LATENCY_BUCKETS) + 1
 # The ring keeps the current, still counting, second besides the completed ones.
 RING_SIZE = HISTORY_SECONDS + 1
-CELL = RING + TICK * RING_SIZE
+# Then the latency histogram's windows of the last minute (latency.py).
+RECENT = RING + TICK * RING_SIZE
+CELL = RECENT + WINDOW_RING
 TRAFFIC_CELL = TICK * (INTERVALS + 1)
 # The slots of an entry's cell: gauges (waiting, panic) and counters.
 WAITING, QUEUE_FULL, QUEUE_TIMEOUTS, RETRIES, RETRIES_DENIED, PANIC = range(6)
@@ -259,6 +262,8 @@ class ProxyStats:
                 for index, count in enumerate(buckets):
                     if count:
                         slots[base + BUCKETS + index] += count
+                window = window_of(now)
+                tick(slots, base + RECENT + WINDOW * (window % (WINDOWS + 1)), window, buckets)
                 errors = classes[-1]
                 for index, count in enumerate(classes):
                     if count:
@@ -291,6 +296,7 @@ class ProxyStats:
         now = self.clock()
         now_ms = int(now * 1000)
         second = int(now)
+        window = window_of(now)
         slots = self.shared.slots
         started_ms = int(self.started * 1000)
         result = []
@@ -302,6 +308,7 @@ class ProxyStats:
             share = 1000
             error = ""
             buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+            recent = [0] * (len(LATENCY_BUCKETS) + 1)
             classes = [0] * STATUS_CLASSES
             history = [[0] * HISTORY_SECONDS for _ in range(1, TICK)]
             for worker in range(self.workers):
@@ -324,17 +331,14 @@ class ProxyStats:
                 if at > error_at:
                     error_at, error = at, text
                 add_ring(cell[RING:], second, history)
+                add_recent(cell[RECENT:], window, recent)
             requests, failures, errors, responses, latency_us = history
-            cumulative = []
-            total = 0
-            for count in buckets:
-                total += count
-                cumulative.append(total)
             result.append(UpstreamSnapshot(
                 entry=entry, name=name, backup=backup, workers=self.workers,
                 requests=sums[REQUESTS], responses=sums[RESPONSES],
                 failures=sums[FAILURES], active=sums[ACTIVE],
-                latency_sum=sums[LATENCY_US] / 1e6, latency_counts=cumulative,
+                latency_sum=sums[LATENCY_US] / 1e6, latency_counts=cumulative(buckets),
+                recent_latency_counts=cumulative(recent),
                 offline_workers=offline_workers,
                 offline_for=max(0.0, (offline_until - now_ms) / 1000),
                 last_error=error,

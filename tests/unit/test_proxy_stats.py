@@ -204,6 +204,33 @@ def test_a_quantile_of_an_upstream_comes_from_its_histogram():
     assert up.latency_quantile(1.0) == pytest.approx(1.0)   # the bound above 0.9
 
 
+def test_the_quantiles_are_those_of_the_last_minute_and_the_histogram_is_since_the_start():
+    clock = Clock()
+    stats = ProxyStats(LABELS, workers=2, clock=clock)
+
+    def slow_then_fast(stats: ProxyStats, index: int) -> None:
+        for latency in [0.9] * 50:
+            stats.responded(0, latency)
+        stats.publish()
+        clock.now += 45                       # still within the minute: both count
+        for latency in [0.003] * 50:
+            stats.responded(0, latency)
+
+    in_children(stats, slow_then_fast)
+    clock.now += 45
+    up = by_name(stats)["10.0.0.1:80"]
+    assert 0.8 < up.latency_quantile(0.99) <= 1.0    # the bucket of 0.9
+    assert up.latency_quantile(0.25) < 0.005
+    # Past 70 s the slow ones have left the window; the histogram keeps them.
+    clock.now += 30
+    up = by_name(stats)["10.0.0.1:80"]
+    assert up.latency_quantile(0.99) < 0.005
+    assert up.latency_counts[-1] == up.responses == 200
+    assert up.recent_latency_counts[-1] == 100
+    clock.now += 60
+    assert by_name(stats)["10.0.0.1:80"].latency_quantile(0.5) is None
+
+
 # -- time in the current state ---------------------------------------------------------------
 def test_time_up_counts_from_the_start_then_from_the_end_of_an_offline_time():
     clock = Clock(100.0)

@@ -193,7 +193,9 @@ def _entry(entry: EntryStatus) -> str:
         "<table class=\"servers\">\n<thead><tr><th class=\"text\">Server</th>"
         "<th class=\"text\">State</th><th class=\"text\">Check</th><th>Weight</th>"
         "<th>Active</th><th>Requests</th><th>Failures</th><th>1xx</th><th>2xx</th>"
-        "<th>3xx</th><th>4xx</th><th>5xx</th><th>In / out</th><th>p50</th><th>p99</th>"
+        "<th>3xx</th><th>4xx</th><th>5xx</th><th>In / out</th>"
+        "<th title=\"over the last minute\">p50</th>"
+        "<th title=\"over the last minute\">p99</th>"
         f"</tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n"
         + ("" if entry.cache is None else _cache(entry.cache))
         + "</section>\n"

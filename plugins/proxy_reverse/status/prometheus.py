@@ -183,8 +183,8 @@ def upstream_metrics(report: StatusReport) -> Iterator[Metric]:
         labels=LABELS)
     quantiles = GaugeMetricFamily(
         "monkey_proxy_upstream_response_quantile_seconds",
-        "Quantiles of the response seconds since the counting began, read from a "
-        "histogram of ten buckets a decade.", labels=[*LABELS, "quantile"])
+        "Quantiles of the response seconds over the last minute (60 to 70 s), read "
+        "from a histogram of ten buckets a decade.", labels=[*LABELS, "quantile"])
     responses = CounterMetricFamily(
         "monkey_proxy_upstream_responses",
         "Response heads from the upstream by status class (1xx to 5xx).",
