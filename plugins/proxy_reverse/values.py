@@ -124,6 +124,20 @@ def ca_file(value: str, location: Location) -> Path:
     return path
 
 
+def tls_server_name(value: str, location: Location) -> str:
+    """``UpstreamServerName``: a host name or an IP address, without a port."""
+    name = values.host_name(value, location)
+    if name.startswith("["):
+        if not name.endswith("]"):
+            raise ConfigError(f"UpstreamServerName {value} has a port; write the name only "
+                              "(the port is the one in ServerList)", location)
+        return name[1:-1]
+    if ":" in name:
+        raise ConfigError(f"UpstreamServerName {value} has a port; write the name only "
+                          "(the port is the one in ServerList)", location)
+    return name
+
+
 def url_path(value: str, location: Location) -> str:
     if not value.startswith("/") or " " in value:
         raise ConfigError(f"'{value}' is not a URL path; write e.g. /proxy-status", location)

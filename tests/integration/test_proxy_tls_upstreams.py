@@ -100,6 +100,8 @@ def setup(module_monkey, module_upstreams, certs, rogue):
         "system": module_upstreams("system", tls=good()),
         "untrusted": module_upstreams("untrusted", tls=untrusted()),
         "misnamed": module_upstreams("misnamed", tls=certs.server_context("misnamed")),
+        "named": module_upstreams("named", tls=certs.server_context("misnamed")),
+        "named-by-ip": module_upstreams("named-by-ip", tls=certs.server_context("misnamed")),
         "bad-first": module_upstreams("bad-first", tls=untrusted()),
         "good-second": module_upstreams("good-second", tls=good()),
         "insecure": module_upstreams("insecure", tls=untrusted()),
@@ -126,6 +128,9 @@ def setup(module_monkey, module_upstreams, certs, rogue):
         entry("^/system/", https("system")),
         entry("^/untrusted/", https("untrusted"), **ca),
         entry("^/misnamed/", https("misnamed"), **ca),
+        entry("^/named/", https("named"), **ca, UpstreamServerName="other.test"),
+        entry("^/named-by-ip/", https("named-by-ip", "127.0.0.1"), **ca,
+              UpstreamServerName="Other.Test"),
         entry("^/failover/", https("bad-first"), https("good-second"), **ca,
               LoadBalancer="First-Alive"),
         entry("^/insecure/", https("insecure"), UpstreamVerify="Off", Name="insecure"),
@@ -211,6 +216,17 @@ def test_sni_is_the_name_in_server_list_and_host_is_the_clients(proxy, ups):
     assert ups["sni"].last().header("Host") == "www.example.test"
     # An IP address is not sent as SNI; the certificate is checked for the address.
     assert ups["by-ip"].server_names == [None]
+
+
+def test_upstream_server_name_is_sent_as_sni_and_checked_in_the_certificate(proxy, ups):
+    # Their certificate is for other.test only: the name in ServerList would fail.
+    with Client(proxy.port) as client:
+        assert client.request("GET", "/named/x").status == 200
+        assert client.request("GET", "/named-by-ip/x", host="www.example.test").status == 200
+    assert ups["named"].server_names == ["other.test"]
+    assert ups["named-by-ip"].server_names == ["other.test"]
+    # The Host header is not the TLS name's business.
+    assert ups["named-by-ip"].last().header("Host") == "www.example.test"
 
 
 # -- verification -------------------------------------------------------------------------
@@ -418,6 +434,13 @@ def test_a_missing_ca_file_stops_the_start_at_its_line(tmp_path):
                 "UpstreamCAFile", "cannot read the CA file",
                 str(tmp_path / "conf" / "plugins" / "proxy_reverse" / "missing-ca.pem"),
                 "No such file or directory")
+
+
+@pytest.mark.parametrize("name", ["api.internal:443", "[::1]:443"])
+def test_an_upstream_server_name_with_a_port_stops_the_start_at_its_line(tmp_path, name):
+    check_fails(tmp_path, section("PROXY_ENTRY", "Match ^/", "ServerList https://10.0.0.9",
+                                  f"UpstreamServerName {name}"),
+                "UpstreamServerName", f"UpstreamServerName {name} has a port")
 
 
 @pytest.mark.parametrize("server, message", [

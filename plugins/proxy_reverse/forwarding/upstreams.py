@@ -27,7 +27,7 @@ class Upstream:
         "spec", "server", "slot", "attempts", "offline_timeout", "failures",
         "offline_until", "passive_until", "check_down", "check_rises", "back_at", "sole",
         "max_conns", "idle", "pool_size", "pool_timeout", "entry", "itself", "authority",
-        "tally", "availability", "tls_context", "tls_session",
+        "tally", "availability", "tls_context", "tls_name", "tls_session",
     )
 
     def __init__(self, spec, server, slot: int, entry, itself: bool, sole: bool = False) -> None:
@@ -57,9 +57,11 @@ class Upstream:
         self.tally = None
         # The entry's Availability, told when the server goes offline or comes back.
         self.availability = None
-        # An https:// server: the entry's TLS context, and the session of the latest
-        # connection, which the next one resumes (an abbreviated handshake).
+        # An https:// server: the entry's TLS context, the name sent as SNI and checked
+        # in its certificate (UpstreamServerName, else the host in ServerList), and the
+        # session of the latest connection, which the next one resumes.
         self.tls_context = entry.tls_context if spec.tls else None
+        self.tls_name = entry.upstream_server_name or spec.host
         self.tls_session = None
 
     @property
@@ -68,11 +70,11 @@ class Upstream:
 
     def tls_for(self, stream, resume: bool = True) -> TlsLayer | None:
         """The TLS a new connection to it starts (None for a plain server): SNI and the
-        certificate's check by the name as written in ServerList; with ``resume``, the
-        latest session offered for resumption."""
+        certificate's check by ``tls_name``; with ``resume``, the latest session offered
+        for resumption."""
         if self.tls_context is None:
             return None
-        return TlsLayer(stream, self.tls_context, False, self.spec.host,
+        return TlsLayer(stream, self.tls_context, False, self.tls_name,
                         self.tls_session if resume else None)
 
     def host_for(self, request) -> bytes:
