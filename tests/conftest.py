@@ -4,7 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from support import MonkeyProcess, free_port, site, write_confdir
+import leftovers
+from support import MonkeyProcess, free_port, site, wait_for, write_confdir
+
+RUN_MARK = leftovers.mark_run()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_process_left_behind():
+    """Fail the run if a process a test started outlives it (then kill it)."""
+    yield
+    if wait_for(lambda: not leftovers.left_behind(RUN_MARK), timeout=10):
+        return
+    left = leftovers.left_behind(RUN_MARK)
+    leftovers.kill(left)
+    if left:
+        pytest.fail("processes left running after the tests: " + "; ".join(
+            f"{pid} {command}" for pid, command in left.items()), pytrace=False)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import leftovers
 from apt import ensure_installed
 
 PACKAGE = "php-fpm"
@@ -62,6 +63,7 @@ class PhpFpm:
             command.append("--allow-to-run-as-root")
         self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.STDOUT, start_new_session=True)
+        leftovers.track(self.proc)
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 15.0) -> None:

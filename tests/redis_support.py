@@ -14,6 +14,7 @@ from pathlib import Path
 
 import hiredis
 
+import leftovers
 from apt import ensure_installed
 from support import free_port
 
@@ -58,6 +59,7 @@ class RedisServer:
         """Start redis-server on ``port`` and wait until it answers PING."""
         self.proc = subprocess.Popen(self._command(), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.STDOUT, start_new_session=True)
+        leftovers.track(self.proc)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

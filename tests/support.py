@@ -12,6 +12,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import leftovers
+
 INDENT = "    "
 
 
@@ -65,6 +67,7 @@ class MonkeyProcess:
             [sys.executable, "-m", "monkey_py", "-c", str(confdir), *args],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+        leftovers.track(self.proc)
         self.wait_listening()
 
     @property

@@ -96,9 +96,8 @@ def test_the_status_page_shows_the_whole_fleet_and_instances_that_stop(
 
 
 def test_redis_down_at_start_the_instance_serves_and_shows_the_outage(
-        start_monkey, module_upstreams, tmp_path):
+        start_monkey, module_upstreams, redis):
     u = module_upstreams("u")
-    redis = RedisServer(tmp_path / "redis")
     redis.stop()                                    # nobody listens on its port now
     proxy = fleet_proxy(start_monkey, redis.url(), "alone", entry("^/", u, Name="api"),
                         workers=2)
