@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import leftovers
+from monkey_py.loop import EventLoop
 from support import MonkeyProcess, free_port, site, wait_for, write_confdir
 
 RUN_MARK = leftovers.mark_run()
@@ -21,6 +22,14 @@ def no_process_left_behind():
     if left:
         pytest.fail("processes left running after the tests: " + "; ".join(
             f"{pid} {command}" for pid, command in left.items()), pytrace=False)
+
+
+@pytest.fixture
+def loop():
+    """A worker's event loop, closed after the test."""
+    loop = EventLoop()
+    yield loop
+    loop.close()
 
 
 @pytest.fixture

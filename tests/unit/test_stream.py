@@ -10,7 +10,6 @@ import socket
 import pytest
 
 from monkey_py.http.stream import HIGH_WATER, Stream
-from monkey_py.loop import EventLoop
 
 
 class Recorder:
@@ -23,13 +22,6 @@ class Recorder:
         if name.startswith("__"):
             raise AttributeError(name)
         return lambda *args: self.calls.append((name, *args))
-
-
-@pytest.fixture
-def loop():
-    loop = EventLoop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture

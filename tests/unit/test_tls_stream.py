@@ -11,7 +11,6 @@ import trustme
 
 from monkey_py.http.stream import Stream
 from monkey_py.http.tls import TlsLayer, describe_error
-from monkey_py.loop import EventLoop
 
 
 class Recorder:
@@ -40,13 +39,6 @@ def contexts(ca):
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ca.configure_trust(client)
     return server, client
-
-
-@pytest.fixture
-def loop():
-    loop = EventLoop()
-    yield loop
-    loop.close()
 
 
 def run(loop, until, rounds: int = 500) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from monkey_py.config import Location
-from monkey_py.loop import EventLoop
 from monkey_py_plugins.proxy_reverse.fleet.address import parse_redis_url
 from monkey_py_plugins.proxy_reverse.fleet.client import RedisClient
 from monkey_py_plugins.proxy_reverse.fleet.link import RedisParameters
@@ -32,13 +31,6 @@ def own_redis(tmp_path):
     server = RedisServer(tmp_path / "redis")
     yield server
     server.stop()
-
-
-@pytest.fixture
-def loop():
-    loop = EventLoop()
-    yield loop
-    loop.close()
 
 
 @pytest.fixture
