@@ -88,9 +88,9 @@ class Tally:
         self.latencies.append(latency)
         self.statuses.append(status)
 
-    def answers(self) -> tuple[int, float, list[int], list[int]]:
+    def answers(self) -> tuple[float, list[int], list[int]]:
         """The responses counted since the last call, and the tally starts afresh:
-        their number, their total latency in seconds, the histogram's bucket counts
+        their total latency in seconds, the histogram's bucket counts
         (``LATENCY_BUCKETS``, then +Inf) and the counts by status class (1xx to 5xx)."""
         latencies, statuses = self.latencies, self.statuses
         self.latencies, self.statuses = [], []
@@ -105,7 +105,7 @@ class Tally:
         classes = [0] * STATUS_CLASSES
         for status, count in Counter(statuses).items():
             classes[CLASS_OF[status]] += count
-        return len(latencies), sum(latencies), buckets, classes
+        return sum(latencies), buckets, classes
 
 
 class EntryTally:
@@ -239,6 +239,7 @@ class ProxyStats:
         slots = self.slots
         now = self.clock()
         second = int(now)
+        window = window_of(now)
         # The worker's traffic in this publication: the ring buckets' counts.
         traffic = [0] * (TICK - 1)
         for base, tally in zip(self.bases, self.tallies):
@@ -255,14 +256,13 @@ class ProxyStats:
             tally.requests = tally.failures = 0
             errors = latency_us = 0
             if responses:
-                _, latency, buckets, classes = tally.answers()
+                latency, buckets, classes = tally.answers()
                 requests += responses
                 latency_us = int(latency * 1e6)
                 slots[base + LATENCY_US] += latency_us
                 for index, count in enumerate(buckets):
                     if count:
                         slots[base + BUCKETS + index] += count
-                window = window_of(now)
                 tick(slots, base + RECENT + WINDOW * (window % (WINDOWS + 1)), window, buckets)
                 errors = classes[-1]
                 for index, count in enumerate(classes):
