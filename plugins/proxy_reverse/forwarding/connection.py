@@ -15,6 +15,8 @@ import httptools
 
 from monkey_py.http.stream import Stream
 
+from .headers import ResponseHeaders
+
 # Bytes of an upstream's answer in a row without body bytes in them: the head (with any
 # 1xx answers before it), or chunk framing and trailers. httptools buffers a header of
 # any length, and the proxy drops trailers, so both must be bounded.
@@ -25,7 +27,7 @@ class UpstreamConnection:
     """The protocol of one upstream socket's stream, and its response parser's."""
 
     __slots__ = ("stream", "loop", "upstream", "pool", "parser", "read_timeout", "fwd", "client",
-                 "headers", "status", "interim", "interim_deadline", "done", "keep",
+                 "received", "on_header", "status", "interim", "interim_deadline", "done", "keep",
                  "head_only", "head_bytes", "body_seen", "invalid", "since", "session_due")
 
     def __init__(self, upstream, pool, loop) -> None:
@@ -37,13 +39,14 @@ class UpstreamConnection:
         self.loop = loop
         self.upstream = upstream
         self.pool = pool
+        # The answer's headers, sorted as they arrive: the parser's on_header is theirs.
+        self.received = ResponseHeaders()
+        self.on_header = self.received.add
         self.parser = httptools.HttpResponseParser(self)
         # ReadTimeout bounds the upstream's silence, and any wait to write to it.
         self.read_timeout = self.stream.write_timeout = upstream.entry.read_timeout
         self.fwd = None
         self.client = None
-        # The response's headers as received: (name, value) pairs.
-        self.headers: list = []
         self.status = self.head_bytes = 0
         self.interim = self.done = self.keep = self.head_only = self.body_seen = False
         # The deadline for the final answer once a 1xx came (0.0: none came).
@@ -72,7 +75,7 @@ class UpstreamConnection:
         """Carry ``fwd`` now; ``head_only``: its answer has no body (HEAD)."""
         self.fwd = fwd
         self.client = fwd.req
-        self.headers = []
+        self.received.reset()
         self.status = self.head_bytes = 0
         self.interim = self.done = self.body_seen = False
         self.interim_deadline = 0.0
@@ -167,9 +170,6 @@ class UpstreamConnection:
             self.pool.drop(self.upstream, self)
 
     # -- the response parser's callbacks ------------------------------------------------
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
         if status < 200 and status != 101:
@@ -183,12 +183,12 @@ class UpstreamConnection:
             else:
                 self.interim_deadline = stream.deadline
             if self.fwd is not None:
-                self.fwd.informed(status, self.headers)
-            self.headers = []
+                self.fwd.informed(status)
+            self.received.reset()
             return
         self.status = status
         if self.fwd is not None:
-            self.fwd.response_started(status, self.headers)
+            self.fwd.response_started(status)
 
     def on_body(self, body: bytes) -> None:
         self.body_seen = True

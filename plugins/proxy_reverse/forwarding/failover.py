@@ -116,7 +116,7 @@ class Failover:
     def upstream_closed(self, reason: str) -> None:
         """The upstream closed the connection: the end of a close-delimited answer, or a
         failure."""
-        if self.started and close_delimited(self.conn.headers):
+        if self.started and close_delimited(self.conn.received.pairs):
             self.complete(keep=False)
         else:
             self._cut_off(reason)
@@ -148,7 +148,7 @@ class Failover:
 def close_delimited(headers) -> bool:
     """Whether an answer ends when the upstream closes (RFC 9112 §6.3): it has no
     Content-Length, and no Transfer-Encoding or one whose last coding is not chunked
-    (the rule in full, though response_head already refuses any coding but chunked)."""
+    (the rule in full, though ResponseHeaders already refuses any coding but chunked)."""
     coding = None
     for name, value in headers:
         lowered = name.lower()

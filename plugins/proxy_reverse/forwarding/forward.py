@@ -24,7 +24,7 @@ from monkey_py.http.framing import LAST_CHUNK, chunk
 from .choosing import Choosing
 from .connection import UpstreamConnection
 from .failover import Failover, UpstreamError
-from .headers import IDEMPOTENT, CodedResponse, is_upgrade, request_head, response_head
+from .headers import IDEMPOTENT, CodedResponse, is_upgrade, request_head
 from .loop_guard import LOOP_DETECTED
 from .tunnel import Tunnel
 
@@ -242,28 +242,29 @@ class Forward(Choosing, Failover):
     @property
     def response_headers(self) -> list:
         """The upstream's response headers as received: ``(name, value)`` pairs."""
-        return self.conn.headers
+        return self.conn.received.pairs
 
-    def informed(self, status: int, headers) -> None:
+    def informed(self, status: int) -> None:
         """An interim (1xx) answer: the client gets it under the final answer's header
         rules (the core sends it to HTTP/1.1 clients only, and 100 Continue at most once).
         The 64 KiB bound on an answer's head, 1xx included, bounds what it queues."""
-        self.req.inform(status, self._head(headers, False)[0])
+        self.req.inform(status, self._head(False))
 
-    def response_started(self, status: int, headers) -> None:
+    def response_started(self, status: int) -> None:
         if status == 101 and not self.upgrade:
             self.conn.invalid = "101 Switching Protocols was not asked for"
             raise httptools.HttpParserError(self.conn.invalid)
-        block, length = self._head(headers, status == 101)
+        block = self._head(status == 101)
         self.upstream.tally.responded(self.loop.now - self.attempt_start, status)
         if self.suspects:
             self._settle(True)
         self.started = True
-        self.req.start_response(status, block, length=length)
+        self.req.start_response(status, block, length=self.conn.received.length)
 
-    def _head(self, headers, upgrade: bool) -> tuple[bytes, int | None]:
+    def _head(self, upgrade: bool) -> bytes:
+        """The answer's headers as the client gets them (see ResponseHeaders.block)."""
         try:
-            return response_head(headers, self.proxy.via, upgrade)
+            return self.conn.received.block(self.proxy.via, upgrade)
         except CodedResponse as exc:
             self.conn.invalid = str(exc)
             raise httptools.HttpParserError(self.conn.invalid) from None

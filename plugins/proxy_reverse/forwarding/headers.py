@@ -26,12 +26,13 @@ _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
 
 # What a header name is to the proxy, as a small integer: passed unchanged, dropped, or
 # read; looked up once per spelling (requests come with lower-case names already).
-PASS, DROP, CONNECTION, LENGTH, VIA, CODING, FORWARDED_FOR, FORWARDED_OTHER = range(8)
+PASS, DROP, CONNECTION, LENGTH, VIA, CODING, UPGRADE, FORWARDED_FOR, FORWARDED_OTHER = range(9)
 _REQUEST_KINDS = {**dict.fromkeys(REQUEST_DROP | {b"host"}, DROP), b"connection": CONNECTION,
                   b"via": VIA, b"x-forwarded-for": FORWARDED_FOR,
                   b"x-forwarded-proto": FORWARDED_OTHER, b"x-forwarded-host": FORWARDED_OTHER}
 _RESPONSE_KINDS = {**dict.fromkeys(RESPONSE_DROP, DROP), b"connection": CONNECTION,
-                   b"content-length": LENGTH, b"via": VIA, b"transfer-encoding": CODING}
+                   b"content-length": LENGTH, b"via": VIA, b"transfer-encoding": CODING,
+                   b"upgrade": UPGRADE}
 MEMO_SIZE = 1024
 _request_kinds: dict[bytes, int] = {}
 _response_kinds: dict[bytes, int] = {}
@@ -159,41 +160,71 @@ class CodedResponse(ValueError):
     refuses such an answer too)."""
 
 
-def response_head(headers, via: bytes, upgrade: bool) -> tuple[bytes, int | None]:
-    """The upstream's response headers as the client gets them, as one block of lines,
-    and the body's length (the upstream's Content-Length; None without one).
-    Raises CodedResponse for a Transfer-Encoding other than ``chunked``.
+class ResponseHeaders:
+    """An upstream answer's headers, sorted by the header rules as llhttp hands them
+    over: ``add`` is the response parser's ``on_header``, so each header is looked at
+    once, and ``block()`` then only adds the proxy's lines.
+
+    ``pairs`` keeps every header as received, ``(name, value)``, for whoever reads the
+    answer (the cache, the end of a close-delimited body). One object serves every
+    answer on an upstream connection (``reset()`` between them): the parser holds its
+    bound ``add``.
     """
-    lines = []
-    length = None
-    previous_via = None
-    named = False
-    kinds = _response_kinds
-    for pair in headers:
-        kind = kinds.get(pair[0])
+
+    __slots__ = ("pairs", "lines", "length", "via", "named", "coding", "upgrade")
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.pairs: list[tuple[bytes, bytes]] = []
+        # The lines passed on as they are.
+        self.lines: list[bytes] = []
+        # Content-Length (None: none), the Via values received, whether Connection named
+        # other headers, a transfer coding other than chunked, the Upgrade values.
+        self.length: int | None = None
+        self.via: list[bytes] | None = None
+        self.named = False
+        self.coding: bytes | None = None
+        self.upgrade: list[bytes] | None = None
+
+    def add(self, name: bytes, value: bytes) -> None:
+        pair = (name, value)
+        self.pairs.append(pair)
+        kind = _response_kinds.get(name)
         if kind is None:
-            kind = _kind(pair[0], _RESPONSE_KINDS, kinds)
+            kind = _kind(name, _RESPONSE_KINDS, _response_kinds)
         if not kind:
-            lines.append(b"%s: %s\r\n" % pair)
+            self.lines.append(b"%s: %s\r\n" % pair)
         elif kind == DROP:
-            continue
+            return
         elif kind == LENGTH:
-            length = int(pair[1])
+            self.length = int(value)
         elif kind == CONNECTION:
-            if pair[1].lower() not in _PLAIN_CONNECTION:
-                named = True
+            if value.lower() not in _PLAIN_CONNECTION:
+                self.named = True
         elif kind == VIA:
-            previous_via = [*(previous_via or ()), pair[1]]
-        elif pair[1].strip().lower() != b"chunked":
-            raise CodedResponse(f"Transfer-Encoding {pair[1].decode('latin-1')!r} "
+            self.via = [*(self.via or ()), value]
+        elif kind == UPGRADE:
+            self.upgrade = [*(self.upgrade or ()), value]
+        elif value.strip().lower() != b"chunked" and self.coding is None:
+            self.coding = value
+
+    def block(self, via: bytes, upgrade: bool) -> bytes:
+        """The headers as the client gets them, as one block of lines; ``upgrade``: the
+        answer is the 101 of a real upgrade, whose Upgrade and Connection pass.
+        Raises CodedResponse for a Transfer-Encoding other than ``chunked``."""
+        if self.coding is not None:
+            raise CodedResponse(f"Transfer-Encoding {self.coding.decode('latin-1')!r} "
                                 "(only chunked is passed on)")
-    if named:
-        # The upstream named its own hop-by-hop headers in Connection.
-        lines = _without_named(lines, connection_tokens(headers))
-    lines.append(b"Via: %s\r\n" % (b", ".join([*previous_via, via]) if previous_via else via))
-    if upgrade:
-        for name, value in headers:
-            if name.lower() == b"upgrade":
+        lines = self.lines
+        if self.named:
+            # The upstream named its own hop-by-hop headers in Connection.
+            lines = _without_named(lines, connection_tokens(self.pairs))
+        previous = self.via
+        lines.append(b"Via: %s\r\n" % (b", ".join([*previous, via]) if previous else via))
+        if upgrade:
+            for value in self.upgrade or ():
                 lines.append(b"Upgrade: %s\r\n" % value)
-        lines.append(b"Connection: upgrade\r\n")
-    return b"".join(lines), length
+            lines.append(b"Connection: upgrade\r\n")
+        return b"".join(lines)
