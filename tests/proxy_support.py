@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from rawhttp import Client
-from support import section, wait_for
+from support import free_port, section, site, wait_for, write_confdir
 
 STATUS_URL = "/proxy-status"
 
@@ -101,3 +103,23 @@ def total_active(port: int) -> int:
 def assert_settled(port: int) -> None:
     """Every upstream attempt has ended: the proxy's (and the balancers') active counts are 0."""
     assert wait_for(lambda: total_active(port) == 0), proxy_stats(port)
+
+
+def check_fails(tmp_path, proxy_text: str, key: str, *message: str) -> None:
+    """``monkey check`` of a configuration whose proxy_reverse.conf is ``proxy_text``
+    stops at the line of ``key`` in that file, with each of ``message`` in its words."""
+    docroot = tmp_path / "htdocs"
+    docroot.mkdir()
+    conf = write_confdir(tmp_path, [f"Listen 127.0.0.1:{free_port()}", "Workers 1"],
+                         {"default": site("localhost", docroot)}, ["proxy_reverse"],
+                         {"proxy_reverse": proxy_text})
+    result = subprocess.run([sys.executable, "-m", "monkey_py", "check", "-c", str(conf)],
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 2, result
+    assert "Traceback" not in result.stderr
+    path = conf / "plugins" / "proxy_reverse" / "proxy_reverse.conf"
+    line = next(number for number, text in enumerate(path.read_text().splitlines(), 1)
+                if text.strip().startswith(key))
+    assert result.stderr.startswith(f"monkey: {path}:{line}: "), result.stderr
+    for part in message:
+        assert part in result.stderr, result.stderr

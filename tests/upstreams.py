@@ -206,9 +206,11 @@ class Upstream:
         self._socks: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
         # HTTPS: the server context, the SNI names received (None: none sent), the
+        # certificates clients presented (getpeercert(): {} when none was asked for), the
         # handshakes completed, those that resumed a session, and the failures.
         self.tls = tls
         self.server_names: list[str | None] = []
+        self.client_certificates: list[dict] = []
         self.handshakes = self.resumed = self.handshake_failures = 0
         if tls is not None:
             tls.sni_callback = self._sni
@@ -245,6 +247,7 @@ class Upstream:
             self.sent = 0
             self.collected.clear()
             self.server_names.clear()
+            self.client_certificates.clear()
             self.handshakes = self.resumed = self.handshake_failures = 0
 
     def wait_until(self, predicate: Callable[["Upstream"], bool], timeout: float = 5.0) -> bool:
@@ -321,6 +324,7 @@ class Upstream:
             self._socks.add(secured)
             self.handshakes += 1
             self.resumed += secured.session_reused
+            self.client_certificates.append(secured.getpeercert() or {})
             self.cond.notify_all()
         return secured
 

@@ -25,11 +25,11 @@ from monkey_py.config.schema import where_first
 from .fleet.address import RedisAddress, parse_redis_url
 from .fleet.settings import FleetSettings, fleet_name, fleet_settings
 from .values import (
-    ServerSpec, StatusSet, ca_file, check_path, entry_name, megabytes, megabytes_or_off,
+    ServerSpec, StatusSet, ca_file, check_path, client_certificate, entry_name, megabytes, megabytes_or_off,
     network, percent, seconds_or_zero, server_list, status_set, targeted_fields,
     tls_server_name, url_path,
 )
-from .upstream_tls import ClientContexts
+from .upstream_tls import ClientCertificate, ClientContexts
 
 NAME = "proxy_reverse"
 DEFAULTS = "PROXY_DEFAULTS"
@@ -82,10 +82,11 @@ class EntrySettings:
     retry_budget: int
     retry_budget_min: int
     health_check: HealthCheckSettings | None
-    # UpstreamVerify, UpstreamCAFile and UpstreamServerName, and the TLS context of the
-    # https:// servers (None when the entry has none).
+    # UpstreamVerify, UpstreamCAFile, UpstreamCertificate and UpstreamServerName, and the
+    # TLS context of the https:// servers (None when the entry has none).
     upstream_verify: bool = True
     upstream_ca_file: Path | None = None
+    upstream_certificate: ClientCertificate | None = None
     upstream_server_name: str | None = None
     tls_context: ssl.SSLContext | None = None
 
@@ -223,6 +224,7 @@ def _option_keys() -> list[Key]:
         Key("HealthCheckStatus", status_set, default=status_set("2xx 3xx", Location(""))),
         Key("UpstreamVerify", values.boolean, default=True),
         Key("UpstreamCAFile", ca_file, default=None),
+        Key("UpstreamCertificate", client_certificate, default=None),
         Key("UpstreamServerName", tls_server_name, default=None),
     ]
 
@@ -306,8 +308,10 @@ def _entry(section: Section, defaults: dict, balancer_location: Location,
             merged["health_check_fall"], merged["health_check_status"]),
         upstream_verify=merged["upstream_verify"],
         upstream_ca_file=merged["upstream_ca_file"],
+        upstream_certificate=merged["upstream_certificate"],
         upstream_server_name=merged["upstream_server_name"],
-        tls_context=contexts.get(merged["upstream_verify"], merged["upstream_ca_file"])
+        tls_context=contexts.get(merged["upstream_verify"], merged["upstream_ca_file"],
+                                 merged["upstream_certificate"])
         if any(server.tls for server in servers) else None,
     )
 

@@ -15,6 +15,8 @@ from pathlib import Path
 from monkey_py.config import ConfigError, Location
 from monkey_py.config import values
 
+from .upstream_tls import ClientCertificate
+
 STATUS_RE = re.compile(r"([1-5])xx|([1-5][0-9][0-9])(?:-([1-5][0-9][0-9]))?", re.I)
 
 
@@ -122,6 +124,32 @@ def ca_file(value: str, location: Location) -> Path:
         raise ConfigError(f"cannot read the CA file {path}: {exc.strerror}", location) \
             from None
     return path
+
+
+def client_certificate(value: str, location: Location) -> ClientCertificate:
+    """``UpstreamCertificate FILE [KEYFILE]``: the PEM certificate (then its chain) the
+    proxy presents to upstream servers, and its unencrypted PEM private key when it is
+    not in FILE; relative paths start at the directory of the file naming them. Both
+    must be readable, and the key must be the certificate's."""
+    words = value.split()
+    if len(words) > 2:
+        raise ConfigError("UpstreamCertificate takes a certificate file and, when its key "
+                          "is not in it, the key's file", location)
+    to_path = values.path()
+    found = ClientCertificate(*(to_path(word, location) for word in words))
+    try:
+        found.load_into(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
+    except ssl.SSLError as exc:
+        files = " and ".join(str(path) for path in (found.certificate, found.key) if path)
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise ConfigError(f"the key {found.key} is not the key of the certificate "
+                              f"{found.certificate}", location) from None
+        raise ConfigError(f"{files} do not hold a PEM certificate and its unencrypted "
+                          f"private key ({exc.reason})", location) from None
+    except OSError as exc:  # (ssl.SSLError is an OSError too: it is caught above)
+        raise ConfigError(f"cannot read {exc.filename or found.certificate}: "
+                          f"{exc.strerror}", location) from None
+    return found
 
 
 def tls_server_name(value: str, location: Location) -> str:

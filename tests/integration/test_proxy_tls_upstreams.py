@@ -11,18 +11,16 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
 from proxy_support import (
-    STATUS_URL, entry, half_close_upgraded, proxy_conf, proxy_stats, start_proxy,
+    STATUS_URL, check_fails, entry, half_close_upgraded, proxy_conf, proxy_stats, start_proxy,
 )
 from rawhttp import Client
-from support import free_port, open_fds, section, site, wait_for, write_confdir
+from support import free_port, open_fds, section, wait_for
 from tls_support import Certificates, TlsClient
 from upstreams import chunked, collect_then_answer, large, payload, read_websocket_frame, \
     websocket_accept, websocket_echo, websocket_frame
@@ -410,24 +408,6 @@ def test_an_end_from_the_client_closes_a_tunnel_to_a_tls_upstream_bytes_delivere
 
 
 # -- configuration mistakes ---------------------------------------------------------------
-def check_fails(tmp_path, proxy_text: str, key: str, *message: str) -> None:
-    docroot = tmp_path / "htdocs"
-    docroot.mkdir()
-    conf = write_confdir(tmp_path, [f"Listen 127.0.0.1:{free_port()}", "Workers 1"],
-                         {"default": site("localhost", docroot)}, ["proxy_reverse"],
-                         {"proxy_reverse": proxy_text})
-    result = subprocess.run([sys.executable, "-m", "monkey_py", "check", "-c", str(conf)],
-                            capture_output=True, text=True, timeout=20)
-    assert result.returncode == 2, result
-    assert "Traceback" not in result.stderr
-    path = conf / "plugins" / "proxy_reverse" / "proxy_reverse.conf"
-    line = next(number for number, text in enumerate(path.read_text().splitlines(), 1)
-                if text.strip().startswith(key))
-    assert result.stderr.startswith(f"monkey: {path}:{line}: "), result.stderr
-    for part in message:
-        assert part in result.stderr, result.stderr
-
-
 def test_a_missing_ca_file_stops_the_start_at_its_line(tmp_path):
     check_fails(tmp_path, section("PROXY_ENTRY", "Match ^/", "ServerList https://localhost",
                                   "UpstreamCAFile missing-ca.pem"),
