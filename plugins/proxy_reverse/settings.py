@@ -25,9 +25,9 @@ from monkey_py.config.schema import where_first
 from .fleet.address import RedisAddress, parse_redis_url
 from .fleet.settings import FleetSettings, fleet_name, fleet_settings
 from .values import (
-    ServerSpec, StatusSet, ca_file, check_path, client_certificate, entry_name, megabytes, megabytes_or_off,
-    network, percent, seconds_or_zero, server_list, status_set, targeted_fields,
-    tls_server_name, url_path,
+    ServerSpec, StatusSet, ca_file, check_path, client_certificate, entry_name, megabytes,
+    megabytes_or_off, network, percent, retry_statuses, seconds_or_zero, server_list,
+    status_set, targeted_fields, tls_server_name, url_path,
 )
 from .upstream_tls import ClientCertificate, ClientContexts
 
@@ -81,6 +81,8 @@ class EntrySettings:
     queue_timeout: float
     retry_budget: int
     retry_budget_min: int
+    # RetryOnStatus: answers retried on the next server (None: none).
+    retry_statuses: StatusSet | None
     health_check: HealthCheckSettings | None
     # UpstreamVerify, UpstreamCAFile, UpstreamCertificate and UpstreamServerName, and the
     # TLS context of the https:// servers (None when the entry has none).
@@ -216,6 +218,7 @@ def _option_keys() -> list[Key]:
         Key("QueueTimeout", values.seconds, default=5.0),
         Key("RetryBudget", percent, default=20),
         Key("RetryBudgetMin", values.integer(0, 1000000), default=3),
+        Key("RetryOnStatus", retry_statuses, default=None),
         Key("HealthCheck", check_path, default=None),
         Key("HealthCheckInterval", values.seconds, default=5.0),
         Key("HealthCheckTimeout", values.seconds, default=2.0),
@@ -302,6 +305,7 @@ def _entry(section: Section, defaults: dict, balancer_location: Location,
         queue_timeout=merged["queue_timeout"],
         retry_budget=merged["retry_budget"],
         retry_budget_min=merged["retry_budget_min"],
+        retry_statuses=merged["retry_on_status"],
         health_check=None if merged["health_check"] is None else HealthCheckSettings(
             merged["health_check"], merged["health_check_interval"],
             merged["health_check_timeout"], merged["health_check_rise"],

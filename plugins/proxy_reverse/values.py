@@ -243,7 +243,8 @@ entry_name = name_converter("entry name", "", 64, "api-v2")
 
 @dataclass(frozen=True)
 class StatusSet:
-    """The status codes a health check accepts: ranges such as 200-299, as written."""
+    """Status codes (those a health check accepts, or RetryOnStatus): ranges such as
+    200-299, as written."""
 
     ranges: tuple[tuple[int, int], ...]
     text: str
@@ -270,6 +271,18 @@ def status_set(value: str, location: Location) -> StatusSet:
                 raise ConfigError(f"'{word}': the range ends before it starts", location)
             ranges.append((low, high))
     return StatusSet(tuple(ranges), " ".join(value.split()))
+
+
+def retry_statuses(value: str, location: Location) -> StatusSet | None:
+    """``RetryOnStatus``: the error statuses (400 to 599) an answer is retried on, or
+    ``Off``."""
+    if value.lower() == "off":
+        return None
+    statuses = status_set(value, location)
+    if any(low < 400 or high > 599 for low, high in statuses.ranges):
+        raise ConfigError(f"RetryOnStatus takes error statuses, 400 to 599 (such as "
+                          f"502 503 504, or 5xx); '{value}' is not only those", location)
+    return statuses
 
 
 def targeted_fields(value: str, location: Location) -> tuple[bytes, ...]:

@@ -41,10 +41,8 @@ class Failover:
         proxy.count_failure(upstream, reason, self.started)
         if not error.delivered:
             proxy.charge(upstream, reason)      # it never had the request: its fault
-        elif self.suspects is None:
-            self.suspects = [(upstream, reason)]
         else:
-            self.suspects.append((upstream, reason))
+            self._suspect(upstream, reason)
         self.last_status = error.status
         following = None
         if self.started:
@@ -70,6 +68,36 @@ class Failover:
             req.abort()
         else:
             self._answer(error.status, "The upstream server failed to answer.")
+
+    def _suspect(self, upstream, reason: str) -> None:
+        """A failure after ``upstream`` had the request: charged once the request's fate
+        is known (``_settle``)."""
+        if self.suspects is None:
+            self.suspects = [(upstream, reason)]
+        else:
+            self.suspects.append((upstream, reason))
+
+    def _retried_on_status(self, status: int) -> bool:
+        """The server answered ``status``, one of the entry's RetryOnStatus. The answer is
+        dropped and the request goes to the next server (True) when it can be replayed,
+        a server is free and the retry budget allows; else the answer is passed on as it
+        is (False). Either way it counts against the server as a failure after delivery
+        does: charged once the request's fate is known (see ``_settle``)."""
+        upstream = self.upstream
+        reason = f"answered {status}"
+        self._suspect(upstream, reason)
+        following = self._pick() if self.replayable else None
+        if following is None or not self.entry.retries.allows(self):
+            return False
+        self._release(keep=False)
+        self.proxy.count_failure(upstream, reason, True)
+        self.last_status = status
+        req = self.req
+        log.error("upstream %s (entry %s) failed for %s %s: %s; trying the next server",
+                  upstream.name, self.entry.label, req.method, req.target.decode("latin-1"),
+                  reason)
+        self._next(following)
+        return True
 
     def _settle(self, succeeded: bool) -> None:
         """Charge the failures held back, now that the request's fate is known.

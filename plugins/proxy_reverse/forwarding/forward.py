@@ -256,8 +256,12 @@ class Forward(Choosing, Failover):
             raise httptools.HttpParserError(self.conn.invalid)
         block = self._head(status == 101)
         self.upstream.tally.responded(self.loop.now - self.attempt_start, status)
+        retry = self.settings.retry_statuses
+        failed = retry is not None and status in retry
+        if failed and self._retried_on_status(status):
+            return
         if self.suspects:
-            self._settle(True)
+            self._settle(not failed)
         self.started = True
         self.req.start_response(status, block, length=self.conn.received.length)
 
