@@ -18,6 +18,7 @@ from pathlib import Path
 
 import leftovers
 from apt import ensure_installed
+from support import free_port
 
 PACKAGE = "php-fpm"
 
@@ -50,7 +51,7 @@ class PhpFpm:
         binary = ensure_php_fpm()
         directory.mkdir(parents=True, exist_ok=True)
         self.directory = directory
-        self.port = _free_port()
+        self.port = free_port()
         self.socket = directory / "php-fpm.sock"
         self.log_path = directory / "php-fpm.log"
         conf = directory / "php-fpm.conf"
@@ -96,9 +97,3 @@ class PhpFpm:
                 self.proc.wait(10)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

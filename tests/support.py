@@ -17,11 +17,20 @@ import leftovers
 INDENT = "    "
 
 
+# The ports free_port() gave out in this process: the kernel may offer a port again as
+# soon as its probe socket is closed, and two listeners of one test must not get the same.
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A loopback port nobody listens on right now, and not given out before in this run."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _given:
+            _given.add(port)
+            return port
 
 
 def section(name: str, *lines: str) -> str:
