@@ -47,11 +47,19 @@ class ServerFailed(RuntimeError):
         self.output_tail = output_tail
 
 
+# Ports already given out: the kernel may offer a port again once its probe is closed.
+_given: set[int] = set()
+
+
 def free_port() -> int:
-    """Return a loopback TCP port that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """Return a loopback TCP port that is free right now and was not given out before."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _given:
+            _given.add(port)
+            return port
 
 
 def nginx_binary() -> str | None:
