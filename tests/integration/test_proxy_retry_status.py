@@ -4,9 +4,11 @@ as it is; the answers count against the servers' health."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from proxy_support import check_fails, entry, proxy_stats, start_proxy
+from proxy_support import STATUS_URL, check_fails, entry, proxy_stats, start_proxy
 from rawhttp import Client
 from support import section
 
@@ -94,3 +96,13 @@ def test_statuses_that_are_not_errors_stop_the_start_at_the_line(tmp_path, value
     check_fails(tmp_path, section("PROXY_ENTRY", "Match ^/", "ServerList 127.0.0.1:9",
                                   f"RetryOnStatus {value}"),
                 "RetryOnStatus", "RetryOnStatus takes error statuses, 400 to 599")
+
+
+def test_the_statistics_page_shows_the_statuses_retried(proxy):
+    with Client(proxy.port) as client:
+        document = json.loads(client.request("GET", STATUS_URL + ".json").body)
+        page = client.request("GET", STATUS_URL).body.decode()
+    limits = {tuple(found["match"]): found["limits"] for found in document["entries"]}
+    assert limits[("^/retry/",)]["retry_on_status"] == "502 503 504"
+    assert limits[("^/off/",)]["retry_on_status"] is None
+    assert "answers 502 503 504 retried on the next server" in page

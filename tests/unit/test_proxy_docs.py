@@ -39,7 +39,7 @@ def full_report() -> StatusReport:
     upstreams[0].check.state_age = 1.0
     settings = SimpleNamespace(
         panic_threshold=50, slow_start=0.0, max_connections=10, queue_size=100,
-        queue_timeout=5.0, retry_budget=20, retry_budget_min=3,
+        queue_timeout=5.0, retry_budget=20, retry_budget_min=3, retry_statuses=None,
         health_check=SimpleNamespace(path="/health", interval=5.0, timeout=2.0, rise=2,
                                      fall=3, status=SimpleNamespace(text="2xx")))
     return StatusReport("/s", 0.0, 1, [EntryStatus(

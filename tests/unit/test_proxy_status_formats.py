@@ -82,6 +82,7 @@ def report() -> StatusReport:
     settings = SimpleNamespace(
         panic_threshold=50, slow_start=30.0, max_connections=10, queue_size=20,
         queue_timeout=5.0, retry_budget=20, retry_budget_min=3,
+        retry_statuses=SimpleNamespace(text="502 503"),
         health_check=SimpleNamespace(path="/health", interval=5.0, timeout=2.0, rise=2,
                                      fall=3, status=SimpleNamespace(text="2xx 3xx")))
     return StatusReport("/s", 0.0, 1, [EntryStatus(
@@ -144,4 +145,5 @@ def test_json_and_prometheus_show_the_same_figures():
         "entry": "api", "location": entry["location"], "match": "^/api/",
         "balancer": entry["balancer"], "panic_threshold": "50", "slow_start": "30",
         "queue_timeout": "5", "retry_budget": "20", "retry_budget_min": "3",
+        "retry_on_status": entry["limits"]["retry_on_status"],
         "health_check": entry["health_check"]["path"]}

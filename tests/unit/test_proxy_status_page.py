@@ -46,7 +46,7 @@ def fake_entry(label: str, *patterns: str, balancer="RoundRobin"):
         label=label, name=None, where=label, match=[re.compile(p) for p in patterns],
         cache=False, servers=[], panic_threshold=50, slow_start=0.0, max_connections=0,
         queue_size=100, queue_timeout=5.0, retry_budget=20, retry_budget_min=3,
-        health_check=None)
+        retry_statuses=None, health_check=None)
     return SimpleNamespace(label=label, settings=settings, balancer_name=balancer)
 
 

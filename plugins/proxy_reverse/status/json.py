@@ -72,6 +72,8 @@ def _entry(entry: EntryStatus) -> dict:
             "queue_timeout": settings.queue_timeout,
             "retry_budget": settings.retry_budget,
             "retry_budget_min": settings.retry_budget_min,
+            "retry_on_status": None if settings.retry_statuses is None
+            else settings.retry_statuses.text,
         },
         "queue": {
             "waiting": figures.waiting if figures else 0,

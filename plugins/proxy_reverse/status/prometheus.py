@@ -117,6 +117,8 @@ def entry_metrics(report: StatusReport) -> Iterator[Metric]:
                 queue_timeout=f"{settings.queue_timeout:g}",
                 retry_budget=str(settings.retry_budget),
                 retry_budget_min=str(settings.retry_budget_min),
+                retry_on_status="" if settings.retry_statuses is None
+                else settings.retry_statuses.text,
                 health_check="" if check is None else check.path)
             gauge["max_connections"].add_metric(labels, settings.max_connections)
             gauge["queue_size"].add_metric(labels, settings.queue_size)
