@@ -4,9 +4,9 @@
 of them and adds its ``Match`` rules. A site file may hold ``[PROXY_REVERSE]`` (to turn
 the proxy off for that virtual host, or its cache on or off) and its own ``[PROXY_ENTRY]``
 sections, which then replace the global entries for that host. The cache's store keys
-live in ``[PROXY_DEFAULTS]`` only (see docs/proxy_cache.md). Host names are resolved
-here, at start and on reload, never on the request path; the TLS contexts of the
-``https://`` servers are built here too.
+live in ``[PROXY_DEFAULTS]`` only (read in cache/settings.py; docs/proxy_cache.md).
+Host names are resolved here, at start and on reload, never on the request path; the
+TLS contexts of the ``https://`` servers are built here too.
 """
 
 from __future__ import annotations
@@ -22,14 +22,15 @@ from monkey_py.config import ConfigError, Key, Location, Section, check_sections
 from monkey_py.config import values
 from monkey_py.config.schema import where_first
 
-from .fleet.address import RedisAddress, parse_redis_url
+from .cache.settings import CacheSettings, cache_keys, cache_settings
+from .fleet.address import parse_redis_url
 from .fleet.settings import FleetSettings, fleet_name, fleet_settings
-from .values import (
-    ServerSpec, StatusSet, ca_file, check_path, client_certificate, entry_name, megabytes,
-    megabytes_or_off, network, percent, retry_statuses, seconds_or_zero, server_list,
-    status_set, targeted_fields, tls_server_name, url_path,
-)
 from .upstream_tls import ClientCertificate, ClientContexts
+from .values import (
+    ServerSpec, StatusSet, ca_file, check_path, client_certificate, entry_name, network,
+    percent, retry_statuses, seconds_or_zero, server_list, status_set, tls_server_name,
+    url_path,
+)
 
 NAME = "proxy_reverse"
 DEFAULTS = "PROXY_DEFAULTS"
@@ -94,40 +95,6 @@ class EntrySettings:
 
 
 @dataclass
-class CacheSettings:
-    """The response cache's store, from ``[PROXY_DEFAULTS]`` (docs/proxy_cache.md)."""
-
-    store: str = "memory"
-    directory: Path | None = None
-    max_bytes: int = 64 * 1024 * 1024
-    max_object: int = 1024 * 1024
-    purge_allow: list = field(default_factory=list)
-    # The CacheDirectory line, for errors found when the store opens.
-    directory_location: Location | None = None
-    # CacheSkipSetCookie: responses carrying Set-Cookie are not stored.
-    skip_set_cookie: bool = False
-    # CacheTargetedFields: the targeted cache-control fields obeyed (RFC 9213), lower-case.
-    targeted_fields: tuple[bytes, ...] = (b"cdn-cache-control",)
-    # CacheStore redis://...: where the shared store is (docs/fleet.md).
-    redis: RedisAddress | None = None
-    # CacheMemoryTier: bytes of the memory tier in front of Redis (0: none).
-    memory_tier: int = 0
-    # CacheRedisMaxObjectSize: the largest body sent to Redis.
-    redis_max_object: int = 512 * 1024
-
-
-def cache_store(value: str, location: Location) -> str | RedisAddress:
-    """``memory``, ``disk``, or the URL of a Redis (a RedisAddress)."""
-    lowered = value.lower()
-    if lowered in ("memory", "disk"):
-        return lowered
-    if "://" in value:
-        return parse_redis_url(value, location)
-    raise ConfigError(f"'{value}' is not valid; valid values: memory, disk, "
-                      "redis://HOST:PORT/DB (see docs/fleet.md)", location)
-
-
-@dataclass
 class ProxySettings:
     """Everything the proxy reads from one configuration."""
 
@@ -164,35 +131,6 @@ class ProxySettings:
         entries = self.all_entries()
         return any(entry.cache for entry in entries) or (
             bool(entries) and any(self.site_cache.values()))
-
-
-def _cache_directory(store: str, directory: Path | None, defaults_section) -> None:
-    """A disk store needs a directory it can create, read and write: checked at start."""
-    if store != "disk":
-        return
-    if directory is None:
-        line = defaults_section.get("CacheStore")
-        raise ConfigError("CacheStore disk needs a CacheDirectory, e.g. "
-                          "'CacheDirectory /var/cache/monkey_py'", line.location)
-    location = defaults_section.get("CacheDirectory").location
-    try:
-        os.makedirs(directory / ".locks", mode=0o700, exist_ok=True)
-        if not os.access(directory, os.R_OK | os.W_OK | os.X_OK):
-            raise PermissionError(13, "Permission denied")
-    except OSError as exc:
-        raise ConfigError(f"cache directory {directory}: {exc.strerror or exc}; give the "
-                          "server a directory it may create and write", location) from None
-
-
-def _redis_keys(store: str, defaults_section) -> None:
-    """The Redis store's own keys mean nothing to another store: say so at start."""
-    if store == "redis":
-        return
-    for name in ("CacheMemoryTier", "CacheRedisMaxObjectSize"):
-        line = defaults_section.get(name)
-        if line is not None:
-            raise ConfigError(f"{name} applies to a Redis cache store only (CacheStore "
-                              f"redis://HOST:PORT/DB); this one is '{store}'", line.location)
 
 
 def _option_keys() -> list[Key]:
@@ -237,15 +175,7 @@ def _defaults_keys(directory: Path | None = None) -> list[Key]:
     return _option_keys() + [
         Key("StatisticsURL", url_path, default=None, attr="statistics_url"),
         Key("StatisticsAllow", network, repeatable=True, attr="statistics_allow"),
-        Key("CacheStore", cache_store, default="memory"),
-        Key("CacheDirectory", values.path(directory), default=None),
-        Key("CacheMaxSize", megabytes, default=64 * 1024 * 1024),
-        Key("CacheMaxObjectSize", values.size_kb, default=1024 * 1024),
-        Key("CachePurgeAllow", network, repeatable=True),
-        Key("CacheSkipSetCookie", values.boolean, default=False),
-        Key("CacheTargetedFields", targeted_fields, default=(b"cdn-cache-control",)),
-        Key("CacheMemoryTier", megabytes_or_off, default=0),
-        Key("CacheRedisMaxObjectSize", values.size_kb, default=512 * 1024),
+        *cache_keys(directory),
         Key("Fleet", parse_redis_url, default=None),
         Key("FleetName", fleet_name, default=None),
     ]
@@ -366,23 +296,7 @@ def read_settings(config) -> ProxySettings:
     settings.fleet = fleet_settings(defaults, config)
     settings.statistics_allow = defaults["statistics_allow"] or [
         ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
-    store = defaults["cache_store"]
-    redis = None
-    if isinstance(store, RedisAddress):
-        store, redis = "redis", store
-    settings.cache = CacheSettings(
-        store, defaults["cache_directory"], defaults["cache_max_size"],
-        defaults["cache_max_object_size"], defaults["cache_purge_allow"] or [
-            ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")],
-        skip_set_cookie=defaults["cache_skip_set_cookie"],
-        targeted_fields=defaults["cache_targeted_fields"], redis=redis,
-        memory_tier=defaults["cache_memory_tier"],
-        redis_max_object=defaults["cache_redis_max_object_size"])
-    if defaults_section is not None:
-        _cache_directory(settings.cache.store, settings.cache.directory, defaults_section)
-        _redis_keys(settings.cache.store, defaults_section)
-        line = defaults_section.get("CacheDirectory")
-        settings.cache.directory_location = line.location if line is not None else None
+    settings.cache = cache_settings(defaults, defaults_section)
     sections: list[Section] = []
     contexts = ClientContexts()
     if document is not None:

@@ -11,7 +11,8 @@ import pytest
 import trustme
 
 from monkey_py.config import ConfigError, Location, load_config
-from monkey_py_plugins.proxy_reverse.settings import cache_store, read_settings
+from monkey_py_plugins.proxy_reverse.cache.settings import cache_store
+from monkey_py_plugins.proxy_reverse.settings import read_settings
 from monkey_py_plugins.proxy_reverse.values import (
     ca_file, entry_name, percent, seconds_or_zero, server_list, status_set,
 )
