@@ -92,6 +92,14 @@ def monkey_worker_start(worker: "Worker") -> None:
 
 
 @hookspec
+def monkey_instance_stopping(worker: "Worker") -> None:
+    """Called in each worker, once, when the whole instance begins a graceful stop (not
+    a reload, which retires the old workers alone), while the worker's loop still runs:
+    the moment to tell others that this instance is leaving. The return value is ignored.
+    """
+
+
+@hookspec
 def monkey_worker_stop(worker: "Worker") -> None:
     """Called in each worker process when it stops, after its connections have closed.
 

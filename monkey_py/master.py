@@ -257,7 +257,9 @@ class Master:
         # the master's closed too, a new connection is refused at once (clients and load
         # balancers try elsewhere) instead of waiting in a queue nobody accepts from.
         self._close_listeners()
-        sig = signal.SIGQUIT if signum == signal.SIGQUIT else signal.SIGTERM
+        # SIGINT, not SIGTERM, for a graceful stop: it tells the workers that the whole
+        # instance is stopping (SIGTERM retires the old workers of a reload).
+        sig = signal.SIGQUIT if signum == signal.SIGQUIT else signal.SIGINT
         for pid in self._all_workers():
             kill(pid, sig)
         grace = self.current.config.server.timeout + KILL_MARGIN

@@ -33,6 +33,7 @@ class Worker:
         self.loop: EventLoop | None = None
         self.server: Server | None = None
         self._stopping = False
+        self._instance_stopping = False
 
     def run(self) -> int:
         raise_fd_limit()
@@ -85,8 +86,18 @@ class Worker:
         if not self._stopping:
             self.loop.add(listener, EVENT_READ, partial(self._accept, listener, tls))
 
-    def _graceful(self, _signum: int) -> None:
-        """Stop accepting, let in-flight requests finish (bounded by Timeout), then exit."""
+    def _graceful(self, signum: int) -> None:
+        """Stop accepting, let in-flight requests finish (bounded by Timeout), then exit.
+
+        SIGINT says the whole instance stops (the master sends it then, as a terminal's
+        Ctrl-C does to every process); SIGTERM alone retires this worker (a reload).
+        """
+        if signum == signal.SIGINT and not self._instance_stopping:
+            self._instance_stopping = True
+            try:
+                self.pm.hook.monkey_instance_stopping(worker=self)
+            except Exception:
+                log.exception("a plugin failed when told the instance is stopping")
         if self._stopping:
             return
         self._stopping = True

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+
 import pytest
 
 import leftovers
@@ -72,8 +75,22 @@ class ServerFactory:
 
 @pytest.fixture
 def start_monkey(tmp_path):
-    """Start a server: ``start_monkey(server=[...], sites={...}, plugins=[...])``."""
-    factory = ServerFactory(lambda: tmp_path)
+    """Start a server: ``start_monkey(server=[...], sites={...}, plugins=[...])``.
+
+    The first server's files (``htdocs/``, ``conf/``) are under ``tmp_path``; each later
+    one gets ``tmp_path/server-N`` (a reload must read its own configuration back).
+    """
+    started = itertools.count(1)
+
+    def make_base() -> Path:
+        number = next(started)
+        if number == 1:
+            return tmp_path
+        base = tmp_path / f"server-{number}"
+        base.mkdir()
+        return base
+
+    factory = ServerFactory(make_base)
     yield factory
     factory.stop_all()
 

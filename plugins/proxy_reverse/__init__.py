@@ -57,6 +57,11 @@ class ProxyReverse:
         self.worker = ProxyWorker(self.states[id(worker.config)], worker)
 
     @hookimpl
+    def monkey_instance_stopping(self, worker):
+        if self.worker is not None:
+            self.worker.instance_stopping()
+
+    @hookimpl
     def monkey_worker_stop(self, worker):
         if self.worker is not None:
             self.worker.stop()

@@ -241,6 +241,11 @@ class ProxyWorker:
         target = request.target.decode("latin-1")
         return any(entry.matches(target) for entry in entries)
 
+    def instance_stopping(self) -> None:
+        """The whole instance is stopping: the fleet hears it now, while the loop runs."""
+        if self.fleet_figures is not None:
+            self.fleet_figures.leave()
+
     def stop(self) -> None:
         if self.cache is not None:
             self.cache.stop()

@@ -1,5 +1,5 @@
 """The fleet as the statistics page shows it: instances up, stale or gone by the age of
-their last publication, totals over those up, and the HTML, JSON and Prometheus forms
+their last publication, or stopped as they said, totals over those up, and the HTML, JSON and Prometheus forms
 (names escaped, nothing of the fleet outside one)."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ LINK = {"role": "commands", "up": True, "since": 1_700_000_000.0, "last_error": 
         "commands": 12, "errors": 0, "timeouts": 0, "outages": 0}
 
 
-def figures(requests: int) -> bytes:
+def figures(requests: int, **more) -> bytes:
     return json.dumps({"requests": requests, "responses": requests - 1, "failures": 1,
-                       "active": 2, "workers": 2}).encode()
+                       "active": 2, "workers": 2, **more}).encode()
 
 
 def view() -> FleetView:
@@ -28,19 +28,20 @@ def view() -> FleetView:
              b"<b>", str(NOW - 2900).encode(), figures(5),
              b"c", str(NOW - 3500).encode(), None,
              b"d", str(NOW - 60_000).encode(), None,
-             b"e", str(NOW - 1000).encode(), b"not json"]
+             b"e", str(NOW - 1000).encode(), b"not json",
+             b"f", str(NOW - 300_000).encode(), figures(7, stopped=True)]
     return FleetView("a", "redis://10.0.0.5:6379/0", [LINK], instances_from(reply))
 
 
-def test_instances_are_up_stale_or_gone_by_the_age_of_their_figures():
+def test_instances_are_up_stale_or_gone_by_the_age_of_their_figures_or_stopped():
     found = {instance.name: (instance.state, instance.age) for instance in view().instances}
     assert found == {"a": ("up", 0.4), "<b>": ("up", 2.9), "c": ("stale", 3.5),
-                     "d": ("gone", 60.0), "e": ("stale", 1.0)}
+                     "d": ("gone", 60.0), "e": ("stale", 1.0), "f": ("stopped", 300.0)}
 
 
 def test_totals_count_the_instances_up():
     assert view().totals == {"requests": 15, "responses": 13, "failures": 2, "active": 4,
-                             "up": 2, "stale": 2, "gone": 1}
+                             "up": 2, "stale": 2, "stopped": 1, "gone": 1}
 
 
 def test_the_json_member():
@@ -56,8 +57,10 @@ def test_the_json_member():
 def test_the_html_section_escapes_names_and_says_when_redis_cannot_be_read():
     html = fleet_html(view())
     assert "&lt;b&gt;" in html and "<b>" not in html
-    assert "<th class=\"text\">2 up, 2 stale, 1 gone</th><th></th><th>15</th>" in html
+    assert ("<th class=\"text\">2 up, 2 stale, 1 stopped, 1 gone</th><th></th><th>15</th>"
+            in html)
     assert "<td class=\"text partly\">stale</td>" in html
+    assert "<td class=\"text muted\">stopped</td>" in html
     failed = FleetView("a", "redis://10.0.0.5:6379/0",
                        [{**LINK, "up": False, "last_error": "Connection <refused>"}],
                        error="the fleet's figures could not be read: down")
@@ -87,7 +90,7 @@ def metrics(found) -> dict:
 def test_prometheus_shows_the_instances_by_state_and_the_links_not_the_totals():
     found = metrics(view())
     assert found["monkey_proxy_fleet_instances"] == {("up",): 2, ("stale",): 2,
-                                                     ("gone",): 1}
+                                                     ("stopped",): 1, ("gone",): 1}
     assert found["monkey_proxy_fleet_redis_up"] == {("commands",): 1}
     assert found["monkey_proxy_fleet_redis_outages"] == {("commands",): 0}
     assert not any("requests" in name for name in found)

@@ -10,8 +10,11 @@ Redis's own clock, whatever the instances' clocks say)::
 
 A reader gets every member, its last publication's age and its figures, also in one
 script. An instance is *up* while its figures are there (published within their TTL),
-*stale* for a while after (it missed publications: stopped, stuck or cut off from
-Redis), then *gone*, and forgotten after ten minutes. Totals count the instances up.
+*stale* for a while after (it missed publications: stuck, cut off from Redis or stopped
+abruptly), then *gone*, and forgotten after ten minutes. An instance that stops
+gracefully says so: its last publication is marked ``stopped`` and kept until it is
+forgotten, so that the others show it *stopped* at once rather than stale. Totals count
+the instances up.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ FIGURES_TTL_MS = 3000
 GONE_AFTER = 10.0
 FORGET_AFTER = 600.0
 COUNTS = ("requests", "responses", "failures", "active")
+STATES = ("up", "stale", "stopped", "gone")
 
 PUBLISH = """
 local t = redis.call('TIME')
@@ -58,7 +62,7 @@ class Instance:
     """One instance of the fleet as the reader sees it."""
 
     name: str
-    state: str                 # up, stale or gone
+    state: str                 # one of STATES
     age: float                 # seconds since its last publication
     figures: dict | None       # what it published (None once expired)
 
@@ -83,7 +87,7 @@ class FleetView:
                 for name in COUNTS:
                     value = instance.figures.get(name)
                     totals[name] += value if isinstance(value, int) else 0
-        for state in ("up", "stale", "gone"):
+        for state in STATES:
             totals[state] = sum(instance.state == state for instance in self.instances)
         return totals
 
@@ -124,6 +128,20 @@ class FleetFigures:
             self.loop.cancel(self.timer)
             self.timer = None
 
+    def leave(self) -> None:
+        """The instance is stopping gracefully: the publisher's last publication says so
+        (kept until the fleet forgets the instance), and no other follows it."""
+        if self.timer is None:
+            return  # not the publisher
+        self.stop()
+        if not self.client.up:
+            return  # the others will see it stale, then gone
+        name = self.settings.name
+        figures = json.dumps({**local_figures(self.proxy.state), "stopped": True})
+        forget_ms = int(FORGET_AFTER * 1000)
+        self.client.command("EVAL", PUBLISH, 2, MEMBERS, figures_key(name), name, figures,
+                            forget_ms, forget_ms)
+
     def read(self, callback) -> None:
         """``callback(view)`` with the fleet's :class:`FleetView`, soon (never from
         inside this call): at most Redis's command timeout later."""
@@ -155,7 +173,9 @@ def instances_from(reply: list) -> list[Instance]:
                 figures = json.loads(reply[at + 2])
             except ValueError:
                 figures = None
-        if figures is not None and age <= FIGURES_TTL_MS / 1000:
+        if figures is not None and figures.get("stopped") is True:
+            state = "stopped"
+        elif figures is not None and age <= FIGURES_TTL_MS / 1000:
             state = "up"
         else:
             state = "stale" if age <= GONE_AFTER else "gone"

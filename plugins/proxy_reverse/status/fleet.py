@@ -10,9 +10,9 @@ from html import escape
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ..fleet.figures import COUNTS, FleetView
+from ..fleet.figures import COUNTS, STATES, FleetView
 
-STATE_CLASS = {"up": "up", "stale": "partly", "gone": "offline"}
+STATE_CLASS = {"up": "up", "stale": "partly", "stopped": "muted", "gone": "offline"}
 LINK_COUNTS = ("commands", "errors", "timeouts", "outages")
 
 
@@ -52,8 +52,8 @@ def fleet_html(view: FleetView | None) -> str:
         "<table>\n<thead><tr><th class=\"text\">Instance</th><th class=\"text\">State</th>"
         "<th>Last published</th><th>Requests</th><th>Responses</th><th>Failures</th>"
         f"<th>Active</th></tr></thead>\n<tbody>\n{rows}"
-        f"<tr><th class=\"text\">Total</th><th class=\"text\">{totals['up']} up, "
-        f"{totals['stale']} stale, {totals['gone']} gone</th><th></th>"
+        f"<tr><th class=\"text\">Total</th><th class=\"text\">"
+        f"{', '.join(f'{totals[state]} {state}' for state in STATES)}</th><th></th>"
         + "".join(f"<th>{totals[name]}</th>" for name in COUNTS)
         + "</tr>\n</tbody>\n</table>\n")
     return "".join(parts)
@@ -92,11 +92,11 @@ def fleet_metrics(view: FleetView | None) -> Iterator[Metric]:
         return
     instances = GaugeMetricFamily(
         "monkey_proxy_fleet_instances",
-        "Instances of the fleet by state (up, stale, gone), as read from Redis; none "
+        f"Instances of the fleet by state ({', '.join(STATES)}), as read from Redis; none "
         "while Redis cannot be read.", labels=["state"])
     totals = view.totals
     if view.error is None:
-        for state in ("up", "stale", "gone"):
+        for state in STATES:
             instances.add_metric([state], totals[state])
     up = GaugeMetricFamily("monkey_proxy_fleet_redis_up",
                            "1 while this worker's link to the fleet's Redis is up.",

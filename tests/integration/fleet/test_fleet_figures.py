@@ -1,9 +1,12 @@
 """Fleet figures through a real redis-server: three instances publish their totals, the
-statistics page of any of them shows the fleet (JSON, HTML, Prometheus), and an instance
-that stops turns stale, then gone."""
+statistics page of any of them shows the fleet (JSON, HTML, Prometheus); an instance that
+dies turns stale, then gone; one that stops gracefully is stopped at once; a reload is
+not a stop."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 import pytest
@@ -65,34 +68,66 @@ def test_the_status_page_shows_the_whole_fleet_and_instances_that_stop(
     assert 0 < redis.call("PTTL", "monkey:fleet:figures:a") <= 3000
     assert redis.call("ZCARD", "monkey:fleet:members") == 3
     assert fleet["totals"] == {"requests": 21, "responses": 21, "failures": 0, "active": 0,
-                               "up": 3, "stale": 0, "gone": 0}
+                               "up": 3, "stale": 0, "stopped": 0, "gone": 0}
     # Any instance shows the same fleet.
     assert fleet_part(instances["c"].port)["totals"]["requests"] == 21
     html = page(a, STATUS_URL)
     assert "<h2>Fleet</h2>" in html and "This instance is <code>a</code>" in html
     for name in sent:
         assert f"<tr><td class=\"text\">{name}</td><td class=\"text up\">up</td>" in html
-    assert "<th class=\"text\">3 up, 0 stale, 0 gone</th><th></th><th>21</th>" in html
+    assert ("<th class=\"text\">3 up, 0 stale, 0 stopped, 0 gone</th><th></th><th>21</th>"
+            in html)
     families = {family.name: family for family in
                 text_string_to_metric_families(page(a, STATUS_URL + "/metrics"))}
     up = {sample.labels["state"]: sample.value
           for sample in families["monkey_proxy_fleet_instances"].samples}
-    assert up == {"up": 3, "stale": 0, "gone": 0}
+    assert up == {"up": 3, "stale": 0, "stopped": 0, "gone": 0}
     assert {sample.labels["link"]: sample.value
             for sample in families["monkey_proxy_fleet_redis_up"].samples} == {
         "commands": 1, "subscriptions": 1}
 
+    def state(name: str) -> str:
+        return {row["name"]: row["state"] for row in fleet_part(a)["instances"]}[name]
+
+    # An instance that dies (or is cut off from Redis) cannot say so: stale, then gone.
+    os.killpg(instances["c"].pid, signal.SIGKILL)
     instances["c"].stop()
     stopped = time.monotonic()
-    state = lambda: {row["name"]: row["state"] for row in fleet_part(a)["instances"]}["c"]
-    assert wait_for(lambda: state() == "stale", timeout=5)
+    assert wait_for(lambda: state("c") == "stale", timeout=5)
     # Its figures lived 3 s after its last publication (at most 1 s before it stopped).
     assert time.monotonic() - stopped >= 2
     fleet = fleet_part(a)
     assert fleet["totals"]["requests"] == 12 and fleet["totals"]["up"] == 2
-    assert wait_for(lambda: state() == "gone", timeout=12)
+    assert wait_for(lambda: state("c") == "gone", timeout=12)
     assert time.monotonic() - stopped >= 9
     assert "<td class=\"text offline\">gone</td>" in page(a, STATUS_URL)
+
+    # A reload is not a stop: its old workers leave without a word, the new ones publish.
+    before = set(instances["a"].worker_pids())
+    instances["a"].signal(signal.SIGHUP)
+    assert wait_for(lambda: set(instances["a"].worker_pids()) and not set(
+        instances["a"].worker_pids()) & before, timeout=15)
+    # (The new worker reads the fleet once its link to Redis is up.)
+    assert wait_for(lambda: fleet_part(a)["error"] is None, timeout=5)
+    for _ in range(5):
+        assert state("a") == "up"
+        time.sleep(0.3)
+
+    # An instance stopped gracefully says so: stopped at once, not stale, and kept so.
+    instances["b"].stop()
+    stopped = time.monotonic()
+    assert wait_for(lambda: state("b") == "stopped", timeout=2)
+    assert time.monotonic() - stopped < 2
+    fleet = fleet_part(a)
+    rows = {row["name"]: row for row in fleet["instances"]}
+    assert rows["b"]["figures"]["requests"] == 7 and rows["b"]["figures"]["stopped"] is True
+    assert {key: fleet["totals"][key] for key in ("up", "stale", "stopped", "gone")} == {
+        "up": 1, "stale": 0, "stopped": 1, "gone": 1}
+    # Only the instance up counts (a, whose counters started afresh at its reload).
+    assert fleet["totals"]["requests"] == rows["a"]["figures"]["requests"] == 0
+    assert "<td class=\"text muted\">stopped</td>" in page(a, STATUS_URL)
+    time.sleep(4)
+    assert state("b") == "stopped"
 
 
 def test_redis_down_at_start_the_instance_serves_and_shows_the_outage(

@@ -113,6 +113,12 @@ def monkey_worker_start(worker):
 
 
 @hookimpl
+def monkey_instance_stopping(worker):
+    """The whole instance is stopping (not a reload); the loop still runs."""
+    _record(_worker.settings, "monkey_instance_stopping", f"index={worker.index}")
+
+
+@hookimpl
 def monkey_worker_stop(worker):
     _record(_worker.settings, "monkey_worker_stop", f"index={worker.index}")
 
