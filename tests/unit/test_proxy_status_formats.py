@@ -1,5 +1,6 @@
 """The JSON document and the Prometheus text show the same figures: each JSON figure of
-an entry and of an upstream is checked against its metric."""
+an entry and of an upstream is checked against its metric. The page's line on an entry's
+load says what they say."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monkey_py_plugins.proxy_reverse.forwarding.health_board import BAD_STATUS, HealthBoard
 from monkey_py_plugins.proxy_reverse.stats import ProxyStats
+from monkey_py_plugins.proxy_reverse.status.html import render_html
 from monkey_py_plugins.proxy_reverse.status.json import render_json
 from monkey_py_plugins.proxy_reverse.status.prometheus import render_prometheus
 from monkey_py_plugins.proxy_reverse.status.report import EntryStatus, StatusReport
@@ -147,3 +149,17 @@ def test_json_and_prometheus_show_the_same_figures():
         "queue_timeout": "5", "retry_budget": "20", "retry_budget_min": "3",
         "retry_on_status": entry["limits"]["retry_on_status"],
         "health_check": entry["health_check"]["path"]}
+
+
+def test_the_page_says_the_limits_retries_panic_and_statuses_retried():
+    status = report()
+    page = render_html(status).decode()
+    assert ("<p>at most 10 connection(s) per server and worker, 4 request(s) waiting; "
+            "5 refused (queue full), 6 timed out in the queue; 7 retries, 8 refused by the "
+            "retry budget; <span class=\"offline\">panic mode in 1 worker(s)</span>; answers "
+            "502 503 retried on the next server.</p>") in page
+    # Without figures yet, or without RetryOnStatus, the line says what there is.
+    entry = status.entries[0]
+    entry.figures, entry.settings.retry_statuses = None, None
+    assert "<p>at most 10 connection(s) per server and worker, 0 request(s) waiting.</p>" \
+        in render_html(status).decode()

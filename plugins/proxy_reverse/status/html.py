@@ -216,12 +216,12 @@ def _load(entry: EntryStatus) -> str:
                          f"{figures.queue_timeouts} timed out in the queue")
         parts.append(f"{figures.retries} retries, {figures.retries_denied} refused by "
                      "the retry budget")
-    if settings is not None and settings.retry_statuses is not None:
-        parts.append(f"answers {escape(settings.retry_statuses.text)} retried on the next "
-                     "server")
         if figures.panic_workers:
             parts.append(f"<span class=\"offline\">panic mode in "
                          f"{figures.panic_workers} worker(s)</span>")
+    if settings is not None and settings.retry_statuses is not None:
+        parts.append(f"answers {escape(settings.retry_statuses.text)} retried on the next "
+                     "server")
     return f"<p>{'; '.join(parts)}.</p>\n" if parts else ""
 
 
