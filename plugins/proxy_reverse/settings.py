@@ -11,7 +11,6 @@ TLS contexts of the ``https://`` servers are built here too.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 import ssl
@@ -27,9 +26,9 @@ from .fleet.address import parse_redis_url
 from .fleet.settings import FleetSettings, fleet_name, fleet_settings
 from .upstream_tls import ClientCertificate, ClientContexts
 from .values import (
-    ServerSpec, StatusSet, ca_file, check_path, client_certificate, entry_name, network,
-    percent, retry_statuses, seconds_or_zero, server_list, status_set, tls_server_name,
-    url_path,
+    LOOPBACK, ServerSpec, StatusSet, ca_file, check_path, client_certificate, entry_name,
+    network, percent, retry_statuses, seconds_or_zero, server_list, status_set,
+    tls_server_name, url_path,
 )
 
 NAME = "proxy_reverse"
@@ -294,8 +293,7 @@ def read_settings(config) -> ProxySettings:
     settings.balancer_location = defaults_location
     settings.statistics_url = defaults["statistics_url"]
     settings.fleet = fleet_settings(defaults, config)
-    settings.statistics_allow = defaults["statistics_allow"] or [
-        ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+    settings.statistics_allow = defaults["statistics_allow"] or list(LOOPBACK)
     settings.cache = cache_settings(defaults, defaults_section)
     sections: list[Section] = []
     contexts = ClientContexts()

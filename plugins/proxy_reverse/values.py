@@ -17,6 +17,8 @@ from monkey_py.config import values
 
 from .upstream_tls import ClientCertificate
 
+# Who may ask for the statistics and PURGE when the configuration does not say.
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 STATUS_RE = re.compile(r"([1-5])xx|([1-5][0-9][0-9])(?:-([1-5][0-9][0-9]))?", re.I)
 
 

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +12,7 @@ from monkey_py.config import ConfigError, Key, Location
 from monkey_py.config import values
 
 from ..fleet.address import RedisAddress, parse_redis_url
-from ..values import megabytes, megabytes_or_off, network, targeted_fields
-
-LOOPBACK = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128")]
+from ..values import LOOPBACK, megabytes, megabytes_or_off, network, targeted_fields
 
 
 @dataclass
@@ -77,7 +74,7 @@ def cache_settings(defaults: dict, defaults_section) -> CacheSettings:
         store, redis = "redis", store
     settings = CacheSettings(
         store, defaults["cache_directory"], defaults["cache_max_size"],
-        defaults["cache_max_object_size"], defaults["cache_purge_allow"] or LOOPBACK,
+        defaults["cache_max_object_size"], defaults["cache_purge_allow"] or list(LOOPBACK),
         skip_set_cookie=defaults["cache_skip_set_cookie"],
         targeted_fields=defaults["cache_targeted_fields"], redis=redis,
         memory_tier=defaults["cache_memory_tier"],
