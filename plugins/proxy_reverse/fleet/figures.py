@@ -29,9 +29,9 @@ from .settings import FleetSettings
 PUBLISH_SECONDS = 1.0
 FIGURES_TTL_MS = 3000
 # Seconds since its last publication after which an instance is no longer stale but gone,
-# and after which it is no longer listed.
+# and milliseconds after which it is no longer listed.
 GONE_AFTER = 10.0
-FORGET_AFTER = 600.0
+FORGET_MS = 600_000
 COUNTS = ("requests", "responses", "failures", "active")
 STATES = ("up", "stale", "stopped", "gone")
 
@@ -118,10 +118,13 @@ class FleetFigures:
         self.timer = self.loop.call_later(PUBLISH_SECONDS, self._publish)
         if not self.client.up:
             return  # nobody would see them; Redis's state says why
+        self._send(local_figures(self.proxy.state), FIGURES_TTL_MS)
+
+    def _send(self, figures: dict, ttl_ms: int) -> None:
+        """Publish ``figures``, kept ``ttl_ms`` in Redis."""
         name = self.settings.name
-        figures = json.dumps(local_figures(self.proxy.state))
-        self.client.command("EVAL", PUBLISH, 2, MEMBERS, figures_key(name), name, figures,
-                            FIGURES_TTL_MS, int(FORGET_AFTER * 1000))
+        self.client.command("EVAL", PUBLISH, 2, MEMBERS, figures_key(name), name,
+                            json.dumps(figures), ttl_ms, FORGET_MS)
 
     def stop(self) -> None:
         if self.timer is not None:
@@ -136,11 +139,7 @@ class FleetFigures:
         self.stop()
         if not self.client.up:
             return  # the others will see it stale, then gone
-        name = self.settings.name
-        figures = json.dumps({**local_figures(self.proxy.state), "stopped": True})
-        forget_ms = int(FORGET_AFTER * 1000)
-        self.client.command("EVAL", PUBLISH, 2, MEMBERS, figures_key(name), name, figures,
-                            forget_ms, forget_ms)
+        self._send({**local_figures(self.proxy.state), "stopped": True}, FORGET_MS)
 
     def read(self, callback) -> None:
         """``callback(view)`` with the fleet's :class:`FleetView`, soon (never from
