@@ -11,7 +11,7 @@ import ssl
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from proxy_support import check_fails, entry, proxy_conf, proxy_stats
+from proxy_support import check_fails, entry, proxy_conf, total_active
 from rawhttp import Client
 from support import section, wait_for
 from tls_support import Certificates
@@ -93,7 +93,7 @@ def test_no_certificate_or_an_untrusted_one_is_a_502_and_nothing_is_served(proxy
         assert client.request("GET", "/mutual/x").status == 200
     assert upstream.requests == 0 and upstream.handshakes == 0
     assert upstream.handshake_failures >= 1
-    assert wait_for(lambda: sum(row["active"] for row in proxy_stats(proxy.port)) == 0)
+    assert wait_for(lambda: total_active(proxy.port) == 0)
 
 
 def test_a_server_that_asks_for_no_certificate_is_sent_none(proxy, ups):
